@@ -42,7 +42,9 @@ DEFAULT_ENDPOINT_URL = "https://api.runpod.ai/v2"
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _UPPER_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 # A Hugging Face repo id ("Qwen/Qwen2.5-7B-Instruct") or a path inside the image ("/models/x").
-_MODEL_NAME = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?|/[A-Za-z0-9._/-]{1,250})$")
+_MODEL_NAME = re.compile(
+    r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}(?:/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?|/[A-Za-z0-9._/-]{1,250})$"
+)
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$")
 # Registry host with optional port: docker.io, ghcr.io, 127.0.0.1:5000, my-registry.local
 _REGISTRY = re.compile(r"^(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*(?::[0-9]{1,5})?$")
@@ -51,7 +53,9 @@ _REPOSITORY = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _IMAGE_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,254}$")
 _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
-_HOST = re.compile(r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$")
+_HOST = re.compile(
+    r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
+)
 _SERVICE = re.compile(r"^[A-Za-z0-9@._-]{1,200}$")
 _CUDA = re.compile(r"^[0-9]{1,2}\.[0-9]$")
 # Env var names that smell like credentials: a literal value under one of these is refused.
@@ -160,23 +164,32 @@ class KvCacheDtype(str, Enum):
 class ModelConfig(_Model):
     """The model vLLM serves and how."""
 
-    name: str = Field(description="Hugging Face repo id, e.g. Qwen/Qwen2.5-7B-Instruct.", examples=["Qwen/Qwen2.5-7B-Instruct"])
+    name: str = Field(
+        description="Hugging Face repo id, e.g. Qwen/Qwen2.5-7B-Instruct.", examples=["Qwen/Qwen2.5-7B-Instruct"]
+    )
     revision: str | None = Field(default=None, description="Branch, tag or commit of the model repo.")
-    max_model_len: int = Field(default=8192, ge=16, le=1_048_576, description="Longest context (prompt + answer), tokens.")
+    max_model_len: int = Field(
+        default=8192, ge=16, le=1_048_576, description="Longest context (prompt + answer), tokens."
+    )
     gpu_memory_utilization: float = Field(
         default=0.9, gt=0.0, le=1.0, description="Fraction of GPU memory vLLM may use (weights, activations, KV cache)."
     )
     dtype: Dtype = Field(default=Dtype.AUTO, description="Weight dtype; auto takes the model's own.")
-    quantization: Quantization | None = Field(default=None, description="Quantization method, if the weights are quantized.")
+    quantization: Quantization | None = Field(
+        default=None, description="Quantization method, if the weights are quantized."
+    )
     kv_cache_dtype: KvCacheDtype = Field(default=KvCacheDtype.AUTO, description="KV cache dtype; fp8 halves its size.")
     max_num_seqs: int | None = Field(default=None, ge=1, le=4096, description="Most sequences vLLM batches at once.")
     served_model_name: str | None = Field(default=None, description="Name clients send as `model` (default: name).")
-    trust_remote_code: bool = Field(default=False, description="Run the model repo's own Python code (needed by a few models).")
+    trust_remote_code: bool = Field(
+        default=False, description="Run the model repo's own Python code (needed by a few models)."
+    )
     enforce_eager: bool = Field(default=False, description="Skip CUDA graphs: faster start, slower decoding.")
     hf_token: SecretRef | None = Field(default=None, description="Hugging Face token for gated models (a reference).")
     bake: bool = Field(default=False, description="Methods 2/3: download the model into the image at build time.")
     config_file: str | None = Field(
-        default=None, description="Local copy of the model's config.json, for the fit check when the Hub is unreachable."
+        default=None,
+        description="Local copy of the model's config.json, for the fit check when the Hub is unreachable.",
     )
 
     @field_validator("name")
@@ -223,15 +236,23 @@ class RegistryCredentials(_Model):
 class ImageConfig(_Model):
     """Our own worker image (methods custom-handler and fastapi)."""
 
-    registry: str = Field(default="docker.io", description="Registry host[:port], e.g. docker.io, ghcr.io, 127.0.0.1:5000.")
+    registry: str = Field(
+        default="docker.io", description="Registry host[:port], e.g. docker.io, ghcr.io, 127.0.0.1:5000."
+    )
     repository: str = Field(description="Repository path in the registry, e.g. acme/qwen-worker.")
     tag: str | None = Field(default=None, description="Explicit tag; default: from tag_policy.")
     tag_policy: TagPolicy = Field(
-        default=TagPolicy.GIT, description="git: the commit's short sha (content hash outside git or when dirty); content: a hash of the build context."
+        default=TagPolicy.GIT,
+        description=(
+            "git: the commit's short sha (a content hash outside git or when dirty); "
+            "content: a hash of the build context."
+        ),
     )
     base_image: str = Field(default=versions.VLLM_BASE_IMAGE, description="Base image with vLLM and CUDA inside.")
     platform: str = Field(default="linux/amd64", description="Target platform; RunPod runs linux/amd64.")
-    worker_dir: str = Field(default="worker", description="Folder with handler.py and Dockerfile, relative to deploy.yaml.")
+    worker_dir: str = Field(
+        default="worker", description="Folder with handler.py and Dockerfile, relative to deploy.yaml."
+    )
     credentials: RegistryCredentials | None = Field(default=None, description="Registry login from env vars or files.")
 
     @field_validator("registry")
@@ -249,7 +270,8 @@ class ImageConfig(_Model):
     def _repository(cls, value: str) -> str:
         if not _REPOSITORY.match(value) or len(value) > 255:
             raise ValueError(
-                f"{value!r} is not a repository path: lowercase letters, digits and . _ - separated by /, e.g. acme/qwen-worker"
+                f"{value!r} is not a repository path: lowercase letters, digits and . _ - separated by /, "
+                "e.g. acme/qwen-worker"
             )
         return value
 
@@ -324,31 +346,46 @@ MANAGED_ENV = frozenset(
 
 EnvValue = Annotated[
     str | SecretRef,
-    BeforeValidator(lambda v: str(v).lower() if isinstance(v, bool) else (str(v) if isinstance(v, (int, float)) else v)),
+    BeforeValidator(
+        lambda v: str(v).lower() if isinstance(v, bool) else (str(v) if isinstance(v, (int, float)) else v)
+    ),
 ]
 
 
 class EndpointConfig(_Model):
     """The RunPod Serverless endpoint."""
 
-    name: str = Field(min_length=3, max_length=180, description="Endpoint name on RunPod (found by this name on re-runs).")
-    gpu: str = Field(default="L4", description="GPU type: a short name like L4, A100, H100, or RunPod's id ('NVIDIA L4').")
+    name: str = Field(
+        min_length=3, max_length=180, description="Endpoint name on RunPod (found by this name on re-runs)."
+    )
+    gpu: str = Field(
+        default="L4", description="GPU type: a short name like L4, A100, H100, or RunPod's id ('NVIDIA L4')."
+    )
     gpu_count: int = Field(default=1, ge=1, le=8, description="GPUs per worker (vLLM tensor parallelism).")
     workers_min: int = Field(default=0, ge=0, le=100, description="Always-on workers (billed even when idle).")
     workers_max: int = Field(default=2, ge=0, le=100, description="Most workers RunPod may start.")
     idle_timeout: int = Field(default=5, ge=1, le=3600, description="Seconds an idle worker stays up (billed).")
     flashboot: bool = Field(default=True, description="RunPod FlashBoot: much faster cold starts.")
-    execution_timeout: int = Field(default=600, ge=5, le=604800, description="Seconds a job may run before RunPod stops it.")
-    container_disk_gb: int = Field(default=50, ge=5, le=2000, description="Container disk; must hold the model when downloaded at start.")
+    execution_timeout: int = Field(
+        default=600, ge=5, le=604800, description="Seconds a job may run before RunPod stops it."
+    )
+    container_disk_gb: int = Field(
+        default=50, ge=5, le=2000, description="Container disk; must hold the model when downloaded at start."
+    )
     scaler_type: ScalerType = Field(default=ScalerType.QUEUE_DELAY, description="What triggers scaling up.")
     scaler_value: int = Field(default=4, ge=1, le=1000, description="Seconds of queue delay, or requests per worker.")
-    max_concurrency: int = Field(default=30, ge=1, le=1000, description="Jobs one worker handles at once (MAX_CONCURRENCY).")
+    max_concurrency: int = Field(
+        default=30, ge=1, le=1000, description="Jobs one worker handles at once (MAX_CONCURRENCY)."
+    )
     locations: list[str] = Field(default_factory=list, description="Data centres to run in; empty means any.")
     allowed_cuda_versions: list[str] | None = Field(
         default=None, description="CUDA versions the host must support; default: what the image needs."
     )
     template_name: str | None = Field(
-        default=None, min_length=3, max_length=191, description="Name of the RunPod template (default: '<name>-template')."
+        default=None,
+        min_length=3,
+        max_length=191,
+        description="Name of the RunPod template (default: '<name>-template').",
     )
     env: dict[str, EnvValue] = Field(
         default_factory=dict, description="Extra env vars for the workers; secrets as {env: NAME} or {file: PATH}."
@@ -441,19 +478,29 @@ class BackendConfig(_Model):
     """The application that calls the endpoint (a Spring Boot service on a host)."""
 
     host: str | None = Field(default=None, description="user@host[:port] reached over SSH; unset means this machine.")
-    identity_file: str | None = Field(default=None, description="SSH private key file (default: your ssh config/agent).")
+    identity_file: str | None = Field(
+        default=None, description="SSH private key file (default: your ssh config/agent)."
+    )
     accept_new_host_key: bool = Field(
         default=False, description="Trust the host key on first contact (otherwise it must already be in known_hosts)."
     )
-    mode: BackendMode = Field(default=BackendMode.DOTENV, description="dotenv: edit an env file; systemd: a unit drop-in.")
+    mode: BackendMode = Field(
+        default=BackendMode.DOTENV, description="dotenv: edit an env file; systemd: a unit drop-in."
+    )
     service: str = Field(default="spring-boot", description="systemd unit name of the backend.")
     env_file: str | None = Field(
         default=None,
-        description="Env file to write (default: /opt/<service>/.env for dotenv, /etc/rpdeploy/<service>.env for systemd).",
+        description=(
+            "Env file to write (default: /opt/<service>/.env for dotenv, /etc/rpdeploy/<service>.env for systemd)."
+        ),
     )
-    restart: str | None = Field(default=None, description="Restart command (default: sudo systemctl restart <service>).")
+    restart: str | None = Field(
+        default=None, description="Restart command (default: sudo systemctl restart <service>)."
+    )
     health_url: str | None = Field(default=None, description="URL that answers 2xx when the backend is healthy.")
-    health_timeout: int = Field(default=120, ge=1, le=3600, description="Seconds to wait for the backend to be healthy.")
+    health_timeout: int = Field(
+        default=120, ge=1, le=3600, description="Seconds to wait for the backend to be healthy."
+    )
     env_names: BackendEnvNames = Field(default_factory=BackendEnvNames, description="Env var names the backend reads.")
 
     @field_validator("host")
@@ -528,7 +575,12 @@ def _parse_method(value: Any) -> Any:
 MethodField = Annotated[
     Method,
     BeforeValidator(_parse_method),
-    WithJsonSchema({"enum": [m.value for m in Method] + [m.number for m in Method], "description": "1/worker-vllm, 2/custom-handler, 3/fastapi"}),
+    WithJsonSchema(
+        {
+            "enum": [m.value for m in Method] + [m.number for m in Method],
+            "description": "1/worker-vllm, 2/custom-handler, 3/fastapi",
+        }
+    ),
 ]
 
 
@@ -690,17 +742,24 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
     method = config.method
     if method.builds_image and config.image is None:
         issues.append(
-            (("method",), f"method {method.value} builds our own image: add an image: section (registry, repository)", False)
+            (
+                ("method",),
+                f"method {method.value} builds our own image: add an image: section (registry, repository)",
+                False,
+            )
         )
     if not method.builds_image and config.image is not None:
-        issues.append((("image",), "image: is only used by methods custom-handler and fastapi; remove it for worker-vllm", True))
+        issues.append(
+            (("image",), "image: is only used by methods custom-handler and fastapi; remove it for worker-vllm", True)
+        )
     if not method.builds_image and config.model.bake:
         issues.append((("model", "bake"), "bake needs our own image (methods custom-handler and fastapi)", True))
     if config.endpoint.workers_min > config.endpoint.workers_max:
         issues.append(
             (
                 ("endpoint", "workers_min"),
-                f"workers_min ({config.endpoint.workers_min}) is larger than workers_max ({config.endpoint.workers_max})",
+                f"workers_min ({config.endpoint.workers_min}) is larger than "
+                f"workers_max ({config.endpoint.workers_max})",
                 False,
             )
         )
@@ -709,7 +768,9 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
         if not _ENV_NAME.match(key):
             issues.append((key_path, f"{key!r} is not a valid environment variable name", True))
         elif key.upper() in MANAGED_ENV:
-            issues.append((key_path, f"{key} is set by rpdeploy from the model: and endpoint: sections; set it there", True))
+            issues.append(
+                (key_path, f"{key} is set by rpdeploy from the model: and endpoint: sections; set it there", True)
+            )
         elif isinstance(item, str) and item and _SECRETISH.search(key):
             issues.append(
                 (
@@ -752,7 +813,9 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
     if not isinstance(data, dict):
         raise ConfigError(
             f"{shown} must be a mapping of sections (method:, model:, endpoint:, ...)",
-            issues=(ConfigIssue(Location(shown, node.start_mark.line + 1, node.start_mark.column + 1), "", "not a mapping"),),
+            issues=(
+                ConfigIssue(Location(shown, node.start_mark.line + 1, node.start_mark.column + 1), "", "not a mapping"),
+            ),
         )
 
     marks = _Marks()
@@ -760,7 +823,11 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
     issues: list[ConfigIssue] = []
     for dup_path, mark in marks.duplicates:
         issues.append(
-            ConfigIssue(Location(shown, mark.line + 1, mark.column + 1), _dotted(dup_path), "duplicate key (a second value would silently win)")
+            ConfigIssue(
+                Location(shown, mark.line + 1, mark.column + 1),
+                _dotted(dup_path),
+                "duplicate key (a second value would silently win)",
+            )
         )
     if issues:
         raise ConfigError(f"{shown} has {len(issues)} problem(s)", issues=tuple(issues))
@@ -772,7 +839,9 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
             field_path = _field_path(error["loc"])
             on_key = error["type"] in ("extra_forbidden",)
             line, column = marks.locate(field_path, key=on_key)
-            issues.append(ConfigIssue(Location(shown, line, column), _dotted(field_path), _describe_error(error, field_path)))
+            issues.append(
+                ConfigIssue(Location(shown, line, column), _dotted(field_path), _describe_error(error, field_path))
+            )
         raise ConfigError(f"{shown} has {len(issues)} problem(s)", issues=tuple(_unique(issues))) from None
 
     for field_path, message, on_key in _semantic_issues(config):

@@ -94,9 +94,7 @@ class ConfigError(RpdeployError):
 
     exit_code = 3
 
-    def __init__(
-        self, message: str, *, issues: tuple[ConfigIssue, ...] = (), hint: str | None = None
-    ) -> None:
+    def __init__(self, message: str, *, issues: tuple[ConfigIssue, ...] = (), hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
         self.issues = issues
 

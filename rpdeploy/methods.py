@@ -22,7 +22,7 @@ class Method(str, Enum):
         return self is not Method.WORKER_VLLM
 
     @property
-    def title(self) -> str:
+    def summary(self) -> str:
         return _TITLES[self]
 
     @classmethod

@@ -1,0 +1,144 @@
+"""The rpdeploy command line: every command is registered here, behind one error boundary.
+
+Command modules never import this file. The boundary turns an ``RpdeployError`` into its
+message, hint and exit code (and a JSON error document with ``--json``); anything else is a
+bug and crashes with a traceback that shows no local variables (they may hold secrets) and
+passes through the same redaction as all other output.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from rpdeploy import __version__
+from rpdeploy.errors import EXIT_INTERRUPTED, ConfigError, RpdeployError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="rpdeploy",
+    help="Deploy vLLM models to RunPod Serverless and point your backend at them.",
+    no_args_is_help=True,
+    add_completion=True,
+    # Plain Click help: rich's help renderer (markdown, pygments) costs ~150 ms at every
+    # start, and `rpdeploy --help` must stay fast.
+    rich_markup_mode=None,
+    # Locals in a traceback print every variable of every frame, API keys included.
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+
+
+def _annotate_for_github(error: RpdeployError) -> None:
+    """Under GitHub Actions, errors also become annotations on the deploy.yaml lines."""
+    if os.environ.get("GITHUB_ACTIONS") != "true":
+        return
+    from rpdeploy.secrets import redact
+
+    def escape(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return escape(text).replace(":", "%3A").replace(",", "%2C")
+
+    issues = error.issues if isinstance(error, ConfigError) else ()
+    if not issues:
+        sys.stderr.write(f"::error title=rpdeploy::{escape(redact(error.message))}\n")
+        return
+    for issue in issues:
+        loc = issue.location
+        props = [f"file={prop(loc.path)}"]
+        if loc.line is not None:
+            props.append(f"line={loc.line}")
+        if loc.column is not None:
+            props.append(f"col={loc.column}")
+        props.append(f"title={prop(issue.field or 'deploy.yaml')}")
+        sys.stderr.write(f"::error {','.join(props)}::{escape(redact(issue.message))}\n")
+
+
+def _report(error: RpdeployError, json_output: bool) -> None:
+    from rpdeploy.output import print_json
+    from rpdeploy.secrets import redact
+
+    if json_output:
+        print_json({"ok": False, "error": error.to_dict()})
+    sys.stderr.write(redact(f"Error: {error}") + "\n")
+    if error.hint:
+        sys.stderr.write(redact(f"Hint: {error.hint}") + "\n")
+    _annotate_for_github(error)
+
+
+def boundary(fn: F) -> F:
+    """Run a command; map our errors to their exit codes, and Ctrl-C to 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        json_output = bool(kwargs.get("json_output", False))
+        try:
+            return fn(*args, **kwargs)
+        except RpdeployError as exc:
+            _report(exc, json_output)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            sys.stderr.write("Interrupted. Nothing is left half-written; run the command again to resume.\n")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rpdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Show the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """Deploy vLLM models to RunPod Serverless and point your backend at them.
+
+    Start with `rpdeploy init`, then `rpdeploy deploy`. Results go to stdout (one JSON
+    document with --json); progress and errors go to stderr. Exit codes are listed in the
+    README.
+    """
+
+
+def _register() -> None:
+    from rpdeploy.commands import init, render, validate
+
+    setup = "Set up"
+    app.command("init", rich_help_panel=setup)(boundary(init.init))
+    app.command("render", rich_help_panel=setup)(boundary(render.render))
+    app.command("validate", rich_help_panel=setup)(boundary(validate.validate))
+    app.command("schema", rich_help_panel=setup)(boundary(validate.schema))
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except SystemExit:
+        raise
+    except BaseException as exc:  # a bug: show where, without locals, redacted
+        from rpdeploy.secrets import redact
+
+        if isinstance(exc, KeyboardInterrupt):
+            sys.stderr.write("Interrupted.\n")
+            sys.exit(EXIT_INTERRUPTED)
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        sys.stderr.write(redact(text))
+        sys.stderr.write("rpdeploy crashed (a bug). Please report the traceback above.\n")
+        sys.exit(1)

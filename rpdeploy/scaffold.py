@@ -1,0 +1,210 @@
+"""`rpdeploy init` and `rpdeploy render`: write generated files without ever losing an edit.
+
+rpdeploy remembers the hash of every file it writes (``.rpdeploy/generated.json``). A file
+may be replaced only while it still has that hash, meaning nobody changed it since. A file
+the user edited, or one rpdeploy never wrote, is the user's: we refuse and list it, and
+with ``--force`` we first copy it to ``<name>.bak-<timestamp>``. All files are planned
+before any is written, so a refusal leaves the folder exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from rpdeploy.errors import FileConflictError
+from rpdeploy.fsutil import atomic_write, sha256_bytes, sha256_text
+from rpdeploy.methods import Method
+from rpdeploy.output import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
+
+MANIFEST_NAME = "generated.json"
+_MANIFEST_VERSION = 1
+
+Action = Literal["created", "updated", "unchanged", "overwritten"]
+
+
+@dataclass(frozen=True)
+class FileResult:
+    path: str  # relative to the project folder
+    action: Action
+    backup: str | None = None
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    files: tuple[FileResult, ...]
+
+    @property
+    def changed(self) -> tuple[FileResult, ...]:
+        return tuple(f for f in self.files if f.action != "unchanged")
+
+
+@dataclass(frozen=True)
+class InitResult:
+    config_path: str
+    method: Method
+    write: WriteResult
+    next_steps: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _manifest_path(base_dir: Path) -> Path:
+    return base_dir / ".rpdeploy" / MANIFEST_NAME
+
+
+def _load_manifest(base_dir: Path) -> dict[str, str]:
+    path = _manifest_path(base_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError):
+        # A damaged manifest must not make us overwrite anything: treat every existing
+        # file as the user's (the conflict check below then protects it).
+        return {}
+    files = data.get("files") if isinstance(data, dict) else None
+    return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def write_generated(
+    base_dir: Path,
+    files: dict[str, str],
+    *,
+    force: bool = False,
+    executable: frozenset[str] = frozenset(),
+    reporter: Reporter | None = None,
+) -> WriteResult:
+    """Write ``files`` ({path relative to base_dir: text}) under the edit-protection rule."""
+    reporter = reporter or NullReporter()
+    manifest = _load_manifest(base_dir)
+    plan: list[tuple[str, Path, str, Action]] = []
+    conflicts: list[str] = []
+    for rel, text in files.items():
+        target = base_dir / rel
+        if not target.exists():
+            plan.append((rel, target, text, "created"))
+            continue
+        if target.is_dir():
+            raise FileConflictError(f"{rel} is a folder; rpdeploy wants to write a file there", hint="move it away")
+        current = target.read_bytes()
+        if current == text.encode("utf-8"):
+            plan.append((rel, target, text, "unchanged"))
+        elif manifest.get(rel) == sha256_bytes(current):
+            plan.append((rel, target, text, "updated"))
+        else:
+            conflicts.append(rel)
+            plan.append((rel, target, text, "overwritten"))
+    if conflicts and not force:
+        listed = ", ".join(conflicts)
+        raise FileConflictError(
+            f"not overwriting {listed}: changed since rpdeploy wrote it (or not written by rpdeploy)",
+        )
+
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    results: list[FileResult] = []
+    for rel, target, text, action in plan:
+        backup = None
+        if action == "overwritten":
+            backup_path = target.with_name(f"{target.name}.bak-{stamp}")
+            shutil.copy2(target, backup_path)
+            backup = str(backup_path.relative_to(base_dir))
+            reporter.warn(f"{rel} was edited: kept a copy as {backup}")
+        if action != "unchanged":
+            mode = 0o755 if rel in executable else 0o644
+            atomic_write(target, text, mode=mode)
+        manifest[rel] = sha256_text(text)
+        results.append(FileResult(rel, action, backup))
+    atomic_write(
+        _manifest_path(base_dir),
+        json.dumps({"version": _MANIFEST_VERSION, "files": dict(sorted(manifest.items()))}, indent=2) + "\n",
+    )
+    return WriteResult(tuple(results))
+
+
+# --- init ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InitOptions:
+    method: Method
+    model: str
+    name: str
+    gpu: str = "L4"
+    registry: str = "docker.io"
+    repository: str | None = None
+    backend_host: str | None = None
+    backend_mode: str = "dotenv"
+
+
+PLACEHOLDER_NAMESPACE = "change-me"
+
+
+def endpoint_name_for(model: str) -> str:
+    """A readable endpoint name from a model id: Qwen/Qwen2.5-7B-Instruct -> qwen2-5-7b-instruct."""
+    tail = model.rstrip("/").split("/")[-1]
+    name = re.sub(r"[^a-z0-9]+", "-", tail.lower()).strip("-")
+    return name if len(name) >= 3 else f"{name or 'model'}-endpoint"
+
+
+def default_repository(name: str) -> str:
+    """A repository that validates but says it must be changed (build refuses to push it)."""
+    return f"{PLACEHOLDER_NAMESPACE}/{name}-worker"
+
+
+def init_project(
+    base_dir: Path, options: InitOptions, *, force: bool = False, reporter: Reporter | None = None
+) -> InitResult:
+    """Write deploy.yaml (and the worker folder for methods 2/3); validate what was written."""
+    from rpdeploy.config import parse_config
+    from rpdeploy.render import InitContext, WorkerContext, render_deploy_yaml, render_worker
+
+    repository = options.repository or default_repository(options.name)
+    text = render_deploy_yaml(
+        InitContext(
+            method=options.method.value,
+            model_name=options.model,
+            endpoint_name=options.name,
+            gpu=options.gpu,
+            registry=options.registry,
+            repository=repository,
+            backend_host=options.backend_host,
+            backend_mode=options.backend_mode,
+        )
+    )
+    # Validate before writing anything: a bad --model or --name is reported with the
+    # same messages as a hand-written file, and nothing is left half-done.
+    config = parse_config(text, path=(base_dir / "deploy.yaml").absolute(), display="deploy.yaml (from your answers)")
+    files = {"deploy.yaml": text}
+    if config.method.builds_image:
+        assert config.image is not None
+        for rel, body in render_worker(WorkerContext.from_config(config)).items():
+            files[f"{config.image.worker_dir}/{rel}"] = body
+    result = write_generated(base_dir, files, force=force, reporter=reporter)
+    steps = ["rpdeploy validate", "export RUNPOD_API_KEY=...   # from the RunPod console, or your CI's secrets"]
+    if config.method.builds_image:
+        if repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):
+            steps.insert(0, "edit image.repository in deploy.yaml (your registry namespace)")
+        steps.append("python worker/handler.py --rp_serve_api   # try the worker locally")
+        steps.append("rpdeploy build --push")
+    steps.append("rpdeploy deploy")
+    return InitResult(config_path="deploy.yaml", method=config.method, write=result, next_steps=tuple(steps))
+
+
+def render_project(config: Config, *, force: bool = False, reporter: Reporter | None = None) -> WriteResult:
+    """Re-render the worker folder after deploy.yaml changed (methods 2/3)."""
+    from rpdeploy.render import WorkerContext, render_worker
+
+    if not config.method.builds_image or config.image is None:
+        return WriteResult(())
+    files = {
+        f"{config.image.worker_dir}/{rel}": body
+        for rel, body in render_worker(WorkerContext.from_config(config)).items()
+    }
+    return write_generated(config.base_dir, files, force=force, reporter=reporter)

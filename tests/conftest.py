@@ -1,0 +1,74 @@
+"""Shared fixtures: the in-process CLI runner and a clean environment for every test."""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from rpdeploy import secrets
+
+ROOT = Path(__file__).resolve().parent.parent
+STANDINS = ROOT / "tests" / "standins"
+
+#: Variables that would let the machine's own settings leak into a test.
+_ISOLATED_ENV = (
+    "RUNPOD_API_KEY",
+    "RUNPOD_API_BASE_URL",
+    "RUNPOD_ENDPOINT_BASE_URL",
+    "RPDEPLOY_CONFIG",
+    "GITHUB_ACTIONS",
+    "HF_TOKEN",
+    "RPDEPLOY_REGISTRY_USERNAME",
+    "RPDEPLOY_REGISTRY_PASSWORD",
+)
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    for name in _ISOLATED_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield
+    secrets.forget_all()
+
+
+CliRunnerFn = Callable[..., Result]
+
+
+@pytest.fixture
+def cli() -> CliRunnerFn:
+    """Run rpdeploy in-process: ``cli("validate", expected_code=3)``; fails with the output on a wrong exit code."""
+    from rpdeploy.cli import app
+
+    runner = CliRunner()
+
+    def run(
+        *args: object, expected_code: int = 0, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
+        argv = [str(a) for a in args]
+        result = runner.invoke(app, argv, input=input, env=env, catch_exceptions=True)
+        if result.exit_code != expected_code:
+            crash = ""
+            if result.exc_info and not isinstance(result.exception, SystemExit):
+                crash = "".join(traceback.format_exception(*result.exc_info))
+            pytest.fail(
+                f"rpdeploy {' '.join(argv)} exited {result.exit_code}, expected {expected_code}\n"
+                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n{crash}"
+            )
+        return result
+
+    return run
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project folder, made the working directory."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    monkeypatch.chdir(folder)
+    return folder
