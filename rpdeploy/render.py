@@ -8,9 +8,11 @@ template through a filter that escapes it for the grammar it lands in:
 
     py          a Python literal               handler.py, app.py
     dockerfile  a double-quoted Dockerfile word ARG/ENV lines
-    sh          one POSIX shell word           RUN lines
+    sh          one POSIX shell word           commands
+    dockerfile_sh  a shell word on one line    RUN lines
     json        a JSON value                   test_input.json, exec-form arrays
     yaml        a YAML double-quoted scalar    deploy.yaml
+    inline      text on one line, escaped      comments and docstrings
 """
 
 from __future__ import annotations
@@ -74,12 +76,25 @@ def dockerfile_word(value: Any) -> str:
     A Dockerfile instruction cannot contain a raw newline and has no escape for one, so
     control characters are refused rather than silently changed.
     """
-    text = str(value)
-    bad = [c for c in text if ord(c) < 0x20 or ord(c) == 0x7F]
-    if bad:
-        raise TemplateError(f"value {text[:40]!r} contains control characters that a Dockerfile line cannot hold")
+    text = _one_dockerfile_line(value)
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$")
     return f'"{escaped}"'
+
+
+# Characters some tool may take as the end of a line; none of them belongs in a Dockerfile.
+_LINE_BREAKERS = frozenset({"\x85", "\u2028", "\u2029"})
+
+
+def _one_dockerfile_line(value: Any) -> str:
+    text = str(value)
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c in _LINE_BREAKERS for c in text):
+        raise TemplateError(f"value {text[:40]!r} contains control characters that a Dockerfile line cannot hold")
+    return text
+
+
+def dockerfile_shell_word(value: Any) -> str:
+    """One shell word on a Dockerfile RUN line: :func:`shell_word`, on one line."""
+    return shell_word(_one_dockerfile_line(value))
 
 
 def shell_word(value: Any) -> str:
@@ -115,12 +130,24 @@ def yaml_scalar(value: Any) -> str:
     return dump('"')
 
 
+def inline_text(value: Any) -> str:
+    """Free text for a comment or docstring: one line, ASCII, no quote that could close it.
+
+    JSON's string escapes are also valid Python escapes, so inside a docstring ``\"\"\"``
+    still reads as three quotes without ending the docstring, and a newline cannot start
+    a new line of code or of a Dockerfile.
+    """
+    return json.dumps(str(value), ensure_ascii=True)[1:-1]
+
+
 FILTERS = {
     "py": py_literal,
     "dockerfile": dockerfile_word,
     "sh": shell_word,
+    "dockerfile_sh": dockerfile_shell_word,
     "json": json_value,
     "yaml": yaml_scalar,
+    "inline": inline_text,
 }
 
 
