@@ -113,14 +113,25 @@ def _root(
     """
 
 
-def _register() -> None:
-    from rpdeploy.commands import init, render, validate
+endpoint_app = typer.Typer(
+    name="endpoint", help="Create, inspect, update and delete the RunPod endpoint.", no_args_is_help=True
+)
 
-    setup = "Set up"
-    app.command("init", rich_help_panel=setup)(boundary(init.init))
-    app.command("render", rich_help_panel=setup)(boundary(render.render))
-    app.command("validate", rich_help_panel=setup)(boundary(validate.validate))
-    app.command("schema", rich_help_panel=setup)(boundary(validate.schema))
+
+def _register() -> None:
+    from rpdeploy.commands import endpoint, init, render, validate
+
+    app.command("init")(boundary(init.init))
+    app.command("render")(boundary(render.render))
+    app.command("validate")(boundary(validate.validate))
+    app.command("schema")(boundary(validate.schema))
+
+    endpoint_app.command("create")(boundary(endpoint.create))
+    endpoint_app.command("update")(boundary(endpoint.update))
+    endpoint_app.command("get")(boundary(endpoint.get))
+    endpoint_app.command("list")(boundary(endpoint.list_endpoints))
+    endpoint_app.command("delete")(boundary(endpoint.delete))
+    app.add_typer(endpoint_app)
 
 
 _register()

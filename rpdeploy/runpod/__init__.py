@@ -1,0 +1,1 @@
+"""Talking to RunPod: the control plane (templates, endpoints) and the serverless invoke API."""

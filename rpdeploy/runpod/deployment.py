@@ -1,0 +1,562 @@
+"""From deploy.yaml to a RunPod template and endpoint: desired state, plan, apply, delete.
+
+RunPod is the source of truth. Objects are found by name every time, so a lost ledger, a
+re-run after a timeout or a second run of the same config converges on the same template
+and endpoint instead of creating new ones. A plan lists the exact mutations; applying it
+sends only those (a no-change run sends none).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from rpdeploy import __version__, gpus, versions
+from rpdeploy.errors import ApiError
+from rpdeploy.methods import Method
+from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.runpod.models import (
+    Endpoint,
+    EndpointSpec,
+    EnvVar,
+    RegistryAuth,
+    Template,
+    TemplateSpec,
+)
+from rpdeploy.secrets import MASK, Secret
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
+    from rpdeploy.runpod.controlplane import ControlPlane
+
+NEW_TEMPLATE_ID = "<new template>"
+
+OperationKind = Literal[
+    "create-registry-auth",
+    "update-registry-auth",
+    "create-template",
+    "update-template",
+    "create-endpoint",
+    "update-endpoint",
+    "scale-to-zero",
+    "delete-endpoint",
+    "delete-template",
+]
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+    def __str__(self) -> str:
+        return f"{self.field}: {_show(self.old)} -> {_show(self.new)}"
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value in (None, "") else repr(value)
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One mutation, as shown to people before it is sent. Secret values are masked."""
+
+    kind: OperationKind
+    target: str
+    changes: tuple[FieldChange, ...] = ()
+
+    def describe(self) -> str:
+        head = f"{self.kind} {self.target!r}"
+        return head if not self.changes else head + "\n" + "\n".join(f"    {c}" for c in self.changes)
+
+
+@dataclass(frozen=True)
+class EndpointUrls:
+    run: str
+    runsync: str
+    status: str
+    health: str
+    openai_base: str | None
+
+
+@dataclass(frozen=True)
+class EndpointPlan:
+    template_spec: TemplateSpec
+    template: Template | None
+    endpoint_spec: EndpointSpec
+    endpoint: Endpoint | None
+    operations: tuple[Operation, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.operations)
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    name: str
+    endpoint_id: str
+    template_id: str
+    image: str
+    operations: tuple[Operation, ...]
+    urls: EndpointUrls
+
+    @property
+    def created(self) -> bool:
+        return any(op.kind == "create-endpoint" for op in self.operations)
+
+
+@dataclass(frozen=True)
+class DeleteResult:
+    name: str
+    operations: tuple[Operation, ...]
+    endpoint_id: str | None = None
+    template: str | None = None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+# --- desired state ------------------------------------------------------------------------
+
+
+def model_env(config: Config) -> list[EnvVar]:
+    """The model settings as the env vars worker-vllm (and our own workers) read."""
+    model = config.model
+    env = [
+        EnvVar("MODEL_NAME", model.name),
+        EnvVar("MAX_MODEL_LEN", str(model.max_model_len)),
+        EnvVar("GPU_MEMORY_UTILIZATION", str(model.gpu_memory_utilization)),
+        EnvVar("MAX_CONCURRENCY", str(config.endpoint.max_concurrency)),
+    ]
+    if model.revision:
+        env.append(EnvVar("MODEL_REVISION", model.revision))
+    if model.dtype.value != "auto":
+        env.append(EnvVar("DTYPE", model.dtype.value))
+    if model.quantization is not None:
+        env.append(EnvVar("QUANTIZATION", model.quantization.value))
+    if model.kv_cache_dtype.value != "auto":
+        env.append(EnvVar("KV_CACHE_DTYPE", model.kv_cache_dtype.value))
+    if model.max_num_seqs is not None:
+        env.append(EnvVar("MAX_NUM_SEQS", str(model.max_num_seqs)))
+    if config.endpoint.gpu_count > 1:
+        env.append(EnvVar("TENSOR_PARALLEL_SIZE", str(config.endpoint.gpu_count)))
+    if model.served_model_name:
+        env.append(EnvVar("OPENAI_SERVED_MODEL_NAME_OVERRIDE", model.served_model_name))
+    if model.trust_remote_code:
+        env.append(EnvVar("TRUST_REMOTE_CODE", "true"))
+    if model.enforce_eager:
+        env.append(EnvVar("ENFORCE_EAGER", "true"))
+    return env
+
+
+def resolve_env(config: Config, environ: Mapping[str, str] | None = None) -> tuple[EnvVar, ...]:
+    """Everything the workers get: model settings, the HF token, endpoint.env (secrets resolved)."""
+    env = model_env(config)
+    if config.model.hf_token is not None:
+        token = config.model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+        env.append(EnvVar("HF_TOKEN", token))
+    for key, value in config.endpoint.env.items():
+        if isinstance(value, str):
+            env.append(EnvVar(key, value))
+        else:
+            env.append(
+                EnvVar(key, value.resolve(base_dir=config.base_dir, environ=environ, field=f"endpoint.env.{key}"))
+            )
+    return tuple(env)
+
+
+def worker_image(config: Config, image: str | None) -> str:
+    """The image the template runs: the pinned worker-vllm image, or our pushed digest."""
+    if config.method is Method.WORKER_VLLM:
+        return versions.WORKER_VLLM_IMAGE
+    if not image:
+        raise ApiError(
+            f"method {config.method.value} runs our own image, and none has been pushed yet",
+            hint="run `rpdeploy build --push` (or `rpdeploy deploy`), or pass --image REF",
+        )
+    return image
+
+
+def desired_template(
+    config: Config, *, image: str, registry_auth_id: str = "", environ: Mapping[str, str] | None = None
+) -> TemplateSpec:
+    return TemplateSpec(
+        name=config.endpoint.template,
+        image=image,
+        env=resolve_env(config, environ),
+        container_disk_gb=config.endpoint.container_disk_gb,
+        registry_auth_id=registry_auth_id,
+        readme=f"Managed by rpdeploy {__version__} ({config.method.value}, {config.model.name}). "
+        "Edit deploy.yaml and re-run `rpdeploy deploy` instead of changing it here.",
+    )
+
+
+def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> EndpointSpec:
+    endpoint = config.endpoint
+    return EndpointSpec(
+        name=endpoint.name,
+        template_id=template_id,
+        gpu_ids=gpu_ids,
+        gpu_count=endpoint.gpu_count,
+        workers_min=endpoint.workers_min,
+        workers_max=endpoint.workers_max,
+        idle_timeout=endpoint.idle_timeout,
+        scaler_type=endpoint.scaler_type.api_value,
+        scaler_value=endpoint.scaler_value,
+        flashboot=endpoint.flashboot,
+        execution_timeout_ms=endpoint.execution_timeout * 1000,
+        allowed_cuda_versions=",".join(config.cuda_versions()),
+        locations=",".join(endpoint.locations),
+    )
+
+
+def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> str:
+    """``gpuIds`` for exactly the configured GPU type, from RunPod's live pool list if it answers."""
+    reporter = reporter or NullReporter()
+    gpu = config.endpoint.gpu_type
+    try:
+        pools = cp.gpu_pools()
+    except ApiError as exc:
+        if exc.status == 401:
+            raise
+        reporter.warn(f"could not read RunPod's GPU pools ({exc.message}); using the built-in table")
+        pools = {}
+    if pools and not any(gpu.id in members for members in pools.values()):
+        raise ApiError(
+            f"RunPod lists no serverless pool with {gpu.id}",
+            hint=f"pick another endpoint.gpu; pools now: {', '.join(sorted(pools))}",
+        )
+    return gpus.gpu_ids_for(gpu, pools or None)
+
+
+# --- finding ------------------------------------------------------------------------------
+
+
+def _same_name(found: str, wanted: str) -> bool:
+    # RunPod once appended "-fb" to FlashBoot endpoints' names; accept either form.
+    return found == wanted or found == f"{wanted}-fb"
+
+
+def find_template(templates: Iterable[Template], name: str) -> Template | None:
+    matches = [t for t in templates if t.name == name]
+    return matches[0] if matches else None
+
+
+def find_endpoint(endpoints: Iterable[Endpoint], name: str) -> Endpoint | None:
+    matches = [e for e in endpoints if _same_name(e.name, name)]
+    if len(matches) > 1:
+        ids = ", ".join(e.id for e in matches)
+        raise ApiError(
+            f"{len(matches)} endpoints are named {name!r} ({ids}); rpdeploy will not guess which one is yours",
+            hint="delete or rename the extra ones in the RunPod console, then re-run",
+        )
+    return matches[0] if matches else None
+
+
+# --- plan ---------------------------------------------------------------------------------
+
+
+def _env_changes(old: Mapping[str, str], new: Iterable[EnvVar]) -> list[FieldChange]:
+    changes = []
+    wanted = {var.key: var for var in new}
+    for key, var in wanted.items():
+        if key not in old:
+            changes.append(FieldChange(f"env.{key}", None, var.shown()))
+        elif old[key] != var.reveal():
+            shown_old = MASK if var.secret else old[key]
+            changes.append(FieldChange(f"env.{key}", shown_old, var.shown()))
+    for key in old:
+        if key not in wanted:
+            secret = EnvVar(key, old[key]).secret
+            changes.append(FieldChange(f"env.{key}", MASK if secret else old[key], None))
+    return changes
+
+
+def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
+    changes = []
+    if live.image != spec.image:
+        changes.append(FieldChange("imageName", live.image, spec.image))
+    if live.container_disk_gb != spec.container_disk_gb:
+        changes.append(FieldChange("containerDiskInGb", live.container_disk_gb, spec.container_disk_gb))
+    if live.registry_auth_id != spec.registry_auth_id:
+        changes.append(FieldChange("containerRegistryAuthId", live.registry_auth_id, spec.registry_auth_id))
+    if live.docker_args != spec.docker_args:
+        changes.append(FieldChange("dockerArgs", live.docker_args, spec.docker_args))
+    if not live.is_serverless:
+        changes.append(FieldChange("isServerless", False, True))
+    changes.extend(_env_changes(live.env_map(), spec.env))
+    return changes
+
+
+def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
+    current = live.managed()
+    return [
+        FieldChange(key, current.get(key), value) for key, value in spec.managed().items() if current.get(key) != value
+    ]
+
+
+def plan_endpoint(
+    cp: ControlPlane,
+    config: Config,
+    *,
+    image: str,
+    gpu_ids: str,
+    registry_auth_id: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> EndpointPlan:
+    """Read what exists and work out the mutations that make RunPod match deploy.yaml."""
+    template_spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
+    endpoints = cp.list_endpoints()
+    endpoint = find_endpoint(endpoints, config.endpoint.name)
+    template = find_template(cp.list_templates(), template_spec.name)
+
+    if template is not None:
+        # One template serves one endpoint. If ours is bound to an endpoint that is not ours,
+        # updating it would change someone else's deployment.
+        users = [e for e in endpoints if e.template_id == template.id and (endpoint is None or e.id != endpoint.id)]
+        if users:
+            raise ApiError(
+                f"template {template.name!r} is used by endpoint {users[0].name!r} ({users[0].id}), not by "
+                f"{config.endpoint.name!r}",
+                hint="set endpoint.template_name in deploy.yaml to a name of its own",
+            )
+
+    operations: list[Operation] = []
+    if template is None:
+        operations.append(
+            Operation(
+                "create-template",
+                template_spec.name,
+                (
+                    FieldChange("imageName", None, template_spec.image),
+                    *(FieldChange(f"env.{v.key}", None, v.shown()) for v in template_spec.env),
+                ),
+            )
+        )
+    else:
+        changes = template_changes(template, template_spec)
+        if changes:
+            operations.append(Operation("update-template", template_spec.name, tuple(changes)))
+
+    endpoint_spec = desired_endpoint(config, template_id=template.id if template else NEW_TEMPLATE_ID, gpu_ids=gpu_ids)
+    if endpoint is None:
+        shown = tuple(FieldChange(k, None, v) for k, v in endpoint_spec.managed().items())
+        operations.append(Operation("create-endpoint", endpoint_spec.name, shown))
+    else:
+        changes = endpoint_changes(endpoint, endpoint_spec)
+        if changes:
+            operations.append(Operation("update-endpoint", f"{endpoint_spec.name} ({endpoint.id})", tuple(changes)))
+    return EndpointPlan(template_spec, template, endpoint_spec, endpoint, tuple(operations))
+
+
+def apply_plan(
+    cp: ControlPlane, plan: EndpointPlan, config: Config, reporter: Reporter | None = None
+) -> EndpointResult:
+    """Send the plan's mutations, in order. Nothing is sent when nothing changed."""
+    reporter = reporter or NullReporter()
+    template = plan.template
+    for op in plan.operations:
+        if op.kind in ("create-template", "update-template"):
+            reporter.info(f"{'Creating' if template is None else 'Updating'} template {plan.template_spec.name!r}")
+            template = cp.save_template(plan.template_spec, template=template)
+    assert template is not None
+    spec = replace(plan.endpoint_spec, template_id=template.id)
+    endpoint = plan.endpoint
+    if endpoint is None:
+        reporter.info(f"Creating endpoint {spec.name!r} on {config.endpoint.gpu_type.id}")
+        endpoint = cp.create_endpoint(spec)
+    elif endpoint_changes(endpoint, spec):
+        reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
+        endpoint = cp.update_endpoint(endpoint, spec)
+    return EndpointResult(
+        name=spec.name,
+        endpoint_id=endpoint.id,
+        template_id=template.id,
+        image=plan.template_spec.image,
+        operations=plan.operations,
+        urls=endpoint_urls(config, endpoint.id),
+    )
+
+
+def endpoint_urls(config: Config, endpoint_id: str, environ: Mapping[str, str] | None = None) -> EndpointUrls:
+    base = f"{config.runpod.resolved_endpoint_url(environ)}/{endpoint_id}"
+    return EndpointUrls(
+        run=f"{base}/run",
+        runsync=f"{base}/runsync",
+        status=f"{base}/status/{{job_id}}",
+        health=f"{base}/health",
+        openai_base=f"{base}/openai/v1" if config.method is Method.WORKER_VLLM else None,
+    )
+
+
+# --- registry credentials -----------------------------------------------------------------
+
+
+def registry_auth_name(registry: str, username: str) -> str:
+    """A stable name for RunPod's registry credentials, so re-runs reuse them."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", f"{registry}-{username}").strip("-").lower()
+    return f"rpdeploy-{slug}"[:100]
+
+
+def ensure_registry_auth(
+    cp: ControlPlane, *, registry: str, username: str, password: Secret, refresh: bool
+) -> tuple[RegistryAuth, Operation | None]:
+    """Find our credentials by name (create them if missing; update them when ``refresh``).
+
+    RunPod never returns a stored password, so "changed?" cannot be asked of it: the caller
+    decides (the deploy ledger refreshes them when the password's fingerprint changed).
+    """
+    name = registry_auth_name(registry, username)
+    existing = next((a for a in cp.list_registry_auths() if a.name == name), None)
+    if existing is None:
+        return cp.save_registry_auth(name, username, password), Operation("create-registry-auth", name)
+    if refresh:
+        return cp.update_registry_auth(existing.id, username, password), Operation("update-registry-auth", name)
+    return existing, None
+
+
+# --- delete -------------------------------------------------------------------------------
+
+
+def plan_delete(cp: ControlPlane, config: Config) -> tuple[Endpoint | None, Template | None, tuple[Operation, ...]]:
+    endpoint = find_endpoint(cp.list_endpoints(), config.endpoint.name)
+    template = find_template(cp.list_templates(), config.endpoint.template)
+    operations: list[Operation] = []
+    if endpoint is not None:
+        if endpoint.workers_min or endpoint.workers_max:
+            changes = (
+                FieldChange("workersMin", endpoint.workers_min, 0),
+                FieldChange("workersMax", endpoint.workers_max, 0),
+            )
+            operations.append(Operation("scale-to-zero", f"{endpoint.name} ({endpoint.id})", changes))
+        operations.append(Operation("delete-endpoint", f"{endpoint.name} ({endpoint.id})"))
+    if template is not None:
+        operations.append(Operation("delete-template", template.name))
+    return endpoint, template, tuple(operations)
+
+
+def delete_deployment(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> DeleteResult:
+    """Scale to zero, delete the endpoint, then its template. Missing pieces are skipped."""
+    reporter = reporter or NullReporter()
+    endpoint, template, operations = plan_delete(cp, config)
+    notes: list[str] = []
+    if endpoint is not None:
+        if endpoint.workers_min or endpoint.workers_max:
+            # RunPod refuses to delete an endpoint that may still run workers.
+            reporter.info(f"Scaling endpoint {endpoint.id} to zero workers")
+            live_spec = _spec_from_live(endpoint)
+            cp.update_endpoint(endpoint, replace(live_spec, workers_min=0, workers_max=0))
+        reporter.info(f"Deleting endpoint {endpoint.name!r} ({endpoint.id})")
+        cp.delete_endpoint(endpoint.id)
+    else:
+        notes.append(f"no endpoint named {config.endpoint.name!r}")
+    if template is not None:
+        reporter.info(f"Deleting template {template.name!r}")
+        cp.delete_template(template.name)
+    else:
+        notes.append(f"no template named {config.endpoint.template!r}")
+    return DeleteResult(
+        name=config.endpoint.name,
+        operations=operations,
+        endpoint_id=endpoint.id if endpoint else None,
+        template=template.name if template else None,
+        notes=tuple(notes),
+    )
+
+
+def _spec_from_live(endpoint: Endpoint) -> EndpointSpec:
+    """The live endpoint's own settings as a spec (to change one thing and keep the rest)."""
+    live = endpoint.managed()
+    return EndpointSpec(
+        name=str(live["name"]),
+        template_id=str(live["templateId"]),
+        gpu_ids=str(live["gpuIds"]),
+        gpu_count=int(live["gpuCount"]),
+        workers_min=int(live["workersMin"]),
+        workers_max=int(live["workersMax"]),
+        idle_timeout=int(live["idleTimeout"] or 5),
+        scaler_type=str(live["scalerType"] or "QUEUE_DELAY"),
+        scaler_value=int(live["scalerValue"] or 4),
+        flashboot=live["flashBootType"] != "OFF",
+        execution_timeout_ms=int(live["executionTimeoutMs"]),
+        allowed_cuda_versions=str(live["allowedCudaVersions"]),
+        locations=str(live["locations"]),
+    )
+
+
+def connect(config: Config, environ: Mapping[str, str] | None = None, **kwargs: Any) -> ControlPlane:
+    """The control plane for ``config``: the key from its reference, the URL from config/env."""
+    from rpdeploy.runpod.controlplane import GraphQLControlPlane
+
+    key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
+    return GraphQLControlPlane(key, api_url=config.runpod.resolved_api_url(environ), **kwargs)
+
+
+# --- one call for commands and stages -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EnsureResult:
+    plan: EndpointPlan
+    result: EndpointResult | None  # None for a dry run
+    registry_operation: Operation | None = None
+
+    @property
+    def operations(self) -> tuple[Operation, ...]:
+        extra = (self.registry_operation,) if self.registry_operation else ()
+        return extra + self.plan.operations
+
+
+def registry_credentials(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, Secret] | None:
+    """Registry login RunPod needs to pull a private image: from image.credentials."""
+    if config.image is None or config.image.credentials is None:
+        return None
+    creds = config.image.credentials
+    user = creds.username.resolve(base_dir=config.base_dir, environ=environ, field="image.credentials.username")
+    password = creds.password.resolve(base_dir=config.base_dir, environ=environ, field="image.credentials.password")
+    return user.reveal(), password
+
+
+def ensure_endpoint(
+    cp: ControlPlane,
+    config: Config,
+    *,
+    image: str | None,
+    dry_run: bool = False,
+    refresh_registry_auth: bool = False,
+    require_existing: bool = False,
+    reporter: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> EnsureResult:
+    """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes)."""
+    reporter = reporter or NullReporter()
+    run_image = worker_image(config, image)
+    gpu_ids = resolve_gpu_ids(cp, config, reporter)
+    auth_id, auth_op = "", None
+    credentials = registry_credentials(config, environ)
+    if credentials is not None and config.image is not None:
+        username, password = credentials
+        if dry_run:
+            name = registry_auth_name(config.image.registry, username)
+            found = next((a for a in cp.list_registry_auths() if a.name == name), None)
+            auth_id = found.id if found else "<new registry auth>"
+            if found is None:
+                auth_op = Operation("create-registry-auth", name)
+            elif refresh_registry_auth:
+                auth_op = Operation("update-registry-auth", name)
+        else:
+            auth, auth_op = ensure_registry_auth(
+                cp, registry=config.image.registry, username=username, password=password, refresh=refresh_registry_auth
+            )
+            auth_id = auth.id
+    plan = plan_endpoint(cp, config, image=run_image, gpu_ids=gpu_ids, registry_auth_id=auth_id, environ=environ)
+    if require_existing and plan.endpoint is None:
+        raise ApiError(
+            f"no endpoint named {config.endpoint.name!r} exists yet",
+            hint="create it with `rpdeploy endpoint create` (or `rpdeploy deploy`)",
+        )
+    if dry_run:
+        return EnsureResult(plan, None, auth_op)
+    return EnsureResult(plan, apply_plan(cp, plan, config, reporter), auth_op)

@@ -1,0 +1,93 @@
+"""The GraphQL operations rpdeploy sends: fixed documents, every value a variable.
+
+Values never go into the query text: a quote or a newline in an env value would otherwise
+break (or rewrite) the query, which is exactly the bug string-built queries have. Field
+selections list everything we echo back on updates, because ``saveTemplate`` and
+``saveEndpoint`` replace the whole object.
+"""
+
+from __future__ import annotations
+
+TEMPLATE_FIELDS = """
+    id name imageName dockerArgs containerDiskInGb volumeInGb volumeMountPath ports
+    env { key value } isServerless isPublic readme startSsh startJupyter containerRegistryAuthId
+"""
+
+ENDPOINT_FIELDS = """
+    id name templateId gpuIds gpuCount idleTimeout scalerType scalerValue workersMin workersMax
+    locations networkVolumeId networkVolumeIds { networkVolumeId dataCenterId } executionTimeoutMs
+    allowedCudaVersions minCudaVersion flashBootType modelReferences type version createdAt
+    instanceIds
+"""
+
+MYSELF = """
+query Myself {
+  myself { id email }
+}
+"""
+
+GPU_POOLS = """
+query ServerlessGpuPools {
+  serverlessGpuPools { id gpuTypeIds }
+}
+"""
+
+LIST_TEMPLATES = f"""
+query PodTemplates {{
+  myself {{ podTemplates {{ {TEMPLATE_FIELDS} }} }}
+}}
+"""
+
+LIST_ENDPOINTS = f"""
+query Endpoints {{
+  myself {{ endpoints {{ {ENDPOINT_FIELDS} }} }}
+}}
+"""
+
+GET_ENDPOINT = f"""
+query Endpoint($id: String!) {{
+  myself {{ endpoint(id: $id) {{ {ENDPOINT_FIELDS} }} }}
+}}
+"""
+
+SAVE_TEMPLATE = f"""
+mutation SaveTemplate($input: SaveTemplateInput) {{
+  saveTemplate(input: $input) {{ {TEMPLATE_FIELDS} }}
+}}
+"""
+
+DELETE_TEMPLATE = """
+mutation DeleteTemplate($templateName: String!) {
+  deleteTemplate(templateName: $templateName)
+}
+"""
+
+SAVE_ENDPOINT = f"""
+mutation SaveEndpoint($input: EndpointInput!) {{
+  saveEndpoint(input: $input) {{ {ENDPOINT_FIELDS} }}
+}}
+"""
+
+DELETE_ENDPOINT = """
+mutation DeleteEndpoint($id: String!) {
+  deleteEndpoint(id: $id)
+}
+"""
+
+LIST_REGISTRY_AUTHS = """
+query RegistryCreds {
+  myself { containerRegistryCreds { id name } }
+}
+"""
+
+SAVE_REGISTRY_AUTH = """
+mutation SaveRegistryAuth($input: SaveRegistryAuthInput!) {
+  saveRegistryAuth(input: $input) { id name }
+}
+"""
+
+UPDATE_REGISTRY_AUTH = """
+mutation UpdateRegistryAuth($input: UpdateRegistryAuthInput!) {
+  updateRegistryAuth(input: $input) { id name }
+}
+"""
