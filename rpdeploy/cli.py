@@ -119,7 +119,7 @@ endpoint_app = typer.Typer(
 
 
 def _register() -> None:
-    from rpdeploy.commands import endpoint, init, render, validate
+    from rpdeploy.commands import endpoint, init, render, smoke, validate
 
     app.command("init")(boundary(init.init))
     app.command("render")(boundary(render.render))
@@ -132,6 +132,7 @@ def _register() -> None:
     endpoint_app.command("list")(boundary(endpoint.list_endpoints))
     endpoint_app.command("delete")(boundary(endpoint.delete))
     app.add_typer(endpoint_app)
+    app.command("smoke-test")(boundary(smoke.smoke_test))
 
 
 _register()

@@ -109,6 +109,13 @@ async def _api_error(_: Request, exc: APIError) -> JSONResponse:
     return JSONResponse(_error_body(exc.message, exc.kind, exc.code), status_code=exc.status)
 
 
+@app.exception_handler(Exception)
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    # A failed generation answers HTTP 500 in OpenAI's error shape (as vLLM's server does)
+    # instead of failing the whole RunPod job with a traceback.
+    return JSONResponse(_error_body(f"{type(exc).__name__}: {exc}", "server_error"), status_code=500)
+
+
 @app.exception_handler(RequestValidationError)
 async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
     problems = "; ".join(

@@ -43,7 +43,9 @@ def _http() -> httpx.AsyncClient:
     global _client
     if _client is None:
         _client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=api.app), base_url="http://worker", timeout=None
+            transport=httpx.ASGITransport(app=api.app, raise_app_exceptions=False),
+            base_url="http://worker",
+            timeout=None,
         )
     return _client
 

@@ -1,0 +1,100 @@
+"""`rpdeploy smoke-test`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, VerboseOption, reporter, to_jsonable
+from rpdeploy.errors import EXIT_OK, SmokeTestError
+from rpdeploy.output import print_json, print_result
+
+
+def smoke_test(
+    config: ConfigOption = DEFAULT_CONFIG,
+    endpoint_id: Annotated[
+        str | None, typer.Option("--endpoint-id", help="Endpoint to test (default: from deploy.yaml).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url", help="Test this URL instead: an endpoint base, or a local `handler.py --rp_serve_api` worker."
+        ),
+    ] = None,
+    method: Annotated[str | None, typer.Option("--method", "-m", help="1/2/3 when there is no deploy.yaml.")] = None,
+    prompt: Annotated[str | None, typer.Option("--prompt", help="Prompt to send [default: smoke_test.prompt].")] = None,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=1, help="Answer length [default: 32].")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", min=1, help="Seconds, cold start included [default: 600].")
+    ] = None,
+    stream: Annotated[
+        bool | None, typer.Option("--stream/--no-stream", help="Also check a streamed answer (method 1).")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="Write a JUnit XML report here (for CI).", dir_okay=False)
+    ] = None,
+    verbose: VerboseOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Prove the endpoint answers, through a cold start, and measure it.
+
+    worker-vllm: a chat job, /openai/v1/models lists the model, an OpenAI chat completion
+    (and a streamed one with --stream). custom-handler: a chat job whose output has text.
+    fastapi: a /v1/chat/completions job answered with HTTP 200. A job that fails, times out,
+    or "completes" with an error in its output fails the test (exit 10).
+
+    Examples:
+
+    \b
+      rpdeploy smoke-test
+      rpdeploy smoke-test --json --junit smoke.xml
+      python worker/handler.py --rp_serve_api --rp_api_port 8000 &
+      rpdeploy smoke-test --url http://localhost:8000
+    """
+    from rpdeploy.methods import Method
+    from rpdeploy.runpod.invoke import InvokeClient
+    from rpdeploy.smoke import SmokeSettings, format_report, resolve_target, run_smoke, write_junit
+
+    cfg = None
+    if not url or config.exists():
+        from rpdeploy.config import load_config
+
+        cfg = load_config(config)
+    chosen = Method.parse(method) if method else (cfg.method if cfg else None)
+    if chosen is None:
+        raise typer.BadParameter("without deploy.yaml, say which method the worker uses", param_hint="--method")
+    defaults = cfg.smoke_test if cfg else None
+    settings = SmokeSettings(
+        prompt=prompt or (defaults.prompt if defaults else "Reply with one short sentence: what is RunPod?"),
+        max_tokens=max_tokens or (defaults.max_tokens if defaults else 32),
+        timeout=timeout or (defaults.timeout if defaults else 600),
+        stream=stream if stream is not None else (defaults.stream if defaults else False),
+    )
+    target = resolve_target(cfg, endpoint_id=endpoint_id, url=url)
+    api_key = None
+    if cfg is not None and not target.local:
+        api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
+    model = cfg.model.public_name if cfg else ""
+    with InvokeClient(target.base_url, api_key=api_key, local=target.local) as client:
+        result = run_smoke(
+            client, chosen, settings, model=model, target=target.label, reporter=reporter(verbose=verbose)
+        )
+    if junit is not None:
+        write_junit(result, junit)
+    if json_output:
+        document = {"ok": result.passed, "summary": result.summary(), "result": to_jsonable(result)}
+        if not result.passed:
+            document["error"] = SmokeTestError("smoke test failed").to_dict()
+        print_json(document)
+    else:
+        print_result(format_report(result))
+    if not result.passed:
+        failed = ", ".join(c.name for c in result.checks if not c.passed)
+        if json_output:
+            raise typer.Exit(SmokeTestError.exit_code)
+        raise SmokeTestError(
+            f"smoke test failed: {failed}", hint=next(c.message for c in result.checks if not c.passed)
+        )
+    raise typer.Exit(EXIT_OK)

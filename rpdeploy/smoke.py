@@ -1,0 +1,546 @@
+"""The smoke test: prove the endpoint answers for its method, through cold starts, and measure it.
+
+A job is sent with ``/runsync`` and a long wait, so an endpoint that answers within it costs
+one request and is noticed at once; a longer cold start falls back to polling ``/status``
+with a gentle backoff. Meanwhile ``/health`` says what is happening (queued, workers
+initialising, running). On timeout the job is cancelled and the likely cause is named.
+FAILED, TIMED_OUT, CANCELLED and a COMPLETED job whose output holds an ``error`` are all
+failures: the last is how vLLM workers report most errors.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rpdeploy.errors import ApiError, RpdeployError
+from rpdeploy.methods import Method
+from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.runpod.invoke import TERMINAL, InvokeClient, parse_sse_json
+
+PREVIEW_CHARS = 80
+HEALTH_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class SmokeSettings:
+    prompt: str
+    max_tokens: int
+    timeout: float
+    stream: bool = False
+    #: How long one /runsync may hold the connection (RunPod allows up to 300 s).
+    runsync_wait: float = 90.0
+    #: First and largest pause between /status polls once /runsync has handed the job back.
+    poll_first: float = 0.5
+    poll_max: float = 2.0
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check of the smoke test."""
+
+    name: str
+    passed: bool
+    seconds: float
+    message: str
+    job_id: str | None = None
+    status: str | None = None
+    delay_ms: int | None = None
+    execution_ms: int | None = None
+    output_tokens: int | None = None
+    tokens_per_second: float | None = None
+    answer: str | None = None
+
+
+@dataclass(frozen=True)
+class SmokeResult:
+    target: str
+    method: Method
+    checks: tuple[CheckResult, ...]
+    requests: int
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks)
+
+    @property
+    def first_job(self) -> CheckResult | None:
+        return next((c for c in self.checks if c.job_id), None)
+
+    def summary(self) -> dict[str, Any]:
+        job = self.first_job
+        return {
+            "passed": self.passed,
+            "cold_start_ms": job.delay_ms if job else None,
+            "execution_ms": job.execution_ms if job else None,
+            "latency_s": round(job.seconds, 3) if job else None,
+            "output_tokens": job.output_tokens if job else None,
+            "tokens_per_second": job.tokens_per_second if job else None,
+            "answer": job.answer if job else None,
+        }
+
+
+@dataclass
+class _Watch:
+    """What /health last said, kept by a background thread while a job waits."""
+
+    text: str = "submitting"
+    health: dict[str, Any] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class SmokeFailure(RpdeployError):
+    """Internal: a check failed (caught per check; the command turns failures into exit 10)."""
+
+
+def describe_health(health: dict[str, Any]) -> str:
+    jobs = health.get("jobs") or {}
+    workers = health.get("workers") or {}
+    parts = []
+    if jobs.get("inQueue"):
+        parts.append(f"{jobs['inQueue']} job(s) queued")
+    if jobs.get("inProgress"):
+        parts.append(f"{jobs['inProgress']} running")
+    for key in ("initializing", "running", "idle", "ready", "throttled", "unhealthy"):
+        if workers.get(key):
+            parts.append(f"workers {key} {workers[key]}")
+    return ", ".join(parts) or "no workers yet"
+
+
+def diagnose(health: dict[str, Any] | None) -> str:
+    """The likeliest reason a job did not finish, from the endpoint's /health."""
+    if not health:
+        return "the worker did not finish in time"
+    workers = health.get("workers") or {}
+    jobs = health.get("jobs") or {}
+    if workers.get("unhealthy") or (jobs.get("failed") and not jobs.get("completed")):
+        return "workers are failing (crash loop?): check the worker logs in the RunPod console"
+    if workers.get("initializing"):
+        return (
+            f"{workers['initializing']} worker(s) still initializing: a cold start (image pull + model load) took "
+            "longer than the timeout; raise smoke_test.timeout, or use FlashBoot / a cached or baked model"
+        )
+    if workers.get("throttled"):
+        return "workers are throttled: RunPod has no free GPU of this type right now"
+    if sum(int(v or 0) for v in workers.values()) == 0:
+        return (
+            "no worker was started: workers_max may be 0, or RunPod has no GPU capacity for this endpoint's GPU "
+            "type right now (jobs wait in the queue)"
+        )
+    return "the job was still running when the timeout ended it"
+
+
+def job_error(error: Any) -> str:
+    """A FAILED job's error, short: the runpod SDK sends a JSON blob with a whole traceback."""
+    if not error:
+        return "no error message"
+    text = str(error)
+    if text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and data.get("error_message"):
+            kind = str(data.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
+            text = f"{kind}: {data['error_message']}" if kind else str(data["error_message"])
+    return text if len(text) <= 500 else text[:500] + "..."
+
+
+def output_error(output: Any) -> str | None:
+    """The error inside a COMPLETED job's output, in any of the shapes workers use."""
+    items = output if isinstance(output, list) else [output]
+    for item in items:
+        if isinstance(item, dict) and item.get("error"):
+            error = item["error"]
+            if isinstance(error, dict):
+                return str(error.get("message") or error)
+            return str(error)
+    return None
+
+
+class Runner:
+    """Runs the checks for one target; holds the client and the clock."""
+
+    def __init__(
+        self,
+        client: InvokeClient,
+        settings: SmokeSettings,
+        reporter: Reporter,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.settings = settings
+        self.reporter = reporter
+        self.clock = clock
+        self.sleep = sleep
+        self.deadline = clock() + settings.timeout
+
+    def remaining(self) -> float:
+        return self.deadline - self.clock()
+
+    # --- jobs -------------------------------------------------------------------------
+
+    def job(
+        self, name: str, job_input: dict[str, Any], evaluate: Callable[[Any], tuple[str, int | None]]
+    ) -> CheckResult:
+        """Run one job to a terminal state and judge its output with ``evaluate``."""
+        started = self.clock()
+        watch = _Watch()
+        watcher = threading.Thread(target=self._watch_health, args=(watch,), daemon=True)
+        with self.reporter.status(f"{name}: waiting for the endpoint (a cold start can take minutes)") as status:
+            if not self.client.local:
+                watcher.start()
+            try:
+                body = self._until_terminal(job_input, watch, status.update)
+            finally:
+                watch.stop.set()
+                if watcher.is_alive():
+                    watcher.join(timeout=2)
+        seconds = self.clock() - started
+        state = str(body.get("status"))
+        job_id = body.get("id")
+        delay, execution = body.get("delayTime"), body.get("executionTime")
+
+        def result(passed: bool, message: str, answer: str | None = None, tokens: int | None = None) -> CheckResult:
+            rate = round(tokens / (execution / 1000), 1) if tokens and execution else None
+            return CheckResult(
+                name,
+                passed,
+                seconds,
+                message,
+                job_id=str(job_id) if job_id else None,
+                status="TIMED_OUT" if state == "TIMED_OUT_LOCAL" else state,
+                delay_ms=delay,
+                execution_ms=execution,
+                output_tokens=tokens,
+                tokens_per_second=rate,
+                answer=answer[:PREVIEW_CHARS] if answer else None,
+            )
+
+        if state == "TIMED_OUT_LOCAL":
+            return result(False, str(body["reason"]))
+        if state != "COMPLETED":
+            return result(False, f"job {state}: {job_error(body.get('error'))}")
+        error = output_error(body.get("output"))
+        if error is not None:
+            return result(False, f"job COMPLETED but the worker returned an error: {error}")
+        try:
+            answer, tokens = evaluate(body.get("output"))
+        except SmokeFailure as exc:
+            return result(False, exc.message)
+        return result(True, "ok", answer, tokens)
+
+    def _until_terminal(
+        self, job_input: dict[str, Any], watch: _Watch, update: Callable[[str], None]
+    ) -> dict[str, Any]:
+        wait = max(1.0, min(self.settings.runsync_wait, self.remaining()))
+        body = self.client.runsync(job_input, wait_ms=int(wait * 1000))
+        pause = self.settings.poll_first
+        while str(body.get("status")) not in TERMINAL:
+            job_id = str(body.get("id"))
+            if self.remaining() <= 0:
+                cancelled = False
+                try:
+                    cancelled = self.client.cancel(job_id) is not None
+                except ApiError as exc:
+                    self.reporter.warn(f"could not cancel job {job_id}: {exc.message}")
+                reason = diagnose(watch.health or self._health_now())
+                note = " (job cancelled)" if cancelled else ""
+                return {
+                    "id": job_id,
+                    "status": "TIMED_OUT_LOCAL",
+                    "reason": f"no answer within {self.settings.timeout:g}s{note}: {reason}",
+                }
+            update(f"job {job_id} {body.get('status')}; {watch.text}")
+            self.sleep(min(pause, max(self.remaining(), 0.0)))
+            pause = min(pause * 1.5, self.settings.poll_max)
+            body = self.client.status(job_id)
+        return body
+
+    def _health_now(self) -> dict[str, Any] | None:
+        try:
+            return self.client.health()
+        except ApiError:
+            return None
+
+    def _watch_health(self, watch: _Watch) -> None:
+        while not watch.stop.wait(HEALTH_EVERY):
+            health = self._health_now()
+            if health:
+                watch.health = health
+                watch.text = describe_health(health)
+
+
+# --- evaluating outputs -------------------------------------------------------------------
+
+
+def _usage_tokens(usage: Any) -> int | None:
+    if isinstance(usage, dict):
+        for key in ("completion_tokens", "output"):
+            if isinstance(usage.get(key), int):
+                return int(usage[key])
+    return None
+
+
+def _openai_answer(obj: Any) -> tuple[str, int | None]:
+    """Text and output tokens of an OpenAI chat/text completion, or of legacy worker-vllm output."""
+    if not isinstance(obj, dict):
+        raise SmokeFailure(f"expected a completion object, got {type(obj).__name__}")
+    choices = obj.get("choices") or []
+    if not choices:
+        raise SmokeFailure("the completion has no choices")
+    choice = choices[0]
+    text = ""
+    if isinstance(choice.get("message"), dict):
+        text = str(choice["message"].get("content") or "")
+    elif "text" in choice:
+        text = str(choice.get("text") or "")
+    elif isinstance(choice.get("tokens"), list):  # worker-vllm before v2.24
+        text = "".join(str(t) for t in choice["tokens"])
+    if not text.strip():
+        raise SmokeFailure("the answer is empty")
+    return text, _usage_tokens(obj.get("usage"))
+
+
+def _first(output: Any) -> Any:
+    return output[0] if isinstance(output, list) and output else output
+
+
+def evaluate_worker_vllm(output: Any) -> tuple[str, int | None]:
+    return _openai_answer(_first(output))
+
+
+def evaluate_custom_handler(output: Any) -> tuple[str, int | None]:
+    items = output if isinstance(output, list) else [output]
+    if not items or not all(isinstance(i, dict) for i in items):
+        raise SmokeFailure(f"unexpected output shape: {str(output)[:120]}")
+    text = "".join(str(i.get("text") or "") for i in items)
+    if not text.strip():
+        raise SmokeFailure("the handler returned an empty response")
+    return text, _usage_tokens(items[-1].get("usage"))
+
+
+def evaluate_fastapi(output: Any) -> tuple[str, int | None]:
+    if not isinstance(output, dict) or "status_code" not in output:
+        raise SmokeFailure(f"expected {{status_code, body}} from the app, got: {str(output)[:120]}")
+    if output["status_code"] != 200:
+        body = output.get("body")
+        detail = output_error(body) or body
+        raise SmokeFailure(f"the app answered HTTP {output['status_code']}: {str(detail)[:200]}")
+    return _openai_answer(output.get("body"))
+
+
+# --- the checks per method ----------------------------------------------------------------
+
+
+def _messages(settings: SmokeSettings) -> list[dict[str, str]]:
+    return [{"role": "user", "content": settings.prompt}]
+
+
+def run_smoke(
+    client: InvokeClient,
+    method: Method,
+    settings: SmokeSettings,
+    *,
+    model: str,
+    target: str,
+    reporter: Reporter | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> SmokeResult:
+    """Run every check for ``method`` against ``client``'s endpoint."""
+    reporter = reporter or NullReporter()
+    runner = Runner(client, settings, reporter, clock=clock, sleep=sleep)
+    started = clock()
+    checks: list[CheckResult] = []
+    sampling = {"max_tokens": settings.max_tokens, "temperature": 0}
+    if method is Method.WORKER_VLLM:
+        checks.append(
+            runner.job(
+                "runsync chat", {"messages": _messages(settings), "sampling_params": sampling}, evaluate_worker_vllm
+            )
+        )
+        if checks[-1].passed and not client.local:
+            checks.append(_openai_models(runner, model))
+            checks.append(_openai_chat(runner, model))
+            if settings.stream:
+                checks.append(_openai_stream(runner, model))
+    elif method is Method.CUSTOM_HANDLER:
+        checks.append(
+            runner.job(
+                "runsync handler",
+                {"messages": _messages(settings), "sampling_params": sampling},
+                evaluate_custom_handler,
+            )
+        )
+    else:
+        body = {"messages": _messages(settings), "max_tokens": settings.max_tokens, "temperature": 0}
+        job = {"method": "POST", "path": "/v1/chat/completions", "body": body}
+        checks.append(runner.job("runsync /v1/chat/completions", job, evaluate_fastapi))
+    for check in checks:
+        (reporter.success if check.passed else reporter.warn)(f"{check.name}: {check.message}")
+    return SmokeResult(target, method, tuple(checks), client.requests, clock() - started)
+
+
+def _timed(runner: Runner, name: str, call: Callable[[], tuple[str, int | None, str]]) -> CheckResult:
+    started = runner.clock()
+    try:
+        answer, tokens, message = call()
+    except (SmokeFailure, ApiError) as exc:
+        return CheckResult(name, False, runner.clock() - started, exc.message)
+    seconds = runner.clock() - started
+    rate = round(tokens / seconds, 1) if tokens and seconds > 0 else None
+    return CheckResult(
+        name,
+        True,
+        seconds,
+        message,
+        output_tokens=tokens,
+        tokens_per_second=rate,
+        answer=answer[:PREVIEW_CHARS] or None,
+    )
+
+
+def _openai_models(runner: Runner, model: str) -> CheckResult:
+    def call() -> tuple[str, int | None, str]:
+        listed = [
+            str(m.get("id")) for m in runner.client.openai_models(timeout=max(runner.remaining(), 5)).get("data", [])
+        ]
+        if model not in listed:
+            raise SmokeFailure(
+                f"/openai/v1/models lists {listed}, not {model!r}: clients sending model={model!r} will fail"
+            )
+        return "", None, f"serves {model}"
+
+    return _timed(runner, "openai models", call)
+
+
+def _openai_chat(runner: Runner, model: str) -> CheckResult:
+    def call() -> tuple[str, int | None, str]:
+        body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
+        completion = runner.client.openai_chat(body, timeout=max(runner.remaining(), 5))
+        if isinstance(completion, dict) and completion.get("error"):
+            raise SmokeFailure(f"the worker returned an error: {output_error(completion)}")
+        answer, tokens = _openai_answer(completion)
+        return answer, tokens, "ok"
+
+    return _timed(runner, "openai chat completion", call)
+
+
+def _openai_stream(runner: Runner, model: str) -> CheckResult:
+    def call() -> tuple[str, int | None, str]:
+        body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
+        events = parse_sse_json(list(runner.client.openai_chat_stream(body, timeout=max(runner.remaining(), 5))))
+        if not events or events[-1] != "[DONE]":
+            raise SmokeFailure("the stream did not end with [DONE]")
+        chunks = [e for e in events[:-1] if isinstance(e, dict)]
+        if not chunks:
+            raise SmokeFailure("the stream carried no chunks")
+        text = "".join(
+            str((c.get("choices") or [{}])[0].get("delta", {}).get("content") or "") for c in chunks if c.get("choices")
+        )
+        if not text.strip():
+            raise SmokeFailure("the streamed answer is empty")
+        tokens = next((_usage_tokens(c.get("usage")) for c in reversed(chunks) if c.get("usage")), None)
+        return text, tokens, f"{len(chunks)} chunks"
+
+    return _timed(runner, "openai streamed completion", call)
+
+
+# --- reports ------------------------------------------------------------------------------
+
+
+def format_report(result: SmokeResult) -> str:
+    lines = [f"Smoke test of {result.target} ({result.method.value}): {'PASSED' if result.passed else 'FAILED'}"]
+    for check in result.checks:
+        mark = "ok  " if check.passed else "FAIL"
+        lines.append(f"  {mark} {check.name} ({check.seconds:.2f}s): {check.message}")
+    job = result.first_job
+    if job is not None and job.passed:
+        if job.delay_ms is not None:
+            lines.append(f"  queue/cold start  {job.delay_ms / 1000:.2f}s")
+        if job.execution_ms is not None:
+            lines.append(f"  execution         {job.execution_ms / 1000:.2f}s")
+        lines.append(f"  end to end        {job.seconds:.2f}s")
+        if job.output_tokens is not None:
+            rate = f" ({job.tokens_per_second} tokens/s)" if job.tokens_per_second else ""
+            lines.append(f"  output tokens     {job.output_tokens}{rate}")
+        if job.answer:
+            lines.append(f"  answer            {job.answer!r}")
+    lines.append(f"  {result.requests} HTTP request(s) in {result.seconds:.2f}s")
+    return "\n".join(lines)
+
+
+def write_junit(result: SmokeResult, path: Path) -> None:
+    """JUnit XML for CI test reports: one test case per check."""
+    from rpdeploy.fsutil import atomic_write
+    from rpdeploy.secrets import redact
+
+    failures = sum(1 for c in result.checks if not c.passed)
+    suite = ET.Element(
+        "testsuite",
+        name="rpdeploy.smoke",
+        tests=str(len(result.checks)),
+        failures=str(failures),
+        errors="0",
+        time=f"{result.seconds:.3f}",
+    )
+    for check in result.checks:
+        case = ET.SubElement(suite, "testcase", classname=f"smoke.{result.method.value}", name=check.name)
+        case.set("time", f"{check.seconds:.3f}")
+        if not check.passed:
+            failure = ET.SubElement(case, "failure", message=redact(check.message))
+            failure.text = redact(check.message)
+        elif check.answer:
+            ET.SubElement(case, "system-out").text = redact(check.answer)
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
+
+
+# --- what to test -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    base_url: str
+    local: bool
+    label: str
+
+
+def resolve_target(config: Any, *, endpoint_id: str | None, url: str | None, local: bool | None = None) -> Target:
+    """The endpoint to test: --url, --endpoint-id, the ledger's endpoint, or the one named in deploy.yaml."""
+    from rpdeploy.runpod.invoke import detect_local
+
+    if url:
+        is_local = detect_local(url) if local is None else local
+        return Target(url.rstrip("/"), is_local, url)
+    if config is None:
+        raise ApiError("no endpoint to test", hint="pass --endpoint-id ID or --url URL, or run it next to deploy.yaml")
+    if not endpoint_id:
+        from rpdeploy.ledger import Ledger
+
+        endpoint_id = Ledger.load(config.state_dir).output("endpoint", "endpoint_id")
+    if not endpoint_id:
+        from rpdeploy.runpod.deployment import connect, find_endpoint
+
+        with connect(config) as cp:
+            found = find_endpoint(cp.list_endpoints(), config.endpoint.name)
+        if found is None:
+            raise ApiError(
+                f"no endpoint named {config.endpoint.name!r} on RunPod",
+                hint="deploy it first (`rpdeploy deploy` or `rpdeploy endpoint create`), or pass --endpoint-id",
+            )
+        endpoint_id = found.id
+    base = f"{config.runpod.resolved_endpoint_url()}/{endpoint_id}"
+    return Target(base, False, str(endpoint_id))
