@@ -133,8 +133,12 @@ provision() {
   timed "$image" "$RPDEPLOY_TEST_LOGS/$logname.log" \
     docker run --name "$BUILD_CONTAINER" --network none "$@" "$ROOTFS_IMAGE" sh /build/recipe/provision.sh
   # The committed config replaces the build command; env and labels are the image's contract.
+  local previous
+  previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
   docker commit --change "LABEL $LABEL=$key" "${CHANGES[@]}" "$BUILD_CONTAINER" "$image" >/dev/null
   docker rm "$BUILD_CONTAINER" >/dev/null
+  # The image the tag pointed at is now untagged; drop it unless something still uses it.
+  [[ -z $previous ]] || docker image rm "$previous" >/dev/null 2>&1 || true
 }
 
 # Wheels for scripts/images/python/requirements.txt, downloaded once per version of that file.
