@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/services.sh and scripts/images.sh (sourced, not run).
 # Paths are overridable so a person can keep test state elsewhere; CI uses the defaults.
 
@@ -6,6 +7,7 @@ RPDEPLOY_TEST_CACHE=${RPDEPLOY_TEST_CACHE:-/var/cache/rpdeploy-test}
 RPDEPLOY_TEST_LOGS=${RPDEPLOY_TEST_LOGS:-/var/log/rpdeploy-test}
 RPDEPLOY_TEST_REGISTRY_ADDR=${RPDEPLOY_TEST_REGISTRY_ADDR:-127.0.0.1:5000}
 
+# shellcheck disable=SC2034 # used by the scripts that source this file
 REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '[%s] %s\n' "$(basename "$0")" "$*" >&2; }

@@ -206,7 +206,12 @@ cmd_status() {
     401) log "registry: running on $RPDEPLOY_TEST_REGISTRY_ADDR" ;;
     *) log "registry: NOT running on $RPDEPLOY_TEST_REGISTRY_ADDR"; ok=1 ;;
   esac
-  [[ -s $REGISTRY_ENV ]] && log "registry credentials: $REGISTRY_ENV" || { log "registry credentials: none yet"; ok=1; }
+  if [[ -s $REGISTRY_ENV ]]; then
+    log "registry credentials: $REGISTRY_ENV"
+  else
+    log "registry credentials: none yet"
+    ok=1
+  fi
   return $ok
 }
 

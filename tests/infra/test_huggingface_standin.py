@@ -38,7 +38,8 @@ def everything_written(folder: Path) -> bytes:
 def test_default_size_and_layout(hf: ModuleType, tmp_path: Path) -> None:
     out = hf.snapshot_download("Qwen/Qwen2.5-7B-Instruct", local_dir=tmp_path / "m")
     assert out == str(tmp_path / "m")
-    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors", "token_seen"]
+    files = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert files == ["config.json", "model.safetensors", "token_seen"]
     assert (tmp_path / "m" / "model.safetensors").stat().st_size == MIB
     assert (tmp_path / "m" / "token_seen").read_text() == "no"
 
@@ -47,14 +48,17 @@ def test_bytes_are_deterministic_per_repo_and_revision(
     hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RPDEPLOY_STANDIN_MODEL_MB", "0.5")
-    a = Path(hf.snapshot_download("org/model", revision="abc", local_dir=tmp_path / "a")) / "model.safetensors"
-    b = Path(hf.snapshot_download("org/model", revision="abc", local_dir=tmp_path / "b")) / "model.safetensors"
-    c = Path(hf.snapshot_download("org/model", revision="def", local_dir=tmp_path / "c")) / "model.safetensors"
+    a, b, c = (
+        Path(hf.snapshot_download("org/model", revision=rev, local_dir=tmp_path / name)) / "model.safetensors"
+        for name, rev in (("a", "abc"), ("b", "abc"), ("c", "def"))
+    )
     assert a.stat().st_size == MIB // 2
     assert digest(a) == digest(b) != digest(c)
 
 
-def test_token_is_recorded_only_as_yes(hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_token_is_recorded_only_as_yes(
+    hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     given = Path(hf.snapshot_download("org/gated", local_dir=tmp_path / "given", token=TOKEN))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     from_env = Path(hf.snapshot_download("org/gated", local_dir=tmp_path / "env"))
@@ -65,7 +69,9 @@ def test_token_is_recorded_only_as_yes(hf: ModuleType, tmp_path: Path, monkeypat
     assert TOKEN.encode() not in everything_written(tmp_path)
 
 
-def test_default_folder_is_the_hub_cache(hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_default_folder_is_the_hub_cache(
+    hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     out = hf.snapshot_download("org/model", revision="v1")
     assert out == str(tmp_path / "hub" / "models--org--model" / "snapshots" / "v1")

@@ -1,4 +1,4 @@
-"""The local registry: authenticated push of a test image, pull back by digest, refusal without credentials."""
+"""The local registry: authenticated push, pull back by digest, refusal of a wrong password."""
 
 from __future__ import annotations
 
@@ -37,7 +37,8 @@ def test_push_then_pull_by_digest(docker_client: Any, registry: Registry, test_i
     assert not [e for e in events if "error" in e], events
     digest = next(e["aux"]["Digest"] for e in events if "Digest" in e.get("aux", {}))
 
-    status, body = http_get(f"{registry.url}/v2/rpdeploy-infra/busybox/tags/list", auth=(registry.username, registry.password))
+    auth = (registry.username, registry.password)
+    status, body = http_get(f"{registry.url}/v2/rpdeploy-infra/busybox/tags/list", auth=auth)
     assert status == 200
     assert reference.rsplit(":", 1)[1] in json.loads(body)["tags"]
 
@@ -52,7 +53,9 @@ def test_push_then_pull_by_digest(docker_client: Any, registry: Registry, test_i
         docker_client.images.remove(by_digest)
 
 
-def test_push_with_wrong_password_is_refused(docker_client: Any, registry: Registry, test_images: BaseImages) -> None:
+def test_push_with_wrong_password_is_refused(
+    docker_client: Any, registry: Registry, test_images: BaseImages
+) -> None:
     reference = registry.image("rpdeploy-infra/refused", "1")
     docker_client.images.get(test_images.busybox).tag(reference)
     try:
@@ -61,4 +64,5 @@ def test_push_with_wrong_password_is_refused(docker_client: Any, registry: Regis
         docker_client.images.remove(reference)
     errors = [e["error"] for e in events if "error" in e]
     assert errors and "unauthorized" in errors[-1].lower(), events
-    assert http_get(f"{registry.url}/v2/rpdeploy-infra/refused/tags/list", auth=(registry.username, registry.password))[0] == 404
+    auth = (registry.username, registry.password)
+    assert http_get(f"{registry.url}/v2/rpdeploy-infra/refused/tags/list", auth=auth)[0] == 404

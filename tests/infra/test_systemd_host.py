@@ -36,7 +36,13 @@ def test_service_is_active_for_root_and_deploy(systemd_host: SystemdHost) -> Non
 
 def test_password_logins_are_refused(systemd_host: SystemdHost) -> None:
     argv = systemd_host.ssh_argv("true")
-    argv[1:1] = ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"]
+    no_keys = [
+        "-o",
+        "PubkeyAuthentication=no",
+        "-o",
+        "PreferredAuthentications=password,keyboard-interactive",
+    ]
+    argv[1:1] = no_keys
     done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
     assert done.returncode == 255
     assert "Permission denied (publickey)" in done.stderr
@@ -81,6 +87,6 @@ def test_bad_endpoint_url_fails_the_restart(systemd_host: SystemdHost) -> None:
     assert done.returncode != 0
     assert systemd_host.ssh("systemctl is-active spring-boot").stdout.strip() == "failed"
     assert systemd_host.health()[0] == 0  # nothing listens any more
-    code, journal = systemd_host.exec("journalctl", "-u", "spring-boot", "--no-pager")
+    _, journal = systemd_host.exec("journalctl", "-u", "spring-boot", "--no-pager")
     assert "not an http(s) URL" in journal
     assert "rpa_TESTKEY" not in journal

@@ -42,7 +42,7 @@ IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images.sh"
 # Containers started here carry this label; `scripts/services.sh stop` removes any left behind.
 FIXTURE_LABEL = "org.rpdeploy.test.fixture"
 HOW_TO_START = "start the test services with `scripts/services.sh` (as root), then run `scripts/test.sh`"
-DEPLOY_UID = 1000  # the `deploy` user of rpdeploy-test/systemd-host (scripts/images/systemd-host/provision.sh)
+DEPLOY_UID = 1000  # user `deploy` in rpdeploy-test/systemd-host (scripts/images/systemd-host/provision.sh)
 
 
 def in_ci() -> bool:
@@ -117,9 +117,8 @@ class Registry:
 
 def read_registry_env(path: Path = REGISTRY_ENV) -> Registry:
     """Parse the KEY=VALUE credentials file that scripts/services.sh writes."""
-    values = dict(
-        line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")
-    )
+    lines = [line for line in path.read_text().splitlines() if "=" in line and not line.startswith("#")]
+    values = dict(line.split("=", 1) for line in lines)
     return Registry(values["REGISTRY_HOST"], values["REGISTRY_USERNAME"], values["REGISTRY_PASSWORD"])
 
 
@@ -199,7 +198,9 @@ class SystemdHost:
             "-o", "LogLevel=ERROR", f"{user or self.user}@{self.host}", command,
         ]  # fmt: skip
 
-    def ssh(self, command: str, user: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def ssh(
+        self, command: str, user: str | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.ssh_argv(command, user), capture_output=True, text=True, timeout=timeout, check=False
         )
@@ -331,7 +332,10 @@ SystemdHostFactory = Callable[[], AbstractContextManager[SystemdHost]]
 
 @pytest.fixture(scope="session")
 def systemd_host_factory(
-    docker_client: Any, test_images: BaseImages, ssh_client_key: SshClientKey, tmp_path_factory: pytest.TempPathFactory
+    docker_client: Any,
+    test_images: BaseImages,
+    ssh_client_key: SshClientKey,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> SystemdHostFactory:
     """``with systemd_host_factory() as host:`` starts one more fresh host."""
 

@@ -31,7 +31,7 @@ def install(package: Path, site: Path) -> None:
     )
     (info / "INSTALLER").write_text("rpdeploy-test\n")
     (info / "top_level.txt").write_text(f"{name}\n")
-    files = [p for p in target.rglob("*") if p.is_file()] + [info / n for n in ("METADATA", "INSTALLER", "top_level.txt")]
+    files = [p for p in target.rglob("*") if p.is_file()] + sorted(info.iterdir())
     record = [f"{p.relative_to(site)},," for p in files] + [f"{info.name}/RECORD,,"]
     (info / "RECORD").write_text("\n".join(record) + "\n")
     print(f"stand-in {name} {version} -> {target}")

@@ -48,14 +48,15 @@ def main() -> int:
     url = _env("RUNPOD_ENDPOINT_URL")
     if url is not None and not _is_http_url(url):
         # The URL is not a secret; the key is never printed.
-        print(f"APPLICATION FAILED TO START: runpod.endpoint.url is not an http(s) URL: {url!r}", file=sys.stderr)
+        sys.stderr.write(f"APPLICATION FAILED TO START: runpod.endpoint.url is not an http(s) URL: {url!r}\n")
         return 1
     key = _env("RUNPOD_API_KEY")
+    endpoint_id = _env("RUNPOD_ENDPOINT_ID")
     health = {
         "status": "UP",
         "runpod": {
             "endpointUrl": url,
-            "endpointId": _env("RUNPOD_ENDPOINT_ID"),
+            "endpointId": endpoint_id,
             "apiKeySha256": hashlib.sha256(key.encode()).hexdigest() if key is not None else None,
         },
     }
@@ -77,7 +78,7 @@ def main() -> int:
     port = int(os.environ.get("SERVER_PORT", "8080"))
     server = ThreadingHTTPServer(("0.0.0.0", port), Handler)
     print(
-        f"Started on port {port}: endpoint url={url}, endpoint id={health['runpod']['endpointId']}, "
+        f"Started on port {port}: endpoint url={url}, endpoint id={endpoint_id}, "
         f"api key {'set' if key is not None else 'not set'}",
         flush=True,
     )
