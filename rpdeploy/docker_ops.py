@@ -742,6 +742,12 @@ def build_image(api: Any, plan: BuildPlan, *, reporter: Reporter | None = None) 
         f"base {plan.base_image}, {plan.platform}{', no cache' if plan.no_cache else ''})"
     )
     buildargs = dict(plan.buildargs)
+    if plan.secret_buildargs:
+        reporter.info(
+            f"{', '.join(sorted(plan.secret_buildargs))}: a build argument of the throw-away model stage only, "
+            "never in the pushed image; docker's local build cache keeps that stage's history on this machine "
+            "(`docker image prune` removes it, and the cached download with it)"
+        )
     # Secrets go to the local engine in the request (its socket), never on a command line.
     buildargs.update({key: secret.reveal() for key, secret in plan.secret_buildargs.items()})
     log = BuildLog(reporter, context.root / context.dockerfile)
@@ -852,20 +858,26 @@ class _RetryablePush(Exception):
         self.message = message
 
 
-def _registry_error(kind: FailureKind, message: str, registry: str, name: str) -> RegistryError:
+def _registry_error(kind: FailureKind, message: str, auth: RegistryAuth, doing: str) -> RegistryError:
+    """A RegistryError for ``doing`` ("pushing NAME", "logging in") that failed with ``message``."""
+    registry = auth.registry
     if kind == "auth":
         return RegistryError(
-            f"the registry {registry} refused the credentials for {name}: {message}",
-            hint=f"check the user name and password (or token), and that it may push to {name}: "
+            f"{doing}: the registry {registry} refused the credentials ({auth.describe()}): {message}",
+            hint="check the user name and password (or token) and that they may push to this repository; "
             + login_hint(registry),
         )
     if kind in ("unreachable", "transient") and _UNREACHABLE.search(message):
         return RegistryError(
-            f"cannot reach the registry {registry}: {message}",
+            f"{doing}: cannot reach the registry {registry}: {message}",
             hint=f"check image.registry in deploy.yaml ({registry}) and that the registry is up and reachable "
             "from the Docker engine (proxy, firewall, DNS)",
         )
-    return RegistryError(f"pushing {name} to {registry} failed: {message}")
+    return RegistryError(f"{doing} failed: {message}")
+
+
+def _pause_text(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds >= 10 else f"{seconds:.1f}s"
 
 
 def verify_login(
@@ -891,9 +903,9 @@ def verify_login(
             ) from exc
         kind = classify_failure(message)
         if kind != "transient" or attempt == retry.attempts:
-            raise _registry_error(kind, message, auth.registry, auth.registry)
+            raise _registry_error(kind, message, auth, f"logging in to {auth.registry}")
         pause = retry.pause(attempt)
-        reporter.warn(f"login to {auth.registry} failed ({message}); retrying in {pause:.0f}s")
+        reporter.warn(f"login to {auth.registry} failed ({message}); retrying in {_pause_text(pause)}")
         sleep(pause)
 
 
@@ -960,11 +972,11 @@ def push_image(
 
     reporter = reporter or NullReporter()
     retry = retry or RetryPolicy()
-    registry = auth.registry
+    doing = f"pushing {name}:{tag}"
     started = time.monotonic()
     progress = _PushProgress()
     attempt = 0
-    with reporter.transfer(f"Pushing {name}:{tag} to {registry}") as transfer:
+    with reporter.transfer(f"Pushing {name}:{tag} to {auth.registry}") as transfer:
         while True:
             attempt += 1
             progress.aux = None
@@ -977,7 +989,7 @@ def push_image(
                             kind = classify_failure(error)
                             if kind == "transient":
                                 raise _RetryablePush(error)
-                            raise _registry_error(kind, error, registry, name)
+                            raise _registry_error(kind, error, auth, doing)
                         progress.feed(event, transfer, reporter)
                 except docker.errors.NotFound as exc:
                     raise DockerError(f"cannot push {name}:{tag}: {_api_message(exc)}") from exc
@@ -986,7 +998,7 @@ def push_image(
                     kind = classify_failure(message)
                     if kind == "transient":
                         raise _RetryablePush(message) from exc
-                    raise _registry_error(kind, message, registry, name) from exc
+                    raise _registry_error(kind, message, auth, doing) from exc
                 except requests.exceptions.ReadTimeout as exc:
                     raise _RetryablePush(f"no progress from the engine for {API_TIMEOUT}s") from exc
                 except (docker.errors.DockerException, requests.RequestException) as exc:
@@ -1002,11 +1014,14 @@ def push_image(
                     raise _registry_error(
                         classify_failure(exc.message),
                         f"{exc.message} (gave up after {attempt} attempts)",
-                        registry,
-                        name,
+                        auth,
+                        doing,
                     ) from None
                 pause = retry.pause(attempt)
-                reporter.warn(f"push failed ({exc.message}); retrying in {pause:.0f}s ({attempt + 1}/{retry.attempts})")
+                reporter.warn(
+                    f"push failed ({exc.message}); retrying in {_pause_text(pause)} "
+                    f"(attempt {attempt + 1} of {retry.attempts})"
+                )
                 sleep(pause)
     aux = progress.aux
     digest = str(aux.get("Digest", ""))
