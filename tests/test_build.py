@@ -41,7 +41,7 @@ from rpdeploy.docker_ops import (
 from rpdeploy.errors import ConfigError, DockerError, RegistryError
 from rpdeploy.methods import Method
 from rpdeploy.output import RecordingReporter
-from rpdeploy.registry_auth import resolve_registry_auth, require_registry_auth
+from rpdeploy.registry_auth import require_registry_auth, resolve_registry_auth
 from rpdeploy.scaffold import InitOptions, init_project, render_project
 from rpdeploy.secrets import MASK, redact
 
