@@ -86,7 +86,7 @@ class BuildResult:
     platform: str
     skipped: bool  # True: the context was unchanged and the image still existed
     seconds: float
-    steps: int = 0  # Dockerfile steps run
+    steps: int = 0  # Dockerfile steps that build something (FROM and leading ARGs do not count)
     cached_steps: int = 0  # of those, taken from the layer cache
 
 
@@ -677,6 +677,7 @@ class BuildLog:
         self.image_id: str | None = None
         self.tail: deque[str] = deque(maxlen=LOG_TAIL)
         self._partial = ""
+        self._seen_from = False
 
     def _line(self, line: str) -> None:
         line = line.rstrip("\r")
@@ -687,7 +688,12 @@ class BuildLog:
         match = _STEP.match(line)
         if match:
             self.step = line
-            self.steps += 1
+            instruction = (match.group(3).split() or [""])[0].upper()
+            # FROM and the ARGs before the first FROM are never cached or run: they do not count.
+            if instruction == "FROM":
+                self._seen_from = True
+            elif self._seen_from or instruction != "ARG":
+                self.steps += 1
         elif line.strip() == "---> Using cache":
             self.cached += 1
 
