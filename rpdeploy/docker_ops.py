@@ -38,6 +38,7 @@ import shutil
 import stat
 import subprocess
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -197,17 +198,32 @@ def _reason(exc: BaseException) -> str:
     return text
 
 
+HELPER_HINT = (
+    "check credsStore/credHelpers in your docker config (~/.docker/config.json or $DOCKER_CONFIG): "
+    "the docker-credential-<name> program must be installed and on PATH"
+)
+
+
 @contextmanager
 def _engine_errors(what: str) -> Iterator[None]:
     """Translate docker SDK and transport errors raised while ``what`` into DockerError."""
     import docker
     import requests
+    from docker.credentials import StoreError
 
     try:
-        yield
+        with warnings.catch_warnings():
+            # The SDK warns about a missing credential helper, then fails: the error says it once.
+            warnings.filterwarnings("ignore", message=r"docker-credential-.* not installed")
+            yield
     except docker.errors.APIError as exc:
         raise DockerError(f"{what}: {_api_message(exc)}") from exc
+    except StoreError as exc:
+        # The SDK reads every credential helper to send the engine its logins (build, pull).
+        raise DockerError(f"{what}: a docker credential helper failed: {exc}", hint=HELPER_HINT) from exc
     except (docker.errors.DockerException, requests.RequestException) as exc:
+        if "Credentials store" in str(exc):
+            raise DockerError(f"{what}: a docker credential helper failed: {exc}", hint=HELPER_HINT) from exc
         raise DockerError(
             f"{what}: the Docker engine stopped answering ({_reason(exc)})", hint=_engine_hint("the engine", "")
         ) from exc
@@ -530,7 +546,8 @@ def ensure_base_image(api: Any, ref: str, *, platform: str, reporter: Reporter) 
     if found is not None:
         return found
     reporter.info(f"Base image {ref} is not on this machine: pulling it")
-    message = _pull(api, ref, platform=platform, reporter=reporter)
+    with _engine_errors(f"pulling the base image {ref}"):
+        message = _pull(api, ref, platform=platform, reporter=reporter)
     found = None
     if message is None:
         with _engine_errors(f"inspecting the base image {ref}"):
@@ -548,7 +565,6 @@ def ensure_base_image(api: Any, ref: str, *, platform: str, reporter: Reporter) 
 def _pull(api: Any, ref: str, *, platform: str, reporter: Reporter) -> str | None:
     """Pull ``ref`` with per-layer progress; the error message, or None when it worked."""
     import docker
-    import requests
 
     repository, tag = _split_ref(ref)
     with reporter.transfer(f"Pulling {ref}") as transfer:
@@ -566,11 +582,6 @@ def _pull(api: Any, ref: str, *, platform: str, reporter: Reporter) -> str | Non
                     )
         except docker.errors.APIError as exc:
             return _api_message(exc)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise DockerError(
-                f"pulling {ref}: the Docker engine stopped answering ({_reason(exc)})",
-                hint=_engine_hint("the engine", ""),
-            ) from exc
     return None
 
 
@@ -890,29 +901,42 @@ def verify_login(
     api: Any, auth: RegistryAuth, *, retry: RetryPolicy, reporter: Reporter, sleep: Callable[[float], None] = time.sleep
 ) -> None:
     """Have the engine log in to the registry once, before a slow build: bad credentials fail now."""
+    import tempfile
+
     import docker
-    import requests
 
     if auth.identity_token is not None or auth.password is None or not auth.username:
         reporter.debug(f"registry login not checked in advance ({auth.source} holds a token)")
         return
     reporter.info(f"Logging in to {auth.registry} ({auth.describe()})")
-    for attempt in range(1, retry.attempts + 1):
-        try:
-            api.login(auth.username, password=auth.password.reveal(), registry=auth.server, reauth=True)
-            return
-        except docker.errors.APIError as exc:
-            message = _api_message(exc)
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise DockerError(
-                f"logging in to {auth.registry}: the Docker engine stopped answering ({_reason(exc)})"
-            ) from exc
-        kind = classify_failure(message)
-        if kind != "transient" or attempt == retry.attempts:
-            raise _registry_error(kind, message, auth, f"logging in to {auth.registry}")
-        pause = retry.pause(attempt)
-        reporter.warn(f"login to {auth.registry} failed ({message}); retrying in {_pause_text(pause)}")
-        sleep(pause)
+    doing = f"logging in to {auth.registry}"
+    with tempfile.TemporaryDirectory(prefix="rpdeploy-login-") as scratch:
+        # An empty client config for the SDK's login: it would otherwise consult the user's
+        # credential helpers first (and fail on a broken one) although we pass the credentials.
+        # The SDK then keeps only this login for the build's X-Registry-Config header.
+        empty = Path(scratch) / "config.json"
+        empty.write_text("{}")
+        for attempt in range(1, retry.attempts + 1):
+            try:
+                with _engine_errors(doing):
+                    api.login(
+                        auth.username,
+                        password=auth.password.reveal(),
+                        registry=auth.server,
+                        reauth=True,
+                        dockercfg_path=str(empty),
+                    )
+                return
+            except DockerError as exc:
+                if not isinstance(exc.__cause__, docker.errors.APIError):
+                    raise
+                message = _api_message(exc.__cause__)
+            kind = classify_failure(message)
+            if kind != "transient" or attempt == retry.attempts:
+                raise _registry_error(kind, message, auth, doing)
+            pause = retry.pause(attempt)
+            reporter.warn(f"login to {auth.registry} failed ({message}); retrying in {_pause_text(pause)}")
+            sleep(pause)
 
 
 @dataclass

@@ -17,6 +17,7 @@ engine's socket. It is never put in argv, never logged, never written to the led
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,19 +124,24 @@ def docker_config_path(environ: Mapping[str, str]) -> Path | None:
 
 def _from_docker_config(registry: str, environ: Mapping[str, str]) -> RegistryAuth | None:
     from docker import auth, errors
+    from docker.credentials import StoreError
 
     path = docker_config_path(environ)
     if path is None:
         return None
+    # Helpers are looked up by the same key `docker login` stores them under.
+    lookup = server_address(registry) if registry in DOCKER_HUB_NAMES else registry
     try:
-        store = auth.load_config(str(path), credstore_env=dict(environ))
-        # Helpers are looked up by the same key `docker login` stores them under.
-        lookup = server_address(registry) if registry in DOCKER_HUB_NAMES else registry
-        found = store.resolve_authconfig(lookup)
-    except (errors.DockerException, OSError, ValueError) as exc:
+        with warnings.catch_warnings():
+            # A missing helper program warns, then fails: the error below says it once, with the fix.
+            warnings.simplefilter("ignore")
+            store = auth.load_config(str(path), credstore_env=dict(environ))
+            found = store.resolve_authconfig(lookup)
+    except (errors.DockerException, StoreError, OSError, ValueError) as exc:
         raise RegistryError(
             f"cannot read your docker credentials for {registry} from {path}: {exc}",
-            hint=login_hint(registry),
+            hint="check credsStore/credHelpers there (the docker-credential-<name> program must be on PATH), or "
+            + login_hint(registry),
         ) from None
     if not found:
         return None

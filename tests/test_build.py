@@ -382,6 +382,16 @@ def test_credentials_from_a_credential_helper(
     assert token_log.read_text().splitlines() == ["argv: get", "server: ghcr.io"]
 
 
+def test_a_missing_credential_helper_is_named(tmp_path: Path, no_docker_login: Path) -> None:
+    (no_docker_login / "config.json").write_text(json.dumps({"credHelpers": {"127.0.0.1:5000": "rpd-missing"}}))
+    config = write_project(tmp_path)
+    assert config.image is not None
+    with pytest.raises(RegistryError) as caught:
+        resolve_registry_auth(config.image, base_dir=config.base_dir)
+    assert "docker-credential-rpd-missing" in caught.value.message
+    assert "credHelpers" in (caught.value.hint or "")
+
+
 def test_no_credentials_anywhere_is_a_registry_error_with_the_ways_to_fix_it(
     tmp_path: Path, no_docker_login: Path
 ) -> None:

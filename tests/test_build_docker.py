@@ -112,6 +112,15 @@ def test_build_push_and_pull_back_by_digest(
     result = build_cli("--push", "--json")
     document = json.loads(result.stdout)
     build, push = document["build"], document["push"]
+    # The --json contract (README): these keys, no more, no fewer.
+    assert set(document) == {"ok", "built", "build", "push"} and document["ok"] is True and document["built"] is True
+    assert set(build) == {
+        "image", "image_id", "tags", "size", "context_hash", "tag_source", "platform", "skipped", "seconds",
+        "steps", "cached_steps",
+    }  # fmt: skip
+    assert set(push) == {
+        "image", "tag", "digest", "size", "bytes_pushed", "layers_pushed", "layers_present", "attempts", "seconds",
+    }  # fmt: skip
     name = f"{reg_env.host}/{repository}"
     assert build["skipped"] is False and build["image"] == f"{name}:{push['tag']}"
     assert DIGEST.match(push["digest"]) and push["image"] == f"{name}@{push['digest']}"
@@ -391,6 +400,28 @@ def test_push_with_credentials_from_docker_config(
     assert f"docker config {no_docker_login / 'config.json'}" in result.stderr
     assert f"{registry.host}/{repository}@sha256:" in result.stdout
     assert registry.password not in result.stdout + result.stderr
+
+
+def test_a_broken_credential_helper_does_not_hide_explicit_credentials(
+    build_cli: BuildCli,  # noqa: F811
+    tmp_path: Path,
+    reg_env: Registry,
+    base_image: str,
+    repository: str,
+    no_docker_login: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    (no_docker_login / "config.json").write_text(json.dumps({"credsStore": "rpd-missing"}))
+    # With --push, rpdeploy logs in with deploy.yaml's credentials only: the broken helper is never asked.
+    project_for(tmp_path / "push", reg_env.host, repository, base_image)
+    monkeypatch.chdir(tmp_path / "push")
+    assert f"{reg_env.host}/{repository}@sha256:" in build_cli("--push").stdout
+    # Without a login the SDK sends the engine every login of the docker config, so the helper runs.
+    project_for(tmp_path / "local", reg_env.host, repository, base_image)
+    monkeypatch.chdir(tmp_path / "local")
+    result = build_cli(expected_code=5)
+    assert "a docker credential helper failed" in result.stderr and "docker-credential-rpd-missing" in result.stderr
+    assert "credsStore/credHelpers" in result.stderr
 
 
 # --- transient failures, injected on the wire --------------------------------------------------
