@@ -970,7 +970,9 @@ class _PushProgress:
         if status == "Pushing":
             layer.current = int(detail.get("current") or layer.current)
             layer.total = int(detail.get("total") or layer.total)
-            transfer.update(str(layer_id), description="Pushing", completed=layer.current, total=layer.total or None)
+            # The engine counts tar bytes against the layer's size: clamp so a bar never passes 100 %.
+            shown = min(layer.current, layer.total) if layer.total else layer.current
+            transfer.update(str(layer_id), description="Pushing", completed=shown, total=layer.total or None)
         elif status == "Pushed":
             layer.sent = True
             transfer.finish(str(layer_id), description="Pushed")
@@ -983,7 +985,7 @@ class _PushProgress:
 
     @property
     def bytes_pushed(self) -> int:
-        return sum(max(layer.total, layer.current) for layer in self.layers.values() if layer.sent)
+        return sum(layer.total or layer.current for layer in self.layers.values() if layer.sent)
 
 
 def push_image(
