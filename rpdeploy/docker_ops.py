@@ -209,6 +209,7 @@ def _engine_errors(what: str) -> Iterator[None]:
     """Translate docker SDK and transport errors raised while ``what`` into DockerError."""
     import docker
     import requests
+    import urllib3
     from docker.credentials import StoreError
 
     try:
@@ -221,7 +222,7 @@ def _engine_errors(what: str) -> Iterator[None]:
     except StoreError as exc:
         # The SDK reads every credential helper to send the engine its logins (build, pull).
         raise DockerError(f"{what}: a docker credential helper failed: {exc}", hint=HELPER_HINT) from exc
-    except (docker.errors.DockerException, requests.RequestException) as exc:
+    except (docker.errors.DockerException, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
         if "Credentials store" in str(exc):
             raise DockerError(f"{what}: a docker credential helper failed: {exc}", hint=HELPER_HINT) from exc
         raise DockerError(
@@ -852,7 +853,7 @@ _UNREACHABLE = re.compile(
 )
 _TRANSIENT = re.compile(
     r"connection reset|connection refused|broken pipe|\bEOF\b|timeout|timed out|temporar|"
-    r"\b5\d\d\b|internal server error|bad gateway|service unavailable|gateway time-?out|"
+    r"status(?: code)?:? 5\d\d\b|internal server error|bad gateway|service unavailable|gateway time-?out|"
     r"i/o timeout|tls handshake",
     re.IGNORECASE,
 )
@@ -1001,6 +1002,7 @@ def push_image(
     """Push ``name:tag`` and return it by digest. Reads the whole stream; retries transient failures."""
     import docker
     import requests
+    import urllib3
 
     reporter = reporter or NullReporter()
     retry = retry or RetryPolicy()
@@ -1031,9 +1033,9 @@ def push_image(
                     if kind == "transient":
                         raise _RetryablePush(message) from exc
                     raise _registry_error(kind, message, auth, doing) from exc
-                except requests.exceptions.ReadTimeout as exc:
+                except (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError) as exc:
                     raise _RetryablePush(f"no progress from the engine for {API_TIMEOUT}s") from exc
-                except (docker.errors.DockerException, requests.RequestException) as exc:
+                except (docker.errors.DockerException, requests.RequestException, urllib3.exceptions.HTTPError) as exc:
                     raise DockerError(
                         f"pushing {name}:{tag}: the Docker engine stopped answering ({_reason(exc)})",
                         hint=_engine_hint("the engine", ""),

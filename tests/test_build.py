@@ -420,7 +420,9 @@ def test_no_credentials_anywhere_is_a_registry_error_with_the_ways_to_fix_it(
         ('Get "http://127.0.0.1:5000/v2/": EOF', "transient"),
         ("received unexpected HTTP status: 503 Service Unavailable", "transient"),
         ("net/http: TLS handshake timeout", "transient"),
+        ("500 Internal Server Error", "transient"),
         ("manifest invalid: manifest invalid", "other"),
+        ("blob upload invalid: size 512 bytes does not match", "other"),
     ],
 )
 def test_registry_failures_are_classified(message: str, kind: str) -> None:
