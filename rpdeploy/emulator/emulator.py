@@ -96,7 +96,7 @@ class Emulator:
         self.fleet.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name="rpdeploy-emulator-http",
             daemon=True,
         )

@@ -92,7 +92,9 @@ class Fault:
     value: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items() if value is not None or key == "remaining"}
+        """The switch in the JSON shape ``POST /_emulator/faults`` takes, plus ``remaining``."""
+        data = {key: value for key, value in asdict(self).items() if value is not None or key == "remaining"}
+        return {"fault": data.pop("name"), **data}
 
 
 class Faults:

@@ -161,7 +161,8 @@ class InvokeApi:
                 return error(
                     400, f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried"
                 )
-            return Response(200, {"id": job.id, "status": job.status.value})
+            # Like /run, the answer acknowledges the queueing, even if a warm worker took it already.
+            return Response(200, {"id": job.id, "status": JobStatus.IN_QUEUE.value})
 
     def _purge(self, endpoint: Endpoint) -> Response:
         with self.state.lock:
