@@ -46,11 +46,11 @@ def emulator(
     serves until Ctrl-C or SIGTERM. Inspect and fault it through /_emulator/state,
     /_emulator/requests and /_emulator/faults with the same key.
 
-    Example:
+    Example (the first lines printed are shell assignments):
 
-        rpdeploy emulator --port 8765 > emulator.env &
+        rpdeploy emulator --port 8765 --cold-start 2 > emulator.env &
 
-        set -a; . ./emulator.env; set +a; rpdeploy deploy
+        sleep 1; set -a; . ./emulator.env; set +a; rpdeploy deploy
     """
     from rpdeploy.emulator import Emulator, ids
 

@@ -28,7 +28,10 @@ invoke_rate_limit      count=1, retry_after=1, endpoint_id    429 on ``/v2/{endp
 ``operation`` matches a GraphQL operation's name or any of its top-level fields
 (``saveEndpoint``), so it works for runpod-python's anonymous ``mutation { ... }`` too.
 Settings-like switches (delay, read-only, capacity, timings) default to lasting until
-cleared; the others to the next one request or job.
+cleared; the others to the next one request or job. A ``cold_start`` count is spent per
+worker started, an ``execution_time`` count per job started, a ``read_only`` count per
+mutation request. Job faults are decided when the job is queued (and again on ``/retry``).
+``GET /_emulator/faults`` lists the active switches, ``DELETE /_emulator/faults`` clears them.
 """
 
 from __future__ import annotations
