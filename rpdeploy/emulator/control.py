@@ -104,7 +104,7 @@ class ControlPlane:
 
     def handle(self, raw: bytes, *, key: str | None, expected_key: str) -> GraphQLAnswer:
         """Answer one POST /graphql. ``key`` is the caller's key (None when it sent none)."""
-        from graphql import GraphQLError, OperationType, get_operation_ast, parse, validate
+        from graphql import GraphQLError, OperationType, execute_sync, get_operation_ast, parse, validate
 
         if key is not None and key != expected_key:
             return GraphQLAnswer(401, _errors(UNAUTHORIZED))
@@ -153,8 +153,6 @@ class ControlPlane:
         context = _Context()
         if operation is not None and operation.operation is OperationType.MUTATION:
             context.read_only = self.faults.take(fault_names.READ_ONLY) is not None
-        from graphql import execute_sync
-
         with self.state.lock:
             self.state.advance()
             result = execute_sync(
