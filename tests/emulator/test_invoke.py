@@ -221,7 +221,7 @@ def test_execution_timeout_from_job_policy_wins(api: Api, emulator: Emulator) ->
 def test_scaling_concurrency_and_health(api: Api, emulator: Emulator) -> None:
     endpoint_id = api.endpoint(name="scaling", workersMax=2)["id"]
     emulator.faults.concurrency(2, endpoint_id=endpoint_id)
-    emulator.faults.execution_time(0.5, endpoint_id=endpoint_id)
+    emulator.faults.execution_time(2.0, endpoint_id=endpoint_id)  # wide windows: CI machines are slow
 
     jobs = [api.run(endpoint_id, {"prompt": f"p{i}"}) for i in range(5)]
     health = api.health(endpoint_id)
@@ -229,7 +229,12 @@ def test_scaling_concurrency_and_health(api: Api, emulator: Emulator) -> None:
     assert health["jobs"]["inQueue"] == 5
 
     api.wait_status(endpoint_id, jobs[0], lambda b: b["status"] == "IN_PROGRESS")
+    # The two workers finish starting independently: wait (bounded) for the second one.
+    deadline = time.monotonic() + 1.5
     health = api.health(endpoint_id)
+    while health["workers"]["running"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        health = api.health(endpoint_id)
     assert health["workers"] == {
         "idle": 0,
         "initializing": 0,
