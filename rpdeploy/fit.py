@@ -34,7 +34,7 @@ one L4, max_model_len 8192, utilization 0.9; ``python benchmarks/fit_accuracy.py
 * parameters 7,615,616,512 and bf16 weights 15,231,233,024 bytes: exactly the Hub's
   safetensors total and index ``total_size`` (reference/worker-vllm.md quotes 15,230,967,808
   from a third-party file list: -0.002 %);
-* weights 14.185 GiB against vLLM's log "Loading model weights took 14.25 GB": -0.5 %
+* weights 14.185 GiB against vLLM's log "Loading model weights took 14.25 GB": -0.46 %
   (vLLM also holds rotary caches and allocator slack);
 * KV per token 56 KiB: exact; 8192 tokens fit: same verdict;
 * KV capacity ~77,400 tokens (4.13 GiB) against the 65k-85k tokens (3.5-4.5 GiB) the
