@@ -25,6 +25,10 @@ under 70 GiB and on A100s, 8192 above) plus a sampler pass over ``max_num_seqs``
 vllm-project/vllm#10517), 0.25 GiB more with tensor parallelism (NCCL buffers).
 *CUDA graphs*: 0.25 GiB + 0.01 GiB per layer unless ``enforce_eager`` (recent vLLM subtracts
 its graph-memory estimate from the KV budget before allocating).
+*Verdict*: ``fits``; ``tight`` when it fits but the KV cache holds fewer than two
+``max_model_len``-long requests or less than 1 GiB is left after one; ``does-not-fit`` with the
+reason ``weights`` (weights and overhead exceed the budget), ``kv-cache`` (fewer KV tokens than
+``max_model_len``) or ``tensor-parallel`` (``gpu_count`` does not divide the attention heads).
 Sliding-window and MLA attention are not modelled: every layer gets a full KV cache, which
 over-estimates the KV need of such models.
 

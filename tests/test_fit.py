@@ -507,15 +507,18 @@ def local_hub() -> Iterator[str]:
 
 
 @pytest.fixture
-def run_check() -> Any:
+def run_check(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """`rpdeploy check` on a tiny app behind the real error boundary (until cli.py registers it)."""
     app = typer.Typer()
     app.command("check")(boundary(check))
     app.command("version")(lambda: None)  # a second command keeps "check" a subcommand
     runner = CliRunner()
+    # This machine's own HF cache must not decide where the architecture comes from.
+    isolated = {"HF_HOME": str(tmp_path_factory.mktemp("hf-home")), "HF_HUB_CACHE": None, "HF_ENDPOINT": None}
 
     def run(*args: str, expected_code: int = 0, env: dict[str, str] | None = None) -> Result:
-        result = runner.invoke(app, ["check", *args], env=env, catch_exceptions=False)
+        merged: dict[str, str | None] = {**isolated, **(env or {})}
+        result = runner.invoke(app, ["check", *args], env=merged, catch_exceptions=False)
         assert result.exit_code == expected_code, f"{result.stdout}\n{result.stderr}"
         return result
 
@@ -529,6 +532,7 @@ def test_check_json_for_the_reference(run_check: Any, project: Path) -> None:
     assert document["ok"] is True
     check_doc = document["check"]
     assert (check_doc["verdict"], check_doc["blocking"]) == ("fits", False)
+    assert check_doc["arch"]["source"] == "built-in table"
     assert check_doc["fit"]["kv_bytes_per_token"] == 57_344
     assert 65_000 <= check_doc["fit"]["kv_capacity_tokens"] <= 85_000
     assert check_doc["cost"]["price_per_gpu_second"] == 0.00019
