@@ -119,7 +119,7 @@ endpoint_app = typer.Typer(
 
 
 def _register() -> None:
-    from rpdeploy.commands import endpoint, init, render, smoke, validate
+    from rpdeploy.commands import check, emulator, endpoint, init, render, smoke, validate
 
     app.command("init")(boundary(init.init))
     app.command("render")(boundary(render.render))
@@ -133,6 +133,8 @@ def _register() -> None:
     endpoint_app.command("delete")(boundary(endpoint.delete))
     app.add_typer(endpoint_app)
     app.command("smoke-test")(boundary(smoke.smoke_test))
+    app.command("check")(boundary(check.check))
+    app.command("emulator")(boundary(emulator.emulator))
 
 
 _register()
