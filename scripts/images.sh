@@ -156,23 +156,34 @@ fetch_wheels() {
   mv "$tmp" "$dir"
 }
 
+PYTHON_IMAGE=rpdeploy-test/python:1
+PYTHON_KEY=$(printf '%s %s' "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/python" "$STANDINS")" | sha256sum | cut -c1-16)
+WHEELS=$RPDEPLOY_TEST_CACHE/wheels/$(hash_inputs "$RECIPES/python/requirements.txt")
+WHEELS_JOB=
+
+# Starts the wheel download in the background when the python image will need it: it only
+# needs the host's network, so it overlaps with debootstrap on a cold cache.
+start_wheels() {
+  if ! is_fresh "$PYTHON_IMAGE" "$PYTHON_KEY" && [[ $REBUILD == 1 || ! -d $WHEELS ]]; then
+    timed "wheels for $(grep -v '^#' "$RECIPES/python/requirements.txt" | paste -sd' ' -)" \
+      "$RPDEPLOY_TEST_LOGS/pip-download.log" fetch_wheels "$WHEELS" &
+    WHEELS_JOB=$!
+  fi
+}
+
 build_python() {
-  local image=rpdeploy-test/python:1 key wheels
-  key=$(printf '%s %s' "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/python" "$STANDINS")" | sha256sum | cut -c1-16)
-  if is_fresh "$image" "$key"; then
-    log "reusing $image"
+  if [[ -n $WHEELS_JOB ]]; then
+    wait "$WHEELS_JOB" || exit 1 # timed has said what failed
+  fi
+  if is_fresh "$PYTHON_IMAGE" "$PYTHON_KEY"; then
+    log "reusing $PYTHON_IMAGE"
     return
   fi
-  wheels=$RPDEPLOY_TEST_CACHE/wheels/$(hash_inputs "$RECIPES/python/requirements.txt")
-  if [[ $REBUILD == 1 || ! -d $wheels ]]; then
-    timed "wheels for $(grep -v '^#' "$RECIPES/python/requirements.txt" | paste -sd' ' -)" \
-      "$RPDEPLOY_TEST_LOGS/pip-download.log" fetch_wheels "$wheels"
-  fi
-  local mounts=(-v "$RECIPES/python:/build/recipe:ro" -v "$wheels:/build/wheels:ro")
+  local mounts=(-v "$RECIPES/python:/build/recipe:ro" -v "$WHEELS:/build/wheels:ro")
   [[ -d $STANDINS ]] && mounts+=(-v "$STANDINS:/build/standins:ro")
   CHANGES=(--change 'ENV PIP_BREAK_SYSTEM_PACKAGES=1' --change 'ENV PIP_DISABLE_PIP_VERSION_CHECK=1'
     --change 'WORKDIR /' --change 'CMD ["python3"]')
-  provision "$image" "$key" python-image "${mounts[@]}"
+  provision "$PYTHON_IMAGE" "$PYTHON_KEY" python-image "${mounts[@]}"
 }
 
 build_systemd_host() {
@@ -188,6 +199,7 @@ build_systemd_host() {
 }
 
 start=$SECONDS
+start_wheels
 build_busybox
 build_rootfs
 build_python
