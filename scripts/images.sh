@@ -37,6 +37,7 @@ HOST_PYTHON=${PYTHON:-python3}
 need_cmd docker sha256sum tar
 docker info >/dev/null 2>&1 || die "the docker engine does not answer; start it with scripts/services.sh"
 mkdir -p "$RPDEPLOY_TEST_CACHE"/{debs,rootfs,wheels} "$RPDEPLOY_TEST_LOGS"
+take_lock "$RPDEPLOY_TEST_CACHE/images.lock"
 
 image_key() { docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
 

@@ -55,7 +55,7 @@ start_docker() {
     # A dockerd that was killed leaves its pid file, and a new one refuses to start beside it.
     rm -f "$DOCKERD_OWN_PIDFILE"
     log "docker engine: starting dockerd ${DOCKERD_ARGS[*]} (log: $RPDEPLOY_TEST_LOGS/dockerd.log)"
-    setsid dockerd "${DOCKERD_ARGS[@]}" </dev/null >>"$RPDEPLOY_TEST_LOGS/dockerd.log" 2>&1 &
+    setsid dockerd "${DOCKERD_ARGS[@]}" </dev/null >>"$RPDEPLOY_TEST_LOGS/dockerd.log" 2>&1 9>&- &
     echo $! >"$DOCKERD_PID"
   fi
   if ! wait_for 60 docker_up; then
@@ -157,7 +157,7 @@ start_registry() {
     401) log "registry: running on $RPDEPLOY_TEST_REGISTRY_ADDR" ;;
     000)
       log "registry: starting on $RPDEPLOY_TEST_REGISTRY_ADDR (log: $RPDEPLOY_TEST_LOGS/registry.log)"
-      setsid docker-registry serve "$REGISTRY_CONFIG" </dev/null >>"$RPDEPLOY_TEST_LOGS/registry.log" 2>&1 &
+      setsid docker-registry serve "$REGISTRY_CONFIG" </dev/null >>"$RPDEPLOY_TEST_LOGS/registry.log" 2>&1 9>&- &
       echo $! >"$REGISTRY_PID"
       if ! wait_for 30 registry_authed; then
         tail -n 20 "$RPDEPLOY_TEST_LOGS/registry.log" >&2 || true
@@ -193,6 +193,7 @@ cmd_start() {
   [[ $EUID == 0 ]] || die "run as root (it starts dockerd and writes under /var)"
   mkdir -p "$RPDEPLOY_TEST_STATE" "$RPDEPLOY_TEST_LOGS"
   chmod 0700 "$RPDEPLOY_TEST_STATE"
+  take_lock "$RPDEPLOY_TEST_STATE/services.lock"
   start_docker
   start_registry
   check_registry_push
