@@ -142,7 +142,11 @@ def registry() -> Registry:
 
 @dataclass(frozen=True)
 class BaseImages:
-    """Tags of the local base images (scripts/images.sh); none needs Docker Hub."""
+    """Tags of the local base images (scripts/images.sh); none needs Docker Hub.
+
+    The defaults are the :1 tags of the last build; the ``test_images`` fixture gives the tags keyed
+    by this checkout's inputs, which another branch's test session cannot replace under it.
+    """
 
     busybox: str = "rpdeploy-test/busybox:1"
     python: str = "rpdeploy-test/python:1"  # stand-in for vllm/vllm-openai: runpod SDK + tests/standins
@@ -156,7 +160,8 @@ def test_images(docker_client: Any) -> BaseImages:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-25:])
         service_missing(f"scripts/images.sh failed (exit {done.returncode}):\n{tail}\n")
-    return BaseImages()
+    # stdout is one NAME=IMAGE line per image: busybox=rpdeploy-test/busybox:<key>, ...
+    return BaseImages(**dict(line.split("=", 1) for line in done.stdout.split()))
 
 
 # --- systemd host -------------------------------------------------------------------------------
