@@ -39,7 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test"))
 REGISTRY_ENV = STATE_DIR / "registry.env"
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images.sh"
-# Containers started here carry this label; `scripts/services.sh stop` removes any left behind.
+# Containers started here carry this label, and the pid of the test process in FIXTURE_LABEL.pid:
+# `scripts/services.sh stop` removes those whose test process is gone (a killed run), not others'.
 FIXTURE_LABEL = "org.rpdeploy.test.fixture"
 HOW_TO_START = "start the test services with `scripts/services.sh` (as root), then run `scripts/test.sh`"
 DEPLOY_UID = 1000  # user `deploy` in rpdeploy-test/systemd-host (scripts/images/systemd-host/provision.sh)
@@ -304,7 +305,7 @@ def run_systemd_host(
         tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
         ports={"22/tcp": ("127.0.0.1", None), "8080/tcp": ("127.0.0.1", None)},
-        labels={FIXTURE_LABEL: "systemd-host"},
+        labels={FIXTURE_LABEL: "systemd-host", f"{FIXTURE_LABEL}.pid": str(os.getpid())},
         stop_signal="SIGRTMIN+3",
     )
     try:
