@@ -67,10 +67,19 @@ prune() {
     | sed "s|^|$repo:|" | xargs -r docker image rm >/dev/null 2>&1 || true
 }
 
+# drop_untagged ID: remove image ID (the one a rebuild took the tag from) if no tag is left on it.
+drop_untagged() {
+  [[ -n $1 && "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null)" == 0 ]] || return 0
+  docker image rm "$1" >/dev/null 2>&1 || true
+}
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
 # publish NAME REPO KEY: point REPO:1 at REPO:KEY and report NAME=REPO:KEY on stdout.
 publish() {
-  local name=$1 repo=$2 key=$3
+  local name=$1 repo=$2 key=$3 previous
+  previous=$(image_id "$repo:1")
   docker tag "$repo:$key" "$repo:1"
+  drop_untagged "$previous"
   printf '%s=%s:%s\n' "$name" "$repo" "$key"
   prune "$repo" "$key"
 }
@@ -114,7 +123,10 @@ build_rootfs() {
   else
     log "reusing cached rootfs tarball $tarball"
   fi
+  local previous
+  previous=$(image_id "$ROOTFS_IMAGE")
   zstd -dc "$tarball" | docker import --change "LABEL $LABEL=$ROOTFS_KEY" - "$ROOTFS_IMAGE" >/dev/null
+  drop_untagged "$previous"
   # Older rootfs tarballs are dead weight once a new key is built.
   find "$RPDEPLOY_TEST_CACHE/rootfs" -name "$SUITE-*.tar.zst" ! -name "$SUITE-$ROOTFS_KEY.tar.zst" -delete
   prune rpdeploy-test/rootfs "$ROOTFS_KEY"
@@ -123,7 +135,7 @@ build_rootfs() {
 # --- busybox -------------------------------------------------------------------------------------
 build_busybox() {
   need_cmd busybox
-  local repo=rpdeploy-test/busybox bin key dir=$WORK/busybox applet
+  local repo=rpdeploy-test/busybox bin key dir=$WORK/busybox applet previous
   bin=$(readlink -f "$(command -v busybox)")
   key=$(key_of recipe-1 "$(hash_inputs "$bin")") # bump "recipe-1" when the layout below changes
   if is_fresh "$repo:$key" "$key"; then
@@ -137,9 +149,11 @@ build_busybox() {
     done
     printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/etc/passwd"
     printf 'root:x:0:\nnobody:x:65534:\n' >"$dir/etc/group"
+    previous=$(image_id "$repo:$key")
     tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . \
       | docker import --change "LABEL $LABEL=$key" --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' \
         - "$repo:$key" >/dev/null
+    drop_untagged "$previous"
     log "built $repo:$key"
   fi
   publish busybox "$repo" "$key"
@@ -150,7 +164,7 @@ build_busybox() {
 # in a container of the rootfs image without network and commits it as REPO:KEY (one layer over
 # the rootfs), with the Dockerfile-like changes in the array CHANGES. Then publishes it.
 provision() {
-  local name=$1 repo=$2 key=$3; shift 3
+  local name=$1 repo=$2 key=$3 previous; shift 3
   if is_fresh "$repo:$key" "$key"; then
     log "reusing $repo:$key"
   else
@@ -158,8 +172,10 @@ provision() {
     timed "$repo:$key" "$RPDEPLOY_TEST_LOGS/$name-image.log" \
       docker run --name "$BUILD_CONTAINER" --network none "$@" "$ROOTFS_IMAGE" sh /build/recipe/provision.sh
     # The committed config replaces the build command; env and labels are the image's contract.
+    previous=$(image_id "$repo:$key")
     docker commit --change "LABEL $LABEL=$key" "${CHANGES[@]}" "$BUILD_CONTAINER" "$repo:$key" >/dev/null
     docker rm "$BUILD_CONTAINER" >/dev/null
+    drop_untagged "$previous"
   fi
   publish "$name" "$repo" "$key"
 }
