@@ -5,9 +5,9 @@ also loads it with ``-p``). Fixtures:
 
     docker_client          session  docker SDK client (``docker.from_env()``), pinged
     registry               session  Registry(host, username, password) from the credentials file
-    test_images            session  BaseImages: tags of the images scripts/images.sh builds (built if missing)
+    test_images            session  BaseImages: this checkout's image tags (built by scripts/images.sh)
     ssh_client_key         session  SshClientKey: a fresh ed25519 key pair authorised on every systemd host
-    systemd_host           function SystemdHost: a fresh container of rpdeploy-test/systemd-host:1, booted,
+    systemd_host           function SystemdHost: a fresh container of the systemd-host image, booted,
                                     sshd reachable by key as root and as deploy, health URL answering
     systemd_host_factory   session  context-manager factory for more hosts, or hosts of a wider scope
 
@@ -176,7 +176,7 @@ class SshClientKey:
 
 @dataclass(frozen=True)
 class SystemdHost:
-    """A booted container of rpdeploy-test/systemd-host:1, as an EC2 host would be reached.
+    """A booted container of the rpdeploy-test/systemd-host image, as an EC2 host would be reached.
 
     Logins by key only: ``root`` and ``deploy`` (passwordless sudo). The Spring Boot stand-in is
     the unit ``spring-boot`` reading ``/opt/spring-boot/.env``; it serves ``health_url``.
