@@ -26,8 +26,9 @@ Env file values are written so that systemd's ``EnvironmentFile=``, ``sh``'s ``.
 common dotenv readers (python-dotenv, docker compose, dotenv-java) all read the same value:
 unquoted when the value only has characters none of them treats specially
 (``A-Za-z0-9_./:@%+,=-``: every URL, id and key RunPod hands out), otherwise in single quotes,
-which all of them read literally; values with a single quote, a backslash or a control
-character have no spelling they all agree on and are refused, as are newlines and NUL.
+which all of them read literally; values with a single quote, a backslash, ``${`` (which
+python-dotenv expands even inside single quotes) or a control character have no spelling
+they all agree on and are refused, as are newlines and NUL.
 """
 
 from __future__ import annotations
@@ -471,10 +472,10 @@ def render_value(name: str, value: str) -> str:
         raise ConfigError(f"the value for {name} contains a line break or NUL byte; an env file cannot hold it")
     if _BARE_VALUE.match(value):
         return value
-    if "'" in value or "\\" in value or _CONTROL.search(value):
+    if "'" in value or "\\" in value or "${" in value or _CONTROL.search(value):
         raise ConfigError(
-            f"the value for {name} contains a quote, backslash or control character; env file readers "
-            "disagree on how to read those, so rpdeploy does not write it"
+            f"the value for {name} contains a single quote, backslash, '${{' or control character; env file "
+            "readers disagree on how to read those, so rpdeploy does not write it"
         )
     return f"'{value}'"
 
@@ -1316,8 +1317,8 @@ def restart_or_rollback(
     session.journal()
     raise BackendRolledBackError(
         f"{first.reason} with the new settings on {first.host}. Rolled back {configured.env_file} to its previous "
-        f"version, but {second.reason}: the service is DOWN",
-        hint=f"look at `journalctl -u {first.service}` on the host now",
+        f"version, but then {second.reason}: check the service now, it may be down",
+        hint=f"look at `journalctl -u {first.service}` and `systemctl status {first.service}` on the host",
         rollback=result,
         recovered=False,
     )
