@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import secrets as pysecrets
+import select
 import stat
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -570,6 +574,58 @@ def test_cli_configure_check_rollback(project: Path, app_dir: Path, key: str, he
     assert json.loads(rolled.stdout)["rollback"]["action"] == "removed"
     for result in (dry, document, checked.stdout, rolled.stdout, done.stderr, rolled.stderr):
         assert key not in json.dumps(result)
+
+
+def _in_terminal(args: list[str], answer: str, cwd: Path, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+    """Run the backend commands in a pseudo-terminal, answering the first y/N question."""
+    runner = cwd / "run_backend.py"
+    runner.write_text(
+        f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
+        "from tests.test_backend import backend_app\nbackend_app()(prog_name='rpdeploy')\n"
+    )
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.chdir(cwd)
+        os.execvpe(sys.executable, [sys.executable, str(runner), *args], env)
+    output, answered = b"", False
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    chunk = os.read(fd, 4096)
+                except OSError:
+                    break
+                if not chunk:
+                    break
+                output += chunk
+            if not answered and b"[y/N]" in output:
+                os.write(fd, answer.encode() + b"\r")
+                answered = True
+        _, status = os.waitpid(pid, 0)
+    finally:
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+
+
+def test_configure_asks_in_a_terminal_and_shows_the_masked_diff(project: Path, app_dir: Path, key: str) -> None:
+    env_file = app_dir / ".env"
+    env_file.write_text("A=1\n")
+    make_config(project, env_file)
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    code, output = _in_terminal(["backend", "configure", "--endpoint-id", "ep1"], "n", project, env)
+    assert code == 1 and "Aborted" in output, output
+    assert "+RUNPOD_API_KEY=****" in output and "Write " in output
+    assert env_file.read_text() == "A=1\n"
+    code, output = _in_terminal(["backend", "configure", "--endpoint-id", "ep1"], "y", project, env)
+    assert code == 0, output
+    assert "RUNPOD_ENDPOINT_ID=ep1" in env_file.read_text()
+    assert key not in output
+    # CI never asks, even in a terminal.
+    code, output = _in_terminal(["backend", "rollback"], "n", project, {**env, "CI": "true"})
+    assert code == 0 and "[y/N]" not in output, output
+    assert env_file.read_text() == "A=1\n"
 
 
 def test_cli_errors_and_exit_codes(project: Path, app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
