@@ -744,12 +744,17 @@ class _HostState:
 
     def backup_stamps(self) -> list[str]:
         """Complete backup sets, oldest first."""
-        stamps = set()
+        return sorted({stamp for stamp, kind in self.backup_files().values() if kind in ("bak", "absent")})
+
+    def backup_files(self) -> dict[str, tuple[str, str]]:
+        """Backup file name -> (stamp, kind), for names that are exactly ours (``<env file>.rpdeploy-...``)."""
+        base = self.path.rsplit("/", 1)[-1]
+        found = {}
         for name in self.backups:
             match = _BACKUP_NAME.search(name)
-            if match and match.group("kind") in ("bak", "absent"):
-                stamps.add(match.group("stamp"))
-        return sorted(stamps)
+            if match and name == f"{base}.rpdeploy-{match.group('stamp')}.{match.group('kind')}":
+                found[name] = (match.group("stamp"), match.group("kind"))
+        return found
 
 
 def _parse_inspect(output: bytes) -> _HostState:
@@ -766,7 +771,8 @@ def _parse_inspect(output: bytes) -> _HostState:
         values = facts.get(key)
         return values[-1] if values else None
 
-    if one("path") is None or one("uid") is None:
+    if len(facts.get("path", [])) != 1 or len(facts.get("uid", [])) != 1:
+        # A path with a line break in it (a symlink's target) would also end up here: refuse it.
         raise BackendError("the host answered something rpdeploy does not understand (is its shell POSIX sh?)")
     return _HostState(
         path=one("path") or "",
@@ -978,7 +984,7 @@ def configure(
     # Prune to KEEP_BACKUPS sets, counting the one this write adds.
     stamps = state.backup_stamps()
     doomed = set(stamps[: max(0, len(stamps) - (KEEP_BACKUPS - 1))])
-    prune = [name for name in state.backups if (m := _BACKUP_NAME.search(name)) and m.group("stamp") in doomed]
+    prune = [name for name, (backup_stamp, _) in state.backup_files().items() if backup_stamp in doomed]
     events: list[tuple[str, str]] = []
 
     def on_line(line: str) -> None:
@@ -1199,8 +1205,6 @@ def check(
 
 def _restore(session: _Session, state: _HostState, stamp: str) -> RollbackResult:
     prefix = f"{state.path}.rpdeploy-{stamp}"
-    base = prefix.rsplit("/", 1)[-1]
-    kinds = {m.group("kind") for name in state.backups if name.startswith(base) and (m := _BACKUP_NAME.search(name))}
     events: list[str] = []
     done = session.run(
         _RESTORE,
@@ -1215,7 +1219,7 @@ def _restore(session: _Session, state: _HostState, stamp: str) -> RollbackResult
     dropin = next(
         (line.split(" ", 2)[2] for line in events if line.startswith("@rpdeploy ") and "rpdeploy.conf" in line), None
     )
-    backup = f"{prefix}.absent" if removed or "bak" not in kinds else f"{prefix}.bak"
+    backup = f"{prefix}.absent" if removed else f"{prefix}.bak"
     session.reporter.info(
         f"{'removed' if removed else 'restored'} {state.path} on {session.label} (from {backup.rsplit('/', 1)[-1]})"
     )
@@ -1256,7 +1260,7 @@ def rollback(
         raise BackendError(f"no backup {chosen} of {state.path} on {session.label}; there are: {', '.join(stamps)}")
     if dry_run:
         prefix = f"{state.path}.rpdeploy-{chosen}"
-        absent = f"{prefix.rsplit('/', 1)[-1]}.absent" in state.backups
+        absent = (chosen, "absent") in state.backup_files().values()
         return RollbackResult(
             host=session.label,
             env_file=state.path,

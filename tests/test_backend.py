@@ -359,6 +359,18 @@ def test_old_backups_are_pruned(project: Path, app_dir: Path, key: str) -> None:
     assert len(backups(app_dir)) == backend.KEEP_BACKUPS
 
 
+def test_file_names_cannot_smuggle_in_backups(project: Path, app_dir: Path, key: str) -> None:
+    """A file name with a line break must not pass for a backup (pruning deletes backups)."""
+    victim = app_dir / "other.env.rpdeploy-20000101T000000.000000Z.bak"  # another env file's backup
+    victim.write_text("keep me")
+    (app_dir / f".env.rpdeploy-x\nbackup={victim.name}").write_text("")
+    config = make_config(project, app_dir / ".env")
+    for number in range(backend.KEEP_BACKUPS + 1):
+        backend.configure(config, values_for(config, f"ep{number}", key))
+    assert victim.read_text() == "keep me"
+    assert len(backend.check(config).backups) == backend.KEEP_BACKUPS
+
+
 def test_symlinked_env_file_is_edited_in_place(project: Path, app_dir: Path, key: str) -> None:
     real = app_dir / "real.env"
     real.write_text("A=1\n")
