@@ -12,6 +12,7 @@ import os
 import pty
 import secrets as pysecrets
 import select
+import shlex
 import stat
 import subprocess
 import sys
@@ -340,7 +341,7 @@ def test_a_file_changed_after_reading_is_not_overwritten(project: Path, app_dir:
     class Meddler(remote.LocalHost):
         """Someone edits the file between our read and our write."""
 
-        def run(self, script: str, args: object = (), **kwargs: object) -> remote.Completed:  # type: ignore[override]
+        def run(self, script: str, args: object = (), **kwargs: object) -> remote.Completed:
             if script is backend._WRITE:
                 env_file.write_text("A=2\n")
             return super().run(script, args, **kwargs)  # type: ignore[arg-type]
@@ -516,7 +517,7 @@ def test_ssh_argv_verifies_host_keys_and_keeps_secrets_out() -> None:
     argv = host.argv(["sh", "-c", remote.bootstrap(123), "rpdeploy", "/opt/spring-boot/.env"])
     assert argv[:2] == ["ssh", "-T"]
     assert argv[-3:-1] == ["--", "deploy@ec2.example.com"]
-    assert argv[-1] == "sh -c " + remote.shlex.quote(remote.bootstrap(123)) + " rpdeploy /opt/spring-boot/.env"
+    assert argv[-1] == "sh -c " + shlex.quote(remote.bootstrap(123)) + " rpdeploy /opt/spring-boot/.env"
     options = " ".join(argv)
     for expected in ("BatchMode=yes", "StrictHostKeyChecking=yes", "ConnectTimeout=7", "-i /k/id", "-p 2222"):
         assert expected in options
