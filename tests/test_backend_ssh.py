@@ -32,16 +32,7 @@ from rpdeploy.config import Config, parse_config
 from rpdeploy.errors import BackendError
 from rpdeploy.output import RecordingReporter
 from rpdeploy.secrets import Secret
-from tests.support.services import (  # noqa: F401  (fixtures, found by name in this module)
-    SystemdHost,
-    SystemdHostFactory,
-    docker_client,
-    make_ssh_key,
-    ssh_client_key,
-    systemd_host,
-    systemd_host_factory,
-    test_images,
-)
+from tests.support.services import SystemdHost, SystemdHostFactory, make_ssh_key
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
 
@@ -61,7 +52,7 @@ def ssh_config_for(known_hosts: Path, folder: Path) -> Path:
 
 @pytest.fixture
 def host(
-    systemd_host: SystemdHost,  # noqa: F811 (the fixture imported above)
+    systemd_host: SystemdHost,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> SystemdHost:
@@ -72,7 +63,7 @@ def host(
 
 @pytest.fixture(scope="module")
 def shared_host(
-    systemd_host_factory: SystemdHostFactory,  # noqa: F811 (the fixture imported above)
+    systemd_host_factory: SystemdHostFactory,
 ) -> Iterator[SystemdHost]:
     """One host for the tests that only fail to connect or only read."""
     with systemd_host_factory() as started:
