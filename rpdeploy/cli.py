@@ -118,8 +118,15 @@ endpoint_app = typer.Typer(
 )
 
 
+backend_app = typer.Typer(
+    name="backend",
+    help="Point the backend service at the endpoint: env file, restart, check, rollback.",
+    no_args_is_help=True,
+)
+
+
 def _register() -> None:
-    from rpdeploy.commands import endpoint, init, render, smoke, validate
+    from rpdeploy.commands import backend, check, emulator, endpoint, init, render, smoke, validate
 
     app.command("init")(boundary(init.init))
     app.command("render")(boundary(render.render))
@@ -133,6 +140,11 @@ def _register() -> None:
     endpoint_app.command("delete")(boundary(endpoint.delete))
     app.add_typer(endpoint_app)
     app.command("smoke-test")(boundary(smoke.smoke_test))
+    for name in ("configure", "restart", "check", "rollback", "properties"):
+        backend_app.command(name)(boundary(getattr(backend, name)))
+    app.add_typer(backend_app)
+    app.command("check")(boundary(check.check))
+    app.command("emulator")(boundary(emulator.emulator))
 
 
 _register()

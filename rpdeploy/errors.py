@@ -15,8 +15,10 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── ApiError                      7  RunPod control plane / invoke API failed
     │   └── AuthError                 8  RunPod API key missing, invalid or without permission
     ├── BackendError                  9  SSH, env file, restart or health check of the backend
+    │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
     ├── SmokeTestError               10  the endpoint did not answer correctly
-    ├── PreflightError               11  a check before a slow step failed (model does not fit...)
+    ├── PreflightError               11  a check before a slow step failed
+    │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.fit)
     ├── LockError                    12  another deploy of this config is running
     └── StageError          (its cause)  a deploy stage failed; names the stage
 

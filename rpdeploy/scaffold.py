@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 MANIFEST_NAME = "generated.json"
 _MANIFEST_VERSION = 1
 
-Action = Literal["created", "updated", "unchanged", "overwritten"]
+Action = Literal["created", "updated", "unchanged", "overwritten", "kept"]
 
 
 @dataclass(frozen=True)
@@ -78,10 +78,16 @@ def write_generated(
     files: dict[str, str],
     *,
     force: bool = False,
+    keep_edited: bool = False,
     executable: frozenset[str] = frozenset(),
     reporter: Reporter | None = None,
 ) -> WriteResult:
-    """Write ``files`` ({path relative to base_dir: text}) under the edit-protection rule."""
+    """Write ``files`` ({path relative to base_dir: text}) under the edit-protection rule.
+
+    An edited file is refused (FileConflictError), overwritten after a backup (``force``),
+    or left alone and reported as "kept" (``keep_edited``: deploy's own scaffolding stages,
+    for which a user's edits are the whole point).
+    """
     reporter = reporter or NullReporter()
     manifest = _load_manifest(base_dir)
     plan: list[tuple[str, Path, str, Action]] = []
@@ -98,6 +104,8 @@ def write_generated(
             plan.append((rel, target, text, "unchanged"))
         elif manifest.get(rel) == sha256_bytes(current):
             plan.append((rel, target, text, "updated"))
+        elif keep_edited and not force:
+            plan.append((rel, target, text, "kept"))
         else:
             conflicts.append(rel)
             plan.append((rel, target, text, "overwritten"))
@@ -116,6 +124,9 @@ def write_generated(
             shutil.copy2(target, backup_path)
             backup = str(backup_path.relative_to(base_dir))
             reporter.warn(f"{rel} was edited: kept a copy as {backup}")
+        if action == "kept":
+            results.append(FileResult(rel, action))
+            continue
         if action != "unchanged":
             mode = 0o755 if rel in executable else 0o644
             atomic_write(target, text, mode=mode)

@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Builds the local base images the tests use, offline-first (Docker Hub is out of reach here):
 #
-#   rpdeploy-test/rootfs:<key>       debootstrap'd Debian bookworm (minbase + scripts/images/rootfs/packages)
-#   rpdeploy-test/busybox:1          /bin/busybox and its applets: tiny, for fast build/push tests
-#   rpdeploy-test/python:1           rootfs + runpod SDK (wheels pip-downloaded on the host) + tests/standins/*;
-#                                    the stand-in for vllm/vllm-openai
-#   rpdeploy-test/systemd-host:1     rootfs + sshd (keys only) + user deploy (sudo) + spring-boot.service stand-in
+#   rpdeploy-test/rootfs:<key>         debootstrap'd Debian bookworm (minbase + scripts/images/rootfs/packages)
+#   rpdeploy-test/busybox:<key>        /bin/busybox and its applets: tiny, for fast build/push tests
+#   rpdeploy-test/python:<key>         rootfs + runpod SDK (wheels pip-downloaded on the host) + tests/standins/*;
+#                                      the stand-in for vllm/vllm-openai
+#   rpdeploy-test/systemd-host:<key>   rootfs + sshd (keys only) + user deploy (sudo) + spring-boot.service stand-in
 #
-# Each image carries the label org.rpdeploy.test.key, a hash of its inputs (recipe files, stand-ins,
-# base key); an image whose key matches is reused, so a warm run takes about a second and needs no
-# network. Caches (debs, rootfs tarball, wheels) live under $RPDEPLOY_TEST_CACHE (/var/cache/rpdeploy-test).
+# <key> is a hash of the image's inputs (recipe files, stand-ins, base key); an image whose key
+# exists is reused, so a warm run takes a second and needs no network. Each checkout gets the
+# images of its own inputs, so test sessions of different branches sharing one docker engine do
+# not swap each other's images. The tag :1 (rpdeploy-test/python:1, ...) points at the images of
+# the last run, for people; tests use the keyed tags, which this script prints on stdout:
+#   busybox=rpdeploy-test/busybox:<key>
+#   python=rpdeploy-test/python:<key>
+#   systemd_host=rpdeploy-test/systemd-host:<key>
+# Caches (debs, rootfs tarball, wheels) live under $RPDEPLOY_TEST_CACHE (/var/cache/rpdeploy-test).
 #
 # Usage: scripts/images.sh [--rebuild]    (--rebuild ignores every cache except downloaded .debs)
 # Needs: root, a running docker engine (scripts/services.sh), debootstrap, busybox-static, zstd,
@@ -33,22 +39,50 @@ SUITE=bookworm
 MIRROR=${RPDEPLOY_TEST_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 LABEL=org.rpdeploy.test.key
 HOST_PYTHON=${PYTHON:-python3}
+KEEP=3 # keyed images kept per name (other checkouts may still use older keys)
 
 need_cmd docker sha256sum tar
 docker info >/dev/null 2>&1 || die "the docker engine does not answer; start it with scripts/services.sh"
 mkdir -p "$RPDEPLOY_TEST_CACHE"/{debs,rootfs,wheels} "$RPDEPLOY_TEST_LOGS"
-
-image_key() { docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null || true; }
-
-# True when image $1 exists with key $2 (and no --rebuild).
-is_fresh() {
-  [[ $REBUILD == 0 && "$(image_key "$1")" == "$2" ]]
-}
+take_lock "$RPDEPLOY_TEST_CACHE/images.lock"
 
 # Scratch space on disk (a rootfs is a few hundred MB, too big for a tmpfs /tmp), removed on exit.
 WORK=$(mktemp -d /var/tmp/rpdeploy-images.XXXXXX)
 BUILD_CONTAINER=rpdeploy-test-build-$$
 trap 'rm -rf "$WORK"; docker rm -f "$BUILD_CONTAINER" >/dev/null 2>&1 || true' EXIT
+
+# key OF...: a 16-hex hash of the arguments (strings) and of the inputs they name.
+key_of() { printf '%s\n' "$@" | sha256sum | cut -c1-16; }
+
+# True when image $1 exists with key label $2 (and no --rebuild).
+is_fresh() {
+  [[ $REBUILD == 0 && "$(docker image inspect -f "{{ index .Config.Labels \"$LABEL\" }}" "$1" 2>/dev/null)" == "$2" ]]
+}
+
+# prune REPO KEY: untag all but the newest $KEEP keyed images of REPO (KEY among those kept);
+# an image a container or another image still uses stays until it is free.
+prune() {
+  local repo=$1 key=$2
+  docker image ls --format '{{.Tag}}' "$repo" | grep -vxF -e 1 -e "$key" | tail -n +"$KEEP" \
+    | sed "s|^|$repo:|" | xargs -r docker image rm >/dev/null 2>&1 || true
+}
+
+# drop_untagged ID: remove image ID (the one a rebuild took the tag from) if no tag is left on it.
+drop_untagged() {
+  [[ -n $1 && "$(docker image inspect -f '{{len .RepoTags}}' "$1" 2>/dev/null)" == 0 ]] || return 0
+  docker image rm "$1" >/dev/null 2>&1 || true
+}
+image_id() { docker image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+
+# publish NAME REPO KEY: point REPO:1 at REPO:KEY and report NAME=REPO:KEY on stdout.
+publish() {
+  local name=$1 repo=$2 key=$3 previous
+  previous=$(image_id "$repo:1")
+  docker tag "$repo:$key" "$repo:1"
+  drop_untagged "$previous"
+  printf '%s=%s:%s\n' "$name" "$repo" "$key"
+  prune "$repo" "$key"
+}
 
 # Runs a stage, timing it; on failure shows the tail of its log. The stage runs as a background
 # job so that `set -e` still holds inside it (bash ignores it in functions called from an `if`).
@@ -65,7 +99,7 @@ timed() {
 }
 
 # --- rootfs --------------------------------------------------------------------------------------
-ROOTFS_KEY=$(printf '%s %s' "$SUITE" "$(hash_inputs "$RECIPES/rootfs")" | sha256sum | cut -c1-16)
+ROOTFS_KEY=$(key_of "$SUITE" "$(hash_inputs "$RECIPES/rootfs")")
 ROOTFS_IMAGE=rpdeploy-test/rootfs:$ROOTFS_KEY
 
 debootstrap_rootfs() {
@@ -89,56 +123,61 @@ build_rootfs() {
   else
     log "reusing cached rootfs tarball $tarball"
   fi
+  local previous
+  previous=$(image_id "$ROOTFS_IMAGE")
   zstd -dc "$tarball" | docker import --change "LABEL $LABEL=$ROOTFS_KEY" - "$ROOTFS_IMAGE" >/dev/null
-  # Older rootfs tarballs and images are dead weight once a new key is built.
+  drop_untagged "$previous"
+  # Older rootfs tarballs are dead weight once a new key is built.
   find "$RPDEPLOY_TEST_CACHE/rootfs" -name "$SUITE-*.tar.zst" ! -name "$SUITE-$ROOTFS_KEY.tar.zst" -delete
-  docker image ls --format '{{.Repository}}:{{.Tag}}' rpdeploy-test/rootfs | grep -vxF "$ROOTFS_IMAGE" \
-    | xargs -r docker image rm >/dev/null 2>&1 || true
+  prune rpdeploy-test/rootfs "$ROOTFS_KEY"
 }
 
 # --- busybox -------------------------------------------------------------------------------------
-BUSYBOX_IMAGE=rpdeploy-test/busybox:1
-
 build_busybox() {
   need_cmd busybox
-  local bin key dir=$WORK/busybox
+  local repo=rpdeploy-test/busybox bin key dir=$WORK/busybox applet previous
   bin=$(readlink -f "$(command -v busybox)")
-  # Bump the "recipe" number when the layout below changes.
-  key=$(printf 'recipe-1 %s' "$(hash_inputs "$bin")" | sha256sum | cut -c1-16)
-  if is_fresh "$BUSYBOX_IMAGE" "$key"; then
-    log "reusing $BUSYBOX_IMAGE"
-    return
+  key=$(key_of recipe-1 "$(hash_inputs "$bin")") # bump "recipe-1" when the layout below changes
+  if is_fresh "$repo:$key" "$key"; then
+    log "reusing $repo:$key"
+  else
+    mkdir -p "$dir"/{bin,etc,root,tmp}
+    chmod 1777 "$dir/tmp"
+    cp "$bin" "$dir/bin/busybox"
+    for applet in $("$bin" --list); do
+      [[ $applet == busybox ]] || ln -s busybox "$dir/bin/$applet"
+    done
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/etc/passwd"
+    printf 'root:x:0:\nnobody:x:65534:\n' >"$dir/etc/group"
+    previous=$(image_id "$repo:$key")
+    tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . \
+      | docker import --change "LABEL $LABEL=$key" --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' \
+        - "$repo:$key" >/dev/null
+    drop_untagged "$previous"
+    log "built $repo:$key"
   fi
-  mkdir -p "$dir"/{bin,etc,root,tmp}
-  chmod 1777 "$dir/tmp"
-  cp "$bin" "$dir/bin/busybox"
-  local applet
-  for applet in $("$bin" --list); do
-    [[ $applet == busybox ]] || ln -s busybox "$dir/bin/$applet"
-  done
-  printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$dir/etc/passwd"
-  printf 'root:x:0:\nnobody:x:65534:\n' >"$dir/etc/group"
-  tar --numeric-owner --owner=0 --group=0 -C "$dir" -c . \
-    | docker import --change "LABEL $LABEL=$key" --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' \
-      - "$BUSYBOX_IMAGE" >/dev/null
-  log "built $BUSYBOX_IMAGE"
+  publish busybox "$repo" "$key"
 }
 
 # --- images provisioned from the rootfs ------------------------------------------------------------
-# provision IMAGE KEY LOGNAME [docker run options...]: runs /build/recipe/provision.sh in a container
-# of the rootfs image without network, then commits it as IMAGE (one layer over the rootfs).
+# provision NAME REPO KEY [docker run options...]: unless REPO:KEY exists, runs /build/recipe/provision.sh
+# in a container of the rootfs image without network and commits it as REPO:KEY (one layer over
+# the rootfs), with the Dockerfile-like changes in the array CHANGES. Then publishes it.
 provision() {
-  local image=$1 key=$2 logname=$3; shift 3
-  docker rm -f "$BUILD_CONTAINER" >/dev/null 2>&1 || true
-  timed "$image" "$RPDEPLOY_TEST_LOGS/$logname.log" \
-    docker run --name "$BUILD_CONTAINER" --network none "$@" "$ROOTFS_IMAGE" sh /build/recipe/provision.sh
-  # The committed config replaces the build command; env and labels are the image's contract.
-  local previous
-  previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
-  docker commit --change "LABEL $LABEL=$key" "${CHANGES[@]}" "$BUILD_CONTAINER" "$image" >/dev/null
-  docker rm "$BUILD_CONTAINER" >/dev/null
-  # The image the tag pointed at is now untagged; drop it unless something still uses it.
-  [[ -z $previous ]] || docker image rm "$previous" >/dev/null 2>&1 || true
+  local name=$1 repo=$2 key=$3 previous; shift 3
+  if is_fresh "$repo:$key" "$key"; then
+    log "reusing $repo:$key"
+  else
+    docker rm -f "$BUILD_CONTAINER" >/dev/null 2>&1 || true
+    timed "$repo:$key" "$RPDEPLOY_TEST_LOGS/$name-image.log" \
+      docker run --name "$BUILD_CONTAINER" --network none "$@" "$ROOTFS_IMAGE" sh /build/recipe/provision.sh
+    # The committed config replaces the build command; env and labels are the image's contract.
+    previous=$(image_id "$repo:$key")
+    docker commit --change "LABEL $LABEL=$key" "${CHANGES[@]}" "$BUILD_CONTAINER" "$repo:$key" >/dev/null
+    docker rm "$BUILD_CONTAINER" >/dev/null
+    drop_untagged "$previous"
+  fi
+  publish "$name" "$repo" "$key"
 }
 
 # Wheels for scripts/images/python/requirements.txt, downloaded once per version of that file.
@@ -156,41 +195,45 @@ fetch_wheels() {
   mv "$tmp" "$dir"
 }
 
-build_python() {
-  local image=rpdeploy-test/python:1 key wheels
-  key=$(printf '%s %s' "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/python" "$STANDINS")" | sha256sum | cut -c1-16)
-  if is_fresh "$image" "$key"; then
-    log "reusing $image"
-    return
-  fi
-  wheels=$RPDEPLOY_TEST_CACHE/wheels/$(hash_inputs "$RECIPES/python/requirements.txt")
-  if [[ $REBUILD == 1 || ! -d $wheels ]]; then
+PYTHON_REPO=rpdeploy-test/python
+PYTHON_KEY=$(key_of "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/python" "$STANDINS")")
+WHEELS=$RPDEPLOY_TEST_CACHE/wheels/$(hash_inputs "$RECIPES/python/requirements.txt")
+WHEELS_JOB=
+
+# Starts the wheel download in the background when the python image will need it: it only
+# needs the host's network, so it overlaps with debootstrap on a cold cache.
+start_wheels() {
+  if ! is_fresh "$PYTHON_REPO:$PYTHON_KEY" "$PYTHON_KEY" && [[ $REBUILD == 1 || ! -d $WHEELS ]]; then
     timed "wheels for $(grep -v '^#' "$RECIPES/python/requirements.txt" | paste -sd' ' -)" \
-      "$RPDEPLOY_TEST_LOGS/pip-download.log" fetch_wheels "$wheels"
+      "$RPDEPLOY_TEST_LOGS/pip-download.log" fetch_wheels "$WHEELS" &
+    WHEELS_JOB=$!
   fi
-  local mounts=(-v "$RECIPES/python:/build/recipe:ro" -v "$wheels:/build/wheels:ro")
+}
+
+build_python() {
+  if [[ -n $WHEELS_JOB ]]; then
+    wait "$WHEELS_JOB" || exit 1 # timed has said what failed
+  fi
+  local mounts=(-v "$RECIPES/python:/build/recipe:ro" -v "$WHEELS:/build/wheels:ro")
   [[ -d $STANDINS ]] && mounts+=(-v "$STANDINS:/build/standins:ro")
   CHANGES=(--change 'ENV PIP_BREAK_SYSTEM_PACKAGES=1' --change 'ENV PIP_DISABLE_PIP_VERSION_CHECK=1'
     --change 'WORKDIR /' --change 'CMD ["python3"]')
-  provision "$image" "$key" python-image "${mounts[@]}"
+  provision python "$PYTHON_REPO" "$PYTHON_KEY" "${mounts[@]}"
 }
 
 build_systemd_host() {
-  local image=rpdeploy-test/systemd-host:1 key
-  key=$(printf '%s %s' "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/systemd-host")" | sha256sum | cut -c1-16)
-  if is_fresh "$image" "$key"; then
-    log "reusing $image"
-    return
-  fi
+  local key
+  key=$(key_of "$ROOTFS_KEY" "$(hash_inputs "$RECIPES/systemd-host")")
   CHANGES=(--change 'ENV container=docker' --change 'EXPOSE 22' --change 'EXPOSE 8080'
     --change 'WORKDIR /' --change 'CMD ["/sbin/init"]')
-  provision "$image" "$key" systemd-host-image -v "$RECIPES/systemd-host:/build/recipe:ro"
+  provision systemd_host rpdeploy-test/systemd-host "$key" -v "$RECIPES/systemd-host:/build/recipe:ro"
 }
 
 start=$SECONDS
+start_wheels
 build_busybox
 build_rootfs
 build_python
 build_systemd_host
-docker image ls --format '  {{.Repository}}:{{.Tag}}\t{{.Size}}' | grep '^  rpdeploy-test/' >&2 || true
+docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E '^rpdeploy-test/[^:]+:1\s' | sed 's/^/  /' >&2 || true
 log "images ready in $((SECONDS - start)) s"

@@ -44,3 +44,15 @@ hash_inputs() {
     fi
   done | sha256sum | cut -c1-16
 }
+
+# Serialise runs of the calling script (two test sessions may start at once); waits for the other.
+# The lock is fd 9: daemons started while holding it must get `9>&-`, or they hold it forever.
+take_lock() {
+  local file=$1
+  mkdir -p "$(dirname "$file")"
+  exec 9>"$file"
+  if ! flock -n 9; then
+    log "another $(basename "$0") is running; waiting for it"
+    flock 9
+  fi
+}

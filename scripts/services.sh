@@ -16,7 +16,8 @@
 # Usage: scripts/services.sh [start|status|stop]
 #   start   (default) start what is not running; exit non-zero if anything cannot be made to work
 #   status  tell what runs; exit non-zero if something is missing
-#   stop    stop the registry, test containers left behind, and dockerd if this script started it
+#   stop    stop the registry, remove test containers whose test run is gone, and stop dockerd if
+#           this script started it
 # Needs root and the Debian packages docker.io docker-registry apache2-utils curl (see .ci/run).
 set -euo pipefail
 # shellcheck source=scripts/lib.sh
@@ -28,7 +29,8 @@ REGISTRY_HTPASSWD=$RPDEPLOY_TEST_STATE/registry.htpasswd
 REGISTRY_CONFIG=$RPDEPLOY_TEST_STATE/registry.yml
 REGISTRY_PID=$RPDEPLOY_TEST_STATE/registry.pid
 DOCKERD_PID=$RPDEPLOY_TEST_STATE/dockerd.pid
-# Containers the fixtures start carry this label, so `stop` can clear what a killed run left.
+# Containers the fixtures start carry this label and their test process's pid in $FIXTURE_LABEL.pid,
+# so `stop` can clear what a killed run left without touching a running session's.
 FIXTURE_LABEL=org.rpdeploy.test.fixture
 read -r -a DOCKERD_ARGS <<<"${RPDEPLOY_TEST_DOCKERD_ARGS:---storage-driver=overlay2}"
 DOCKERD_OWN_PIDFILE=${RPDEPLOY_TEST_DOCKERD_PIDFILE:-/var/run/docker.pid} # the one dockerd itself writes
@@ -55,7 +57,7 @@ start_docker() {
     # A dockerd that was killed leaves its pid file, and a new one refuses to start beside it.
     rm -f "$DOCKERD_OWN_PIDFILE"
     log "docker engine: starting dockerd ${DOCKERD_ARGS[*]} (log: $RPDEPLOY_TEST_LOGS/dockerd.log)"
-    setsid dockerd "${DOCKERD_ARGS[@]}" </dev/null >>"$RPDEPLOY_TEST_LOGS/dockerd.log" 2>&1 &
+    setsid dockerd "${DOCKERD_ARGS[@]}" </dev/null >>"$RPDEPLOY_TEST_LOGS/dockerd.log" 2>&1 9>&- &
     echo $! >"$DOCKERD_PID"
   fi
   if ! wait_for 60 docker_up; then
@@ -67,19 +69,17 @@ start_docker() {
 
 # --- registry ------------------------------------------------------------------------------------
 ensure_credentials() {
-  if [[ ! -s $REGISTRY_ENV ]]; then
-    local password
-    password=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
-    (umask 077 && printf 'REGISTRY_HOST=%s\nREGISTRY_USERNAME=%s\nREGISTRY_PASSWORD=%s\n' \
-      "$RPDEPLOY_TEST_REGISTRY_ADDR" rpdeploy-test "$password" >"$REGISTRY_ENV.tmp")
-    mv "$REGISTRY_ENV.tmp" "$REGISTRY_ENV"
+  # Parsed, not sourced: the file is data. Made once; REGISTRY_HOST follows RPDEPLOY_TEST_REGISTRY_ADDR.
+  REGISTRY_USERNAME=$(sed -n 's/^REGISTRY_USERNAME=//p' "$REGISTRY_ENV" 2>/dev/null || true)
+  REGISTRY_PASSWORD=$(sed -n 's/^REGISTRY_PASSWORD=//p' "$REGISTRY_ENV" 2>/dev/null || true)
+  if [[ -z $REGISTRY_USERNAME || -z $REGISTRY_PASSWORD ]]; then
+    REGISTRY_USERNAME=rpdeploy-test
+    REGISTRY_PASSWORD=$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' | head -c 32)
     log "registry: new test credentials in $REGISTRY_ENV"
   fi
-  chmod 0600 "$REGISTRY_ENV"
-  # Parsed, not sourced: the file is data.
-  REGISTRY_USERNAME=$(sed -n 's/^REGISTRY_USERNAME=//p' "$REGISTRY_ENV")
-  REGISTRY_PASSWORD=$(sed -n 's/^REGISTRY_PASSWORD=//p' "$REGISTRY_ENV")
-  [[ -n $REGISTRY_USERNAME && -n $REGISTRY_PASSWORD ]] || die "$REGISTRY_ENV lacks REGISTRY_USERNAME or REGISTRY_PASSWORD; delete it to make new ones"
+  (umask 077 && printf 'REGISTRY_HOST=%s\nREGISTRY_USERNAME=%s\nREGISTRY_PASSWORD=%s\n' \
+    "$RPDEPLOY_TEST_REGISTRY_ADDR" "$REGISTRY_USERNAME" "$REGISTRY_PASSWORD" >"$REGISTRY_ENV.tmp")
+  if cmp -s "$REGISTRY_ENV.tmp" "$REGISTRY_ENV"; then rm "$REGISTRY_ENV.tmp"; else mv "$REGISTRY_ENV.tmp" "$REGISTRY_ENV"; fi
   if ! htpasswd -vi "$REGISTRY_HTPASSWD" "$REGISTRY_USERNAME" <<<"$REGISTRY_PASSWORD" >/dev/null 2>&1; then
     (umask 077 && htpasswd -ciB "$REGISTRY_HTPASSWD" "$REGISTRY_USERNAME" <<<"$REGISTRY_PASSWORD" 2>/dev/null)
     RESTART_NEEDED=1
@@ -157,7 +157,7 @@ start_registry() {
     401) log "registry: running on $RPDEPLOY_TEST_REGISTRY_ADDR" ;;
     000)
       log "registry: starting on $RPDEPLOY_TEST_REGISTRY_ADDR (log: $RPDEPLOY_TEST_LOGS/registry.log)"
-      setsid docker-registry serve "$REGISTRY_CONFIG" </dev/null >>"$RPDEPLOY_TEST_LOGS/registry.log" 2>&1 &
+      setsid docker-registry serve "$REGISTRY_CONFIG" </dev/null >>"$RPDEPLOY_TEST_LOGS/registry.log" 2>&1 9>&- &
       echo $! >"$REGISTRY_PID"
       if ! wait_for 30 registry_authed; then
         tail -n 20 "$RPDEPLOY_TEST_LOGS/registry.log" >&2 || true
@@ -193,6 +193,7 @@ cmd_start() {
   [[ $EUID == 0 ]] || die "run as root (it starts dockerd and writes under /var)"
   mkdir -p "$RPDEPLOY_TEST_STATE" "$RPDEPLOY_TEST_LOGS"
   chmod 0700 "$RPDEPLOY_TEST_STATE"
+  take_lock "$RPDEPLOY_TEST_STATE/services.lock"
   start_docker
   start_registry
   check_registry_push
@@ -217,11 +218,14 @@ cmd_status() {
 
 cmd_stop() {
   if docker_up; then
-    docker ps -aq --filter "label=$FIXTURE_LABEL" | xargs -r docker rm -f >/dev/null
+    local id pid
+    docker ps -a --filter "label=$FIXTURE_LABEL" --format "{{.ID}} {{.Label \"$FIXTURE_LABEL.pid\"}}" \
+      | while read -r id pid; do
+        if [[ -z $pid ]] || ! kill -0 "$pid" 2>/dev/null; then docker rm -f "$id" >/dev/null; fi
+      done
   fi
   stop_registry
   if pid_is "$DOCKERD_PID" dockerd; then
-    local pid
     pid=$(cat "$DOCKERD_PID")
     kill "$pid"
     wait_for 30 bash -c "! kill -0 $pid" || die "dockerd (pid $pid) did not stop within 30 s"

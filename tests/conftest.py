@@ -11,6 +11,9 @@ from typer.testing import CliRunner, Result
 
 from rpdeploy import secrets
 
+#: Real services (docker, registry, systemd host): fail in CI when missing, skip locally.
+pytest_plugins = ["tests.support.services"]
+
 ROOT = Path(__file__).resolve().parent.parent
 STANDINS = ROOT / "tests" / "standins"
 
@@ -24,6 +27,10 @@ _ISOLATED_ENV = (
     "HF_TOKEN",
     "RPDEPLOY_REGISTRY_USERNAME",
     "RPDEPLOY_REGISTRY_PASSWORD",
+    "HF_HOME",
+    "HF_HUB_CACHE",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
 )
 
 

@@ -297,6 +297,53 @@ def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
     ]
 
 
+def plan_template(
+    config: Config,
+    *,
+    templates: Iterable[Template],
+    endpoints: Iterable[Endpoint],
+    image: str,
+    registry_auth_id: str = "",
+    environ: Mapping[str, str] | None = None,
+) -> tuple[TemplateSpec, Template | None, Operation | None]:
+    """The template we want, the one RunPod has (found by name), and the mutation between them."""
+    spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
+    template = find_template(templates, spec.name)
+    if template is None:
+        shown = (
+            FieldChange("imageName", None, spec.image),
+            *(FieldChange(f"env.{v.key}", None, v.shown()) for v in spec.env),
+        )
+        return spec, None, Operation("create-template", spec.name, shown)
+    # One template serves one endpoint. If ours is bound to an endpoint that is not ours,
+    # updating it would change someone else's deployment.
+    ours = find_endpoint(endpoints, config.endpoint.name)
+    users = [e for e in endpoints if e.template_id == template.id and (ours is None or e.id != ours.id)]
+    if users:
+        raise ApiError(
+            f"template {template.name!r} is used by endpoint {users[0].name!r} ({users[0].id}), not by "
+            f"{config.endpoint.name!r}",
+            hint="set endpoint.template_name in deploy.yaml to a name of its own",
+        )
+    changes = template_changes(template, spec)
+    return spec, template, Operation("update-template", spec.name, tuple(changes)) if changes else None
+
+
+def plan_endpoint_only(
+    config: Config, *, endpoints: Iterable[Endpoint], template_id: str, gpu_ids: str
+) -> tuple[EndpointSpec, Endpoint | None, Operation | None]:
+    """The endpoint we want, the one RunPod has (found by name), and the mutation between them."""
+    spec = desired_endpoint(config, template_id=template_id, gpu_ids=gpu_ids)
+    endpoint = find_endpoint(endpoints, config.endpoint.name)
+    if endpoint is None:
+        shown = tuple(FieldChange(k, None, v) for k, v in spec.managed().items())
+        return spec, None, Operation("create-endpoint", spec.name, shown)
+    changes = endpoint_changes(endpoint, spec)
+    if not changes:
+        return spec, endpoint, None
+    return spec, endpoint, Operation("update-endpoint", f"{spec.name} ({endpoint.id})", tuple(changes))
+
+
 def plan_endpoint(
     cp: ControlPlane,
     config: Config,
@@ -307,69 +354,57 @@ def plan_endpoint(
     environ: Mapping[str, str] | None = None,
 ) -> EndpointPlan:
     """Read what exists and work out the mutations that make RunPod match deploy.yaml."""
-    template_spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
     endpoints = cp.list_endpoints()
-    endpoint = find_endpoint(endpoints, config.endpoint.name)
-    template = find_template(cp.list_templates(), template_spec.name)
+    template_spec, template, template_op = plan_template(
+        config,
+        templates=cp.list_templates(),
+        endpoints=endpoints,
+        image=image,
+        registry_auth_id=registry_auth_id,
+        environ=environ,
+    )
+    endpoint_spec, endpoint, endpoint_op = plan_endpoint_only(
+        config, endpoints=endpoints, template_id=template.id if template else NEW_TEMPLATE_ID, gpu_ids=gpu_ids
+    )
+    operations = tuple(op for op in (template_op, endpoint_op) if op is not None)
+    return EndpointPlan(template_spec, template, endpoint_spec, endpoint, operations)
 
-    if template is not None:
-        # One template serves one endpoint. If ours is bound to an endpoint that is not ours,
-        # updating it would change someone else's deployment.
-        users = [e for e in endpoints if e.template_id == template.id and (endpoint is None or e.id != endpoint.id)]
-        if users:
-            raise ApiError(
-                f"template {template.name!r} is used by endpoint {users[0].name!r} ({users[0].id}), not by "
-                f"{config.endpoint.name!r}",
-                hint="set endpoint.template_name in deploy.yaml to a name of its own",
-            )
 
-    operations: list[Operation] = []
+def apply_template(
+    cp: ControlPlane, spec: TemplateSpec, template: Template | None, reporter: Reporter | None = None
+) -> Template:
+    """Create the template, or replace it when it differs; the live one when nothing changed."""
+    reporter = reporter or NullReporter()
     if template is None:
-        operations.append(
-            Operation(
-                "create-template",
-                template_spec.name,
-                (
-                    FieldChange("imageName", None, template_spec.image),
-                    *(FieldChange(f"env.{v.key}", None, v.shown()) for v in template_spec.env),
-                ),
-            )
-        )
-    else:
-        changes = template_changes(template, template_spec)
-        if changes:
-            operations.append(Operation("update-template", template_spec.name, tuple(changes)))
+        reporter.info(f"Creating template {spec.name!r}")
+        return cp.save_template(spec)
+    if template_changes(template, spec):
+        reporter.info(f"Updating template {spec.name!r} ({template.id})")
+        return cp.save_template(spec, template=template)
+    return template
 
-    endpoint_spec = desired_endpoint(config, template_id=template.id if template else NEW_TEMPLATE_ID, gpu_ids=gpu_ids)
+
+def apply_endpoint(
+    cp: ControlPlane, spec: EndpointSpec, endpoint: Endpoint | None, reporter: Reporter | None = None
+) -> Endpoint:
+    """Create the endpoint, or update it in place when it differs; the live one when nothing changed."""
+    reporter = reporter or NullReporter()
     if endpoint is None:
-        shown = tuple(FieldChange(k, None, v) for k, v in endpoint_spec.managed().items())
-        operations.append(Operation("create-endpoint", endpoint_spec.name, shown))
-    else:
-        changes = endpoint_changes(endpoint, endpoint_spec)
-        if changes:
-            operations.append(Operation("update-endpoint", f"{endpoint_spec.name} ({endpoint.id})", tuple(changes)))
-    return EndpointPlan(template_spec, template, endpoint_spec, endpoint, tuple(operations))
+        reporter.info(f"Creating endpoint {spec.name!r}")
+        return cp.create_endpoint(spec)
+    if endpoint_changes(endpoint, spec):
+        reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
+        return cp.update_endpoint(endpoint, spec)
+    return endpoint
 
 
 def apply_plan(
     cp: ControlPlane, plan: EndpointPlan, config: Config, reporter: Reporter | None = None
 ) -> EndpointResult:
     """Send the plan's mutations, in order. Nothing is sent when nothing changed."""
-    reporter = reporter or NullReporter()
-    template = plan.template
-    for op in plan.operations:
-        if op.kind in ("create-template", "update-template"):
-            reporter.info(f"{'Creating' if template is None else 'Updating'} template {plan.template_spec.name!r}")
-            template = cp.save_template(plan.template_spec, template=template)
-    assert template is not None
+    template = apply_template(cp, plan.template_spec, plan.template, reporter)
     spec = replace(plan.endpoint_spec, template_id=template.id)
-    endpoint = plan.endpoint
-    if endpoint is None:
-        reporter.info(f"Creating endpoint {spec.name!r} on {config.endpoint.gpu_type.id}")
-        endpoint = cp.create_endpoint(spec)
-    elif endpoint_changes(endpoint, spec):
-        reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
-        endpoint = cp.update_endpoint(endpoint, spec)
+    endpoint = apply_endpoint(cp, spec, plan.endpoint, reporter)
     return EndpointResult(
         name=spec.name,
         endpoint_id=endpoint.id,

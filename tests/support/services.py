@@ -5,9 +5,9 @@ also loads it with ``-p``). Fixtures:
 
     docker_client          session  docker SDK client (``docker.from_env()``), pinged
     registry               session  Registry(host, username, password) from the credentials file
-    test_images            session  BaseImages: tags of the images scripts/images.sh builds (built if missing)
+    test_images            session  BaseImages: this checkout's image tags (built by scripts/images.sh)
     ssh_client_key         session  SshClientKey: a fresh ed25519 key pair authorised on every systemd host
-    systemd_host           function SystemdHost: a fresh container of rpdeploy-test/systemd-host:1, booted,
+    systemd_host           function SystemdHost: a fresh container of the systemd-host image, booted,
                                     sshd reachable by key as root and as deploy, health URL answering
     systemd_host_factory   session  context-manager factory for more hosts, or hosts of a wider scope
 
@@ -39,7 +39,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_DIR = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test"))
 REGISTRY_ENV = STATE_DIR / "registry.env"
 IMAGES_SCRIPT = REPO_ROOT / "scripts" / "images.sh"
-# Containers started here carry this label; `scripts/services.sh stop` removes any left behind.
+# Containers started here carry this label, and the pid of the test process in FIXTURE_LABEL.pid:
+# `scripts/services.sh stop` removes those whose test process is gone (a killed run), not others'.
 FIXTURE_LABEL = "org.rpdeploy.test.fixture"
 HOW_TO_START = "start the test services with `scripts/services.sh` (as root), then run `scripts/test.sh`"
 DEPLOY_UID = 1000  # user `deploy` in rpdeploy-test/systemd-host (scripts/images/systemd-host/provision.sh)
@@ -142,7 +143,11 @@ def registry() -> Registry:
 
 @dataclass(frozen=True)
 class BaseImages:
-    """Tags of the local base images (scripts/images.sh); none needs Docker Hub."""
+    """Tags of the local base images (scripts/images.sh); none needs Docker Hub.
+
+    The defaults are the :1 tags of the last build; the ``test_images`` fixture gives the tags keyed
+    by this checkout's inputs, which another branch's test session cannot replace under it.
+    """
 
     busybox: str = "rpdeploy-test/busybox:1"
     python: str = "rpdeploy-test/python:1"  # stand-in for vllm/vllm-openai: runpod SDK + tests/standins
@@ -156,7 +161,8 @@ def test_images(docker_client: Any) -> BaseImages:
     if done.returncode != 0:
         tail = "\n".join((done.stdout + done.stderr).splitlines()[-25:])
         service_missing(f"scripts/images.sh failed (exit {done.returncode}):\n{tail}\n")
-    return BaseImages()
+    # stdout is one NAME=IMAGE line per image: busybox=rpdeploy-test/busybox:<key>, ...
+    return BaseImages(**dict(line.split("=", 1) for line in done.stdout.split()))
 
 
 # --- systemd host -------------------------------------------------------------------------------
@@ -170,7 +176,7 @@ class SshClientKey:
 
 @dataclass(frozen=True)
 class SystemdHost:
-    """A booted container of rpdeploy-test/systemd-host:1, as an EC2 host would be reached.
+    """A booted container of the rpdeploy-test/systemd-host image, as an EC2 host would be reached.
 
     Logins by key only: ``root`` and ``deploy`` (passwordless sudo). The Spring Boot stand-in is
     the unit ``spring-boot`` reading ``/opt/spring-boot/.env``; it serves ``health_url``.
@@ -299,7 +305,7 @@ def run_systemd_host(
         tmpfs={"/run": "", "/run/lock": "", "/tmp": ""},
         volumes={"/sys/fs/cgroup": {"bind": "/sys/fs/cgroup", "mode": "ro"}},
         ports={"22/tcp": ("127.0.0.1", None), "8080/tcp": ("127.0.0.1", None)},
-        labels={FIXTURE_LABEL: "systemd-host"},
+        labels={FIXTURE_LABEL: "systemd-host", f"{FIXTURE_LABEL}.pid": str(os.getpid())},
         stop_signal="SIGRTMIN+3",
     )
     try:

@@ -1,0 +1,114 @@
+"""``rpdeploy emulator``: serve the local RunPod look-alike until stopped."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Annotated, Any
+
+import typer
+
+
+def emulator(
+    host: Annotated[
+        str, typer.Option(help="Address to listen on. Keep the loopback default unless you must.")
+    ] = ("127.0.0.1"),
+    port: Annotated[
+        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
+    ] = 8765,
+    api_key_env: Annotated[
+        str,
+        typer.Option(
+            "--api-key-env",
+            help="Environment variable holding the API key clients must send. Unset or empty: a throwaway "
+            "key is generated and printed.",
+        ),
+    ] = "RUNPOD_API_KEY",
+    cold_start: Annotated[float, typer.Option(help="Seconds a new worker takes to start.", min=0)] = 0.5,
+    execution_time: Annotated[float, typer.Option(help="Seconds a job runs on a worker.", min=0)] = 0.1,
+    runsync_wait: Annotated[
+        float,
+        typer.Option(help="Seconds /runsync waits before handing back a running job (RunPod: 90).", min=0),
+    ] = 90.0,
+    concurrency: Annotated[int, typer.Option(help="Jobs one worker runs at once.", min=1)] = 4,
+    idle_timeout_default: Annotated[
+        int,
+        typer.Option(help="idleTimeout saveEndpoint uses when the field is omitted (RunPod docs: 5).", min=1),
+    ] = 5,
+) -> None:
+    """Run a local RunPod look-alike: GraphQL control plane and serverless invoke API.
+
+    Prints the variables that point RunPod clients (rpdeploy, the runpod SDK) at it, then
+    serves until Ctrl-C or SIGTERM. Inspect and fault it through /_emulator/state,
+    /_emulator/requests and /_emulator/faults with the same key.
+
+    Example (the first lines printed are shell assignments):
+
+        rpdeploy emulator --port 8765 --cold-start 2 > emulator.env &
+
+        sleep 1; set -a; . ./emulator.env; set +a; rpdeploy deploy
+    """
+    from rpdeploy.emulator import Emulator, ids
+
+    key = os.environ.get(api_key_env, "").strip()
+    generated = not key
+    server = Emulator(
+        api_key=key or ids.api_key(),
+        host=host,
+        port=port,
+        cold_start=cold_start,
+        execution_time=execution_time,
+        runsync_wait=runsync_wait,
+        concurrency=concurrency,
+        idle_timeout_default=idle_timeout_default,
+    )
+    try:
+        server.start()
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port"
+        ) from exc
+    stop = threading.Event()
+    previous = _on_signals(stop)
+    try:
+        typer.echo(f"RUNPOD_API_BASE_URL={shlex.quote(server.api_url)}")
+        typer.echo(f"RUNPOD_ENDPOINT_BASE_URL={shlex.quote(server.endpoint_url)}")
+        if generated:
+            # The emulator's own throwaway key, valid nowhere else: printing it is the point.
+            typer.echo(f"RUNPOD_API_KEY={shlex.quote(server.api_key)}")
+        source = "generated" if generated else f"from ${api_key_env}"
+        typer.echo(
+            f"RunPod emulator serving on {server.api_url} (API key {source}); Ctrl-C to stop", err=True
+        )
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+        _restore(previous)
+
+
+# What signal.signal returns and accepts: a function, SIG_DFL/SIG_IGN, or None.
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+def _on_signals(stop: threading.Event) -> dict[int, _Handler]:
+    """Make SIGINT and SIGTERM end serving cleanly (only possible in the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous: dict[int, _Handler] = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.signal(signum, handle)
+    return previous
+
+
+def _restore(previous: dict[int, _Handler]) -> None:
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)

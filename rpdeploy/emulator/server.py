@@ -1,0 +1,337 @@
+"""The HTTP front: one ``ThreadingHTTPServer`` routing to the three surfaces.
+
+``POST /graphql``      control plane (``control.py``)
+``/v2/{endpoint}/...``  invoke API (``invoke.py``)
+``/_emulator/...``     admin API: state, request log, fault switches, reset
+
+Every request to the first two is recorded in the :class:`RequestLog` (method, path, query
+without ``api_key``, parsed JSON body, GraphQL operation and status) so tests can assert on
+what a client sent. Credentials are never recorded: neither the ``Authorization`` header nor
+an ``api_key`` query parameter. The admin API wants the same key as the rest (Bearer, bare
+or ``?api_key=``), so an emulator bound to a non-loopback address is not an open door.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from rpdeploy.emulator import faults as fault_names
+from rpdeploy.emulator import ids
+from rpdeploy.emulator.faults import FaultError
+from rpdeploy.emulator.invoke import Response, error
+
+if TYPE_CHECKING:
+    from rpdeploy.emulator.emulator import Emulator
+
+MAX_BODY = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as the emulator received it (never with credentials)."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    body: Any  # parsed JSON; the raw text when it was not JSON; None when empty
+    operation: str | None = None  # GraphQL operation name, else its first top-level field
+    fields: tuple[str, ...] = ()  # GraphQL top-level fields
+    status: int = 0
+    time: str = field(default_factory=ids.timestamp)
+
+    @property
+    def variables(self) -> dict[str, Any] | None:
+        """The GraphQL variables sent, if any."""
+        variables = self.body.get("variables") if isinstance(self.body, dict) else None
+        return variables if isinstance(variables, dict) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "query": self.query,
+            "body": self.body,
+            "operation": self.operation,
+            "fields": list(self.fields),
+            "status": self.status,
+            "time": self.time,
+        }
+
+
+class RequestLog:
+    """Thread-safe, bounded list of :class:`RecordedRequest`, oldest first."""
+
+    def __init__(self, limit: int = 10_000) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[RecordedRequest] = deque(maxlen=limit)
+
+    def append(self, item: RecordedRequest) -> None:
+        with self._lock:
+            self._items.append(item)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def all(self) -> list[RecordedRequest]:
+        with self._lock:
+            return list(self._items)
+
+    def graphql(self, operation: str | None = None) -> list[RecordedRequest]:
+        """GraphQL requests, optionally only those whose operation or a top-level field matches."""
+        return [
+            r
+            for r in self.all()
+            if r.path == "/graphql"
+            and (operation is None or operation == r.operation or operation in r.fields)
+        ]
+
+    def __iter__(self) -> Iterator[RecordedRequest]:
+        return iter(self.all())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+    def __getitem__(self, index: int) -> RecordedRequest:
+        with self._lock:
+            return self._items[index]
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+        self.emulator = emulator
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: EmulatorHTTPServer
+    protocol_version = "HTTP/1.1"
+    server_version = "rpdeploy-emulator"
+    # Headers and body go out in separate writes; with Nagle on, the second one waits for
+    # the client's delayed ACK (40 ms a request on Linux).
+    disable_nagle_algorithm = True
+    sys_version = ""
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the request log is the record; stderr stays quiet for tests and the CLI
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def _read_body(self) -> bytes | None:
+        """The request body; None when it is too large or its framing is broken."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return b""
+        try:
+            size = int(length)
+        except ValueError:
+            return None
+        if size < 0 or size > MAX_BODY:
+            return None
+        return self.rfile.read(size)
+
+    def _read_chunked(self) -> bytes | None:
+        # Streaming clients (aiohttp with a generator body) send chunked requests; an unread
+        # body would corrupt the next request on this keep-alive connection.
+        body = bytearray()
+        while True:
+            line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(line, 16)
+            except ValueError:
+                return None
+            if size == 0:
+                while self.rfile.readline(1024).strip():
+                    pass  # trailers
+                return bytes(body)
+            if len(body) + size > MAX_BODY:
+                return None
+            body += self.rfile.read(size)
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
+    def _key(self, query: dict[str, str]) -> str | None:
+        header = self.headers.get("Authorization")
+        if header:
+            scheme, _, rest = header.strip().partition(" ")
+            return rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
+        return query.get("api_key")
+
+    def _dispatch(self, method: str) -> None:
+        emulator = self.server.emulator
+        url = urlsplit(self.path)
+        path = unquote(url.path)
+        query = dict(parse_qsl(url.query, keep_blank_values=True))
+        raw = self._read_body()
+        if raw is None:
+            self._send(error(413, "request body too large or without a valid Content-Length"))
+            self.close_connection = True
+            return
+        key = self._key(query)
+        public_query = {k: v for k, v in query.items() if k != "api_key"}
+
+        if path.startswith("/_emulator/") or path == "/_emulator":
+            self._send(self._admin(method, path, raw, key))
+            return
+
+        operation: str | None = None
+        fields: tuple[str, ...] = ()
+        if path == "/graphql":
+            response, operation, fields = self._graphql(method, raw, key)
+        elif path.startswith("/v2/") and len(path.split("/")) >= 4:
+            if key != emulator.api_key:
+                response = error(401, "Unauthorized")
+            else:
+                parts = [p for p in path.split("/")[2:] if p != ""]
+                response = emulator.invoke.handle(method, parts, public_query, raw)
+        else:
+            response = error(404, f"no route {method} {path}")
+        emulator.requests.append(
+            RecordedRequest(
+                method=method,
+                path=path,
+                query=public_query,
+                body=_parse(raw),
+                operation=operation,
+                fields=fields,
+                status=response.status,
+            )
+        )
+        self._send(response)
+
+    def _graphql(
+        self, method: str, raw: bytes, key: str | None
+    ) -> tuple[Response, str | None, tuple[str, ...]]:
+        emulator = self.server.emulator
+        faults = emulator.faults
+        if method != "POST":
+            return error(405, "POST a GraphQL request to /graphql"), None, ()
+        # Infrastructure faults come first: a proxy or rate limiter answers before GraphQL.
+        limited = faults.take(fault_names.GRAPHQL_RATE_LIMIT)
+        if limited is not None:
+            after = str(max(0, round(limited.retry_after or 0)))
+            body = {"errors": [{"message": "Too Many Requests"}]}
+            return Response(429, body, (("Retry-After", after),)), None, ()
+        broken = faults.take(fault_names.GRAPHQL_HTTP_STATUS)
+        if broken is not None:
+            status = broken.status or 503
+            return Response(status, {"errors": [{"message": HTTPStatus(status).phrase}]}), None, ()
+        slow = faults.take(fault_names.GRAPHQL_DELAY)
+        if slow is not None and slow.seconds:
+            time.sleep(slow.seconds)
+        answer = emulator.control.handle(raw, key=key, expected_key=emulator.api_key)
+        return Response(answer.status, answer.body, answer.headers), answer.operation, answer.fields
+
+    def _admin(self, method: str, path: str, raw: bytes, key: str | None) -> Response:
+        emulator = self.server.emulator
+        if key != emulator.api_key:
+            return error(401, "Unauthorized: the admin API takes the emulator's API key")
+        route = path.removeprefix("/_emulator").strip("/")
+        body = _parse(raw)
+        if (method, route) == ("GET", "state"):
+            return Response(200, emulator.state.snapshot())
+        if (method, route) == ("GET", "requests"):
+            return Response(200, {"requests": [r.to_dict() for r in emulator.requests]})
+        if (method, route) == ("DELETE", "requests"):
+            emulator.requests.clear()
+            return Response(200, {"requests": []})
+        if (method, route) == ("GET", "faults"):
+            return Response(200, {"faults": emulator.faults.to_list()})
+        if (method, route) == ("POST", "faults"):
+            try:
+                emulator.faults.apply(body)
+            except FaultError as exc:
+                return error(400, str(exc))
+            return Response(200, {"faults": emulator.faults.to_list()})
+        if (method, route) == ("DELETE", "faults"):
+            emulator.faults.clear()
+            return Response(200, {"faults": []})
+        if (method, route) == ("POST", "reset"):
+            emulator.reset()
+            return Response(200, {"reset": True})
+        if (method, route) == ("POST", "network-volumes"):
+            if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+                return error(400, 'POST {"name": ..., "size"?: GB, "dataCenterId"?: ...}')
+            volume = emulator.state.add_network_volume(
+                body["name"], int(body.get("size", 50)), str(body.get("dataCenterId", "EU-RO-1"))
+            )
+            return Response(
+                200,
+                {
+                    "id": volume.id,
+                    "name": volume.name,
+                    "size": volume.size,
+                    "dataCenterId": volume.data_center_id,
+                },
+            )
+        return error(404, f"no admin route {method} /_emulator/{route}")
+
+    def _send(self, response: Response) -> None:
+        headers = dict(response.headers)
+        if response.stream is not None:
+            # Server-sent events: no length known up front, so the body ends when we close.
+            self.send_response(response.status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.close_connection = True
+            try:
+                for chunk in response.stream:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return
+        payload = json.dumps(response.body).encode("utf-8")
+        self.send_response(response.status)
+        headers.setdefault("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        try:
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def _parse(raw: bytes) -> Any:
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode("utf-8", errors="replace")
