@@ -663,8 +663,27 @@ def plan_build(
         base_image_id=str(base.get("Id", "")),
         base_image_size=int(base.get("Size") or 0),
         bake=config.model.bake,
-        model_bytes=estimate_model_bytes(config.model) if config.model.bake else None,
+        model_bytes=baked_model_bytes(config, environ=environ, reporter=reporter) if config.model.bake else None,
     )
+
+
+def baked_model_bytes(
+    config: Config, *, environ: Mapping[str, str] | None = None, reporter: Reporter | None = None
+) -> int | None:
+    """The weights' size for the disk check: from the architecture when rpdeploy knows it without
+    the network (model.config_file, the HF cache, the built-in table: see ``rpdeploy.fit``), else
+    from the parameter count in the model's name."""
+    from rpdeploy import fit
+    from rpdeploy.errors import RpdeployError
+
+    reporter = reporter or NullReporter()
+    try:
+        found = fit.load_arch(config, offline=True, environ=environ, reporter=reporter)
+        if found.arch is not None:
+            return fit.estimate(config, found.arch).weight_bytes_total
+    except RpdeployError as exc:
+        reporter.debug(f"model size from its architecture: {exc.message}")
+    return estimate_model_bytes(config.model)
 
 
 def _event_error(event: Mapping[str, Any]) -> str | None:

@@ -41,13 +41,9 @@ CREDENTIALS = {"username": "REG_USER", "password": "REG_PASS"}
 
 
 @pytest.fixture(scope="session")
-def base_image(docker_client: Any, test_images: BaseImages) -> str:  # noqa: F811
-    """The python test image under a tag of our own: a concurrent images.sh that retags
-    rpdeploy-test/python:1 must not swap the base of a build in the middle of a test."""
-    image = docker_client.images.get(test_images.python)
-    repository, tag = "rpdeploy-build-test/python-base", image.id.split(":")[1][:12]
-    image.tag(repository, tag)
-    return f"{repository}:{tag}"
+def base_image(test_images: BaseImages) -> str:  # noqa: F811
+    """The stand-in for vllm/vllm-openai, keyed by this checkout's inputs (another session cannot retag it)."""
+    return test_images.python
 
 
 @pytest.fixture
@@ -476,7 +472,9 @@ def test_push_retries_a_dropped_connection_and_gives_up_in_bounds(
 ) -> None:
     host, port = registry.host.split(":")
     api = connect()
-    for fail, attempts in ((2, 3), (1000, 3)):
+    # The engine may spend one or two connections per attempt (HTTPS first, then plain HTTP for
+    # 127.0.0.1), so two dropped connections cost one or two failed attempts.
+    for fail, attempts in ((2, 4), (1000, 3)):
         proxy = FlakyProxy((host, int(port)), fail)
         name = f"127.0.0.1:{proxy.port}/rpdeploy-build-test/flaky-{uuid.uuid4().hex[:6]}"
         api.tag(test_images.busybox, name, "1")
@@ -485,7 +483,7 @@ def test_push_retries_a_dropped_connection_and_gives_up_in_bounds(
         try:
             if fail < 1000:
                 result = push_image(api, name, "1", auth, reporter=reporter, retry=RetryPolicy(attempts, delay=0.1))
-                assert result.attempts == 2 and DIGEST.match(result.digest)
+                assert 2 <= result.attempts <= 3 and DIGEST.match(result.digest)
                 assert result.layers_pushed + result.layers_present == 1
                 assert any(level == "warn" and "retrying in" in text for level, text in reporter.messages)
             else:
