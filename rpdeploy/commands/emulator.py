@@ -14,12 +14,10 @@ import typer
 
 
 def emulator(
-    host: Annotated[
-        str, typer.Option(help="Address to listen on. Keep the loopback default unless you must.")
-    ] = ("127.0.0.1"),
-    port: Annotated[
-        int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)
-    ] = 8765,
+    host: Annotated[str, typer.Option(help="Address to listen on. Keep the loopback default unless you must.")] = (
+        "127.0.0.1"
+    ),
+    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)] = 8765,
     api_key_env: Annotated[
         str,
         typer.Option(
@@ -69,9 +67,7 @@ def emulator(
     try:
         server.start()
     except OSError as exc:
-        raise typer.BadParameter(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port"
-        ) from exc
+        raise typer.BadParameter(f"cannot listen on {host}:{port}: {exc.strerror or exc}", param_hint="--port") from exc
     stop = threading.Event()
     previous = _on_signals(stop)
     try:
@@ -81,9 +77,7 @@ def emulator(
             # The emulator's own throwaway key, valid nowhere else: printing it is the point.
             typer.echo(f"RUNPOD_API_KEY={shlex.quote(server.api_key)}")
         source = "generated" if generated else f"from ${api_key_env}"
-        typer.echo(
-            f"RunPod emulator serving on {server.api_url} (API key {source}); Ctrl-C to stop", err=True
-        )
+        typer.echo(f"RunPod emulator serving on {server.api_url} (API key {source}); Ctrl-C to stop", err=True)
         while not stop.wait(0.5):
             pass
     finally:

@@ -88,9 +88,7 @@ def _errors(message: str) -> dict[str, Any]:
 
 
 class ControlPlane:
-    def __init__(
-        self, state: EmulatorState, fleet: Fleet, faults: Faults, *, idle_timeout_default: int = 5
-    ) -> None:
+    def __init__(self, state: EmulatorState, fleet: Fleet, faults: Faults, *, idle_timeout_default: int = 5) -> None:
         from graphql import build_schema
 
         self.state = state
@@ -113,9 +111,7 @@ class ControlPlane:
         except ValueError:
             return GraphQLAnswer(400 if key else 401, _errors("POST body must be JSON"))
         if not isinstance(request, dict) or not isinstance(request.get("query"), str):
-            return GraphQLAnswer(
-                400 if key else 401, _errors('POST body must be a JSON object with a "query" string')
-            )
+            return GraphQLAnswer(400 if key else 401, _errors('POST body must be a JSON object with a "query" string'))
         variables = request.get("variables")
         operation_name = request.get("operationName")
         if variables is not None and not isinstance(variables, dict):
@@ -129,15 +125,9 @@ class ControlPlane:
             return GraphQLAnswer(401 if key is None else 400, {"errors": [exc.formatted]})
         operation = get_operation_ast(document, operation_name)
         fields = _root_fields(operation)
-        label = (
-            operation.name.value
-            if operation is not None and operation.name
-            else (fields[0] if fields else None)
-        )
+        label = operation.name.value if operation is not None and operation.name else (fields[0] if fields else None)
 
-        def answer(
-            status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()
-        ) -> GraphQLAnswer:
+        def answer(status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> GraphQLAnswer:
             return GraphQLAnswer(status, body, label, fields, headers)
 
         if key is None and not (fields and set(fields) <= PUBLIC_FIELDS and _is_query(operation)):
@@ -233,9 +223,7 @@ class ControlPlane:
         template = self.state.templates.get(id)
         return template_dict(self.state, template) if template else None
 
-    def _gpu_types(
-        self, _root: Any, _info: Any, input: Mapping[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
+    def _gpu_types(self, _root: Any, _info: Any, input: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         wanted: set[str] | None = None
         if input:
             wanted = set()
@@ -385,9 +373,7 @@ class ControlPlane:
             raise _fail(f"workersMin ({workers_min}) cannot be greater than workersMax ({workers_max})")
         idle_timeout = _int(data, "idleTimeout", self.idle_timeout_default, minimum=IDLE_TIMEOUT_RANGE[0])
         if idle_timeout > IDLE_TIMEOUT_RANGE[1]:
-            raise _fail(
-                f"idleTimeout must be between {IDLE_TIMEOUT_RANGE[0]} and {IDLE_TIMEOUT_RANGE[1]} seconds"
-            )
+            raise _fail(f"idleTimeout must be between {IDLE_TIMEOUT_RANGE[0]} and {IDLE_TIMEOUT_RANGE[1]} seconds")
         scaler_type = data.get("scalerType") or "QUEUE_DELAY"
         if scaler_type not in SCALER_TYPES:
             raise _fail(f"scalerType must be one of {', '.join(SCALER_TYPES)}, got {scaler_type!r}")
@@ -402,9 +388,7 @@ class ControlPlane:
         volume_id = data.get("networkVolumeId")
         if volume_id and volume_id not in self.state.network_volumes:
             raise _fail(f"Network volume {volume_id} not found")
-        volume_ids = [
-            item["networkVolumeId"] for item in data.get("networkVolumeIds") or () if item is not None
-        ]
+        volume_ids = [item["networkVolumeId"] for item in data.get("networkVolumeIds") or () if item is not None]
         for vid in volume_ids:
             if vid not in self.state.network_volumes:
                 raise _fail(f"Network volume {vid} not found")
@@ -492,9 +476,7 @@ class ControlPlane:
         if inline is not None:
             _required_text(inline, "imageName", prefix="template.")
             if inline.get("name") and self.state.template_by_name(inline["name"]):
-                raise _fail(
-                    f"Template name must be unique: a template named {inline['name']!r} already exists"
-                )
+                raise _fail(f"Template name must be unique: a template named {inline['name']!r} already exists")
             return "", inline
         if existing is not None:
             return existing.template_id, None

@@ -79,9 +79,7 @@ class Emulator:
                 webhook_retry_interval=webhook_retry_interval,
             ),
         )
-        self.control = ControlPlane(
-            self.state, self.fleet, self.faults, idle_timeout_default=idle_timeout_default
-        )
+        self.control = ControlPlane(self.state, self.fleet, self.faults, idle_timeout_default=idle_timeout_default)
         self.invoke = InvokeApi(self.state, self.fleet, self.faults, runsync_wait=runsync_wait)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None

@@ -146,8 +146,7 @@ class Faults:
                 fault
                 for fault in self._active
                 if not (
-                    (name is None or fault.name == name)
-                    and (endpoint_id is None or fault.endpoint_id == endpoint_id)
+                    (name is None or fault.name == name) and (endpoint_id is None or fault.endpoint_id == endpoint_id)
                 )
             ]
 
@@ -177,9 +176,7 @@ class Faults:
     def read_only(self, count: int | None = None) -> Fault:
         return self.add(READ_ONLY, count=count)
 
-    def job_fail(
-        self, message: str = WORKER_FAILURE, endpoint_id: str | None = None, count: int | None = 1
-    ) -> Fault:
+    def job_fail(self, message: str = WORKER_FAILURE, endpoint_id: str | None = None, count: int | None = 1) -> Fault:
         return self.add(JOB_FAIL, message=message, endpoint_id=endpoint_id, count=count)
 
     def job_error_output(
@@ -196,14 +193,10 @@ class Faults:
     def cold_start(self, seconds: float, endpoint_id: str | None = None, count: int | None = None) -> Fault:
         return self.add(COLD_START, seconds=seconds, endpoint_id=endpoint_id, count=count)
 
-    def execution_time(
-        self, seconds: float, endpoint_id: str | None = None, count: int | None = None
-    ) -> Fault:
+    def execution_time(self, seconds: float, endpoint_id: str | None = None, count: int | None = None) -> Fault:
         return self.add(EXECUTION_TIME, seconds=seconds, endpoint_id=endpoint_id, count=count)
 
-    def invoke_rate_limit(
-        self, count: int | None = 1, retry_after: float = 1, endpoint_id: str | None = None
-    ) -> Fault:
+    def invoke_rate_limit(self, count: int | None = 1, retry_after: float = 1, endpoint_id: str | None = None) -> Fault:
         return self.add(INVOKE_RATE_LIMIT, count=count, retry_after=retry_after, endpoint_id=endpoint_id)
 
     def concurrency(self, value: int, endpoint_id: str | None = None) -> Fault:
@@ -211,9 +204,7 @@ class Faults:
 
     # --- consuming ------------------------------------------------------------------------
 
-    def take(
-        self, name: str, *, endpoint_id: str | None = None, operations: Iterable[str] = ()
-    ) -> Fault | None:
+    def take(self, name: str, *, endpoint_id: str | None = None, operations: Iterable[str] = ()) -> Fault | None:
         """The switch ``name`` that applies here, counting one use of it; None if none is on.
 
         A switch scoped to this endpoint wins over a global one, and for GraphQL errors a

@@ -59,6 +59,4 @@ def api_key() -> str:
 def timestamp(moment: datetime | None = None) -> str:
     """ISO-8601 UTC with milliseconds and ``Z``, like ``2024-07-12T19:14:40.144Z``."""
     moment = moment or datetime.now(timezone.utc)
-    return (
-        moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    )
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

@@ -140,9 +140,7 @@ class InvokeApi:
             if job is None:
                 return error(404, f"job {job_id} not found")
             chunks = self.fleet.take_stream(job)
-            return Response(
-                200, {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
-            )
+            return Response(200, {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]})
 
     def _cancel(self, endpoint: Endpoint, job_id: str) -> Response:
         with self.state.lock:
@@ -158,9 +156,7 @@ class InvokeApi:
             if job is None:
                 return error(404, f"job {job_id} not found")
             if not self.fleet.retry(endpoint, job):
-                return error(
-                    400, f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried"
-                )
+                return error(400, f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried")
             # Like /run, the answer acknowledges the queueing, even if a warm worker took it already.
             return Response(200, {"id": job.id, "status": JobStatus.IN_QUEUE.value})
 
@@ -192,9 +188,7 @@ class InvokeApi:
             except ValueError:
                 body = None
             if not isinstance(body, dict):
-                return Response(
-                    400, _openai_error(400, "BadRequestError", "request body must be a JSON object")
-                )
+                return Response(400, _openai_error(400, "BadRequestError", "request body must be a JSON object"))
             job_input["openai_input"] = body
             streaming = body.get("stream") is True
         with self.state.lock:
@@ -277,9 +271,7 @@ def _policy(policy: Any) -> tuple[int | None, int | None]:
     values: list[int | None] = []
     for key, (low, high) in (("executionTimeout", EXECUTION_TIMEOUT_RANGE_MS), ("ttl", TTL_RANGE_MS)):
         value = policy.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
-        ):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high):
             raise ValueError(f"policy.{key} must be an integer number of ms between {low} and {high}")
         values.append(value)
     return values[0], values[1]

@@ -157,9 +157,7 @@ def worker_error_output(message: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": WORKER_ERROR_TYPE, "code": None}}
 
 
-def run_job(
-    kind: WorkerKind, model: str, job_input: Mapping[str, Any], env: Mapping[str, str]
-) -> HandlerResult:
+def run_job(kind: WorkerKind, model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
     """Run one job's input through the stand-in worker of ``kind``."""
     if kind is WorkerKind.WORKER_VLLM:
         return _run_worker_vllm(model, job_input, env)
@@ -192,9 +190,7 @@ def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str,
         message = "unsupported input: expected openai_route/openai_input, route/body, prompt or messages"
         return HandlerResult(output=worker_error_output(message), http_status=500)
     if not isinstance(route, str) or (body is not None and not isinstance(body, Mapping)):
-        return HandlerResult(
-            output=worker_error_output("route must be a string and body an object"), http_status=500
-        )
+        return HandlerResult(output=worker_error_output("route must be a string and body an object"), http_status=500)
     try:
         status, answer = vllm_server(method, route, body or {}, model, env)
     except InvalidRequest as exc:
@@ -251,9 +247,7 @@ def models_list(model: str, env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _openai_error(status: int, kind: str, message: str, param: str | None = None) -> InvalidRequest:
-    return InvalidRequest(
-        status, {"error": {"message": message, "type": kind, "param": param, "code": status}}
-    )
+    return InvalidRequest(status, {"error": {"message": message, "type": kind, "param": param, "code": status}})
 
 
 def check_model(body: Mapping[str, Any], model: str) -> None:
@@ -344,9 +338,7 @@ def text_completion(body: Mapping[str, Any], model: str) -> Any:
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [
-            {"index": 0, "text": generation.text, "logprobs": None, "finish_reason": generation.finish_reason}
-        ],
+        "choices": [{"index": 0, "text": generation.text, "logprobs": None, "finish_reason": generation.finish_reason}],
         "usage": generation.usage(),
     }
 

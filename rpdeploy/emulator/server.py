@@ -92,8 +92,7 @@ class RequestLog:
         return [
             r
             for r in self.all()
-            if r.path == "/graphql"
-            and (operation is None or operation == r.operation or operation in r.fields)
+            if r.path == "/graphql" and (operation is None or operation == r.operation or operation in r.fields)
         ]
 
     def __iter__(self) -> Iterator[RecordedRequest]:
@@ -231,9 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(response)
 
-    def _graphql(
-        self, method: str, raw: bytes, key: str | None
-    ) -> tuple[Response, str | None, tuple[str, ...]]:
+    def _graphql(self, method: str, raw: bytes, key: str | None) -> tuple[Response, str | None, tuple[str, ...]]:
         emulator = self.server.emulator
         faults = emulator.faults
         if method != "POST":

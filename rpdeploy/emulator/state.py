@@ -262,9 +262,7 @@ class EmulatorState:
 
     def add_network_volume(self, name: str, size: int = 50, data_center_id: str = "EU-RO-1") -> NetworkVolume:
         """Create a network volume (the emulator has no mutation for it; tests seed them)."""
-        volume = NetworkVolume(
-            id=ids.network_volume_id(), name=name, size=size, data_center_id=data_center_id
-        )
+        volume = NetworkVolume(id=ids.network_volume_id(), name=name, size=size, data_center_id=data_center_id)
         with self.lock:
             self.network_volumes[volume.id] = volume
         return volume
@@ -291,8 +289,7 @@ class EmulatorState:
                 ],
                 "networkVolumes": [network_volume_dict(v) for v in self.network_volumes.values()],
                 "jobs": [
-                    {**job.body(), "endpointId": job.endpoint_id, "input": job.input}
-                    for job in self.jobs.values()
+                    {**job.body(), "endpointId": job.endpoint_id, "input": job.input} for job in self.jobs.values()
                 ],
             }
 

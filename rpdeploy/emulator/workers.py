@@ -115,11 +115,7 @@ class Fleet:
             for worker in endpoint.workers:
                 if not worker.ready:
                     times.append(worker.ready_at)
-                elif (
-                    not worker.jobs
-                    and worker.idle_since is not None
-                    and len(endpoint.workers) > endpoint.workers_min
-                ):
+                elif not worker.jobs and worker.idle_since is not None and len(endpoint.workers) > endpoint.workers_min:
                     times.append(worker.idle_since + endpoint.idle_timeout)
                 for job_id in worker.jobs:
                     end = self.state.jobs[job_id].end_time()
@@ -198,9 +194,7 @@ class Fleet:
         worker.jobs.add(job.id)
         timing = self.faults.take(fault_names.EXECUTION_TIME, endpoint_id=endpoint.id)
         job.run_time = (
-            timing.seconds
-            if timing is not None and timing.seconds is not None
-            else self.config.execution_time
+            timing.seconds if timing is not None and timing.seconds is not None else self.config.execution_time
         )
         job.run_until = None if job.fault == fault_names.JOB_HANG else now + job.run_time
         job.result = self._compute(endpoint, job)
@@ -275,9 +269,7 @@ class Fleet:
     ) -> Job:
         now = self.state.clock()
         self.advance(now)
-        timeout_ms = (
-            execution_timeout_ms if execution_timeout_ms is not None else endpoint.execution_timeout_ms
-        )
+        timeout_ms = execution_timeout_ms if execution_timeout_ms is not None else endpoint.execution_timeout_ms
         job = Job(
             id=ids.job_id(sync=sync),
             endpoint_id=endpoint.id,

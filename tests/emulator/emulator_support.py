@@ -29,8 +29,7 @@ ENDPOINT_FIELDS = (
 )
 
 SAVE_TEMPLATE = (
-    "mutation saveTemplate($input: SaveTemplateInput) {"
-    f" saveTemplate(input: $input) {{ {TEMPLATE_FIELDS} }} }}"
+    f"mutation saveTemplate($input: SaveTemplateInput) {{ saveTemplate(input: $input) {{ {TEMPLATE_FIELDS} }} }}"
 )
 SAVE_ENDPOINT = (
     f"mutation saveEndpoint($input: EndpointInput!) {{ saveEndpoint(input: $input) {{ {ENDPOINT_FIELDS} }} }}"
@@ -74,9 +73,7 @@ class Api:
     def close(self) -> None:
         self.http.close()
 
-    def gql(
-        self, query: str, variables: dict[str, Any] | None = None, *, key: str | None = "default"
-    ) -> GraphQLResult:
+    def gql(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None = "default") -> GraphQLResult:
         headers = self.headers if key == "default" else ({"Authorization": f"Bearer {key}"} if key else {})
         body: dict[str, Any] = {"query": query}
         if variables is not None:

@@ -151,10 +151,7 @@ def test_process_prints_its_urls_and_generated_key_then_stops_on_sigterm(
         me = http.post("/graphql", json={"query": "{ myself { id } }"})
         assert me.status_code == 200 and me.json()["data"]["myself"]["id"].startswith("user_")
         # Fault it from outside, as subprocess tests of rpdeploy will.
-        assert (
-            http.post("/_emulator/faults", json={"fault": "graphql_http_status", "status": 502}).status_code
-            == 200
-        )
+        assert http.post("/_emulator/faults", json={"fault": "graphql_http_status", "status": 502}).status_code == 200
         assert http.post("/graphql", json={"query": "{ myself { id } }"}).status_code == 502
         assert http.get("/_emulator/requests").json()["requests"][0]["operation"] == "myself"
 
@@ -164,9 +161,7 @@ def test_process_prints_its_urls_and_generated_key_then_stops_on_sigterm(
 
 
 def test_process_takes_the_key_from_the_named_variable(clean_env: dict[str, str]) -> None:
-    proc = _spawn(
-        "--port", "0", "--api-key-env", "MY_EMULATOR_KEY", env={**clean_env, "MY_EMULATOR_KEY": "rpa_MINE"}
-    )
+    proc = _spawn("--port", "0", "--api-key-env", "MY_EMULATOR_KEY", env={**clean_env, "MY_EMULATOR_KEY": "rpa_MINE"})
     try:
         env = _read_env_lines(proc, 2)
         assert set(env) == {"RUNPOD_API_BASE_URL", "RUNPOD_ENDPOINT_BASE_URL"}  # the key is not echoed

@@ -16,9 +16,7 @@ from rpdeploy.emulator import Emulator
 def test_create_returns_endpoint_with_defaults(api: Api, emulator: Emulator) -> None:
     template_id = api.template(name="t")["id"]
 
-    endpoint = api.endpoint(
-        template_id, name="qwen-l4", gpuIds="AMPERE_24,-NVIDIA RTX A5000,-NVIDIA GeForce RTX 3090"
-    )
+    endpoint = api.endpoint(template_id, name="qwen-l4", gpuIds="AMPERE_24,-NVIDIA RTX A5000,-NVIDIA GeForce RTX 3090")
 
     assert re.fullmatch(r"[a-z0-9]{14}", endpoint["id"])
     assert datetime.strptime(endpoint["createdAt"], "%Y-%m-%dT%H:%M:%S.%fZ")
@@ -42,9 +40,7 @@ def test_create_returns_endpoint_with_defaults(api: Api, emulator: Emulator) -> 
     }
     assert {key: endpoint[key] for key in expected} == expected
     assert emulator.state.endpoints[endpoint["id"]].template_id == template_id
-    bound = api.gql(
-        "query($id: String!) { podTemplate(id: $id) { boundEndpointId } }", {"id": template_id}
-    ).ok()
+    bound = api.gql("query($id: String!) { podTemplate(id: $id) { boundEndpointId } }", {"id": template_id}).ok()
     assert bound["podTemplate"]["boundEndpointId"] == endpoint["id"]
 
 
@@ -186,9 +182,7 @@ def test_reset_default_idle_timeout_is_configurable() -> None:
         api = Api(emu)
         try:
             created = api.endpoint(name="my-ep", idleTimeout=42)
-            updated = api.save_endpoint(id=created["id"], name="my-ep", gpuIds="AMPERE_24").ok()[
-                "saveEndpoint"
-            ]
+            updated = api.save_endpoint(id=created["id"], name="my-ep", gpuIds="AMPERE_24").ok()["saveEndpoint"]
         finally:
             api.close()
     assert updated["idleTimeout"] == 10
@@ -199,10 +193,7 @@ def test_version_bumps_on_gpu_or_template_change(api: Api) -> None:
     same = dict(name="my-ep", gpuIds="AMPERE_24", workersMax=2)
 
     assert api.save_endpoint(id=endpoint["id"], **same).ok()["saveEndpoint"]["version"] == 0
-    assert (
-        api.save_endpoint(id=endpoint["id"], **{**same, "gpuIds": "ADA_24"}).ok()["saveEndpoint"]["version"]
-        == 1
-    )
+    assert api.save_endpoint(id=endpoint["id"], **{**same, "gpuIds": "ADA_24"}).ok()["saveEndpoint"]["version"] == 1
     other = api.template(name="other")["id"]
     assert api.save_endpoint(id=endpoint["id"], **same, templateId=other).ok()["saveEndpoint"]["version"] == 2
 
@@ -262,9 +253,7 @@ def test_list_endpoints_and_myself(api: Api, emulator: Emulator) -> None:
     one = api.endpoint(name="one")
     two = api.endpoint(name="two")
 
-    data = api.gql(
-        "{ myself { id email endpoints { id name env { key value } } serverlessDiscount { type } } }"
-    ).ok()
+    data = api.gql("{ myself { id email endpoints { id name env { key value } } serverlessDiscount { type } } }").ok()
 
     assert data["myself"]["id"] == emulator.state.account.id
     assert data["myself"]["email"] == emulator.state.account.email
@@ -273,9 +262,7 @@ def test_list_endpoints_and_myself(api: Api, emulator: Emulator) -> None:
         (one["id"], "one"),
         (two["id"], "two"),
     }
-    assert data["myself"]["endpoints"][0]["env"] == [
-        {"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-7B-Instruct"}
-    ]
+    assert data["myself"]["endpoints"][0]["env"] == [{"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-7B-Instruct"}]
 
 
 def test_inline_template_creates_a_bound_serverless_template(api: Api, emulator: Emulator) -> None:
@@ -319,9 +306,7 @@ def test_network_volume_ids_write_shape(api: Api, emulator: Emulator) -> None:
             }
         },
     ).ok()
-    assert result["saveEndpoint"]["networkVolumeIds"] == [
-        {"networkVolumeId": volume.id, "dataCenterId": "US-KS-2"}
-    ]
+    assert result["saveEndpoint"]["networkVolumeIds"] == [{"networkVolumeId": volume.id, "dataCenterId": "US-KS-2"}]
 
 
 def test_pools_and_gpu_types_come_from_the_gpu_table(api: Api) -> None:
@@ -336,9 +321,7 @@ def test_pools_and_gpu_types_come_from_the_gpu_table(api: Api) -> None:
     assert types["NVIDIA H100 NVL"]["memoryInGb"] == 94
     assert len(types) == len(gpus.GPU_TYPES)
 
-    one = api.gql(
-        '{ gpuTypes(input: {id: "NVIDIA L4"}) { id lowestPrice(input: {gpuCount: 1}) { stockStatus } } }'
-    )
+    one = api.gql('{ gpuTypes(input: {id: "NVIDIA L4"}) { id lowestPrice(input: {gpuCount: 1}) { stockStatus } } }')
     assert one.ok() == {"gpuTypes": [{"id": "NVIDIA L4", "lowestPrice": {"stockStatus": "High"}}]}
     dcs = api.gql("{ dataCenters { id gpuAvailability { gpuTypeId stockStatus } } }").ok()["dataCenters"]
     assert dcs and all(dc["gpuAvailability"] for dc in dcs)

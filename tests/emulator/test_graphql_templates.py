@@ -15,9 +15,7 @@ SAVE_REGISTRY = "mutation($input: SaveRegistryAuthInput!) { saveRegistryAuth(inp
 
 
 def test_create_returns_runpod_shaped_template(api: Api, emulator: Emulator) -> None:
-    template = api.template(
-        name="qwen-worker", env=[{"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-7B-Instruct"}]
-    )
+    template = api.template(name="qwen-worker", env=[{"key": "MODEL_NAME", "value": "Qwen/Qwen2.5-7B-Instruct"}])
 
     assert re.fullmatch(r"[a-z0-9]{10}", template["id"])
     assert template == {
@@ -68,9 +66,7 @@ def test_missing_docker_args_gets_runpods_generic_error(api: Api, emulator: Emul
     result = api.save_template(dockerArgs=omit)
 
     assert result.status == 200
-    assert (
-        result.message == GENERIC_ERROR == "Something went wrong. Please try again later or contact support."
-    )
+    assert result.message == GENERIC_ERROR == "Something went wrong. Please try again later or contact support."
     assert emulator.state.templates == {}
 
 
@@ -98,10 +94,7 @@ def test_registry_auth_lifecycle(api: Api, emulator: Emulator) -> None:
     created = api.gql(SAVE_REGISTRY, {"input": {"name": "hub", "username": "acme", "password": "pw1"}}).ok()
     auth_id = created["saveRegistryAuth"]["id"]
     assert re.fullmatch(r"c[a-z0-9]{24}", auth_id)
-    assert (
-        "unique"
-        in api.gql(SAVE_REGISTRY, {"input": {"name": "hub", "username": "x", "password": "y"}}).message
-    )
+    assert "unique" in api.gql(SAVE_REGISTRY, {"input": {"name": "hub", "username": "x", "password": "y"}}).message
 
     updated = api.gql(
         "mutation($input: UpdateRegistryAuthInput!) { updateRegistryAuth(input: $input) { id name } }",
@@ -124,9 +117,7 @@ def test_registry_auth_lifecycle(api: Api, emulator: Emulator) -> None:
 def test_update_is_a_full_replace_by_id(api: Api) -> None:
     template = api.template(name="t1", env=[{"key": "A", "value": "1"}], containerDiskInGb=30)
 
-    updated = api.template(
-        id=template["id"], name="t1-renamed", imageName="acme/other:2", dockerArgs="python -u h.py"
-    )
+    updated = api.template(id=template["id"], name="t1-renamed", imageName="acme/other:2", dockerArgs="python -u h.py")
 
     assert updated["id"] == template["id"]
     assert updated["name"] == "t1-renamed"

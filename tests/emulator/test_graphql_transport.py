@@ -22,13 +22,9 @@ def test_missing_or_invalid_key_is_401(api: Api, headers: dict[str, str]) -> Non
 
 def test_key_in_query_string_and_bare_header(api: Api, emulator: Emulator) -> None:
     by_query = api.http.post(f"/graphql?api_key={emulator.api_key}", json={"query": "{ myself { id } }"})
-    bare = api.http.post(
-        "/graphql", json={"query": "{ myself { id } }"}, headers={"Authorization": emulator.api_key}
-    )
+    bare = api.http.post("/graphql", json={"query": "{ myself { id } }"}, headers={"Authorization": emulator.api_key})
 
-    assert (
-        by_query.status_code == 200 and by_query.json()["data"]["myself"]["id"] == emulator.state.account.id
-    )
+    assert by_query.status_code == 200 and by_query.json()["data"]["myself"]["id"] == emulator.state.account.id
     assert bare.status_code == 200
     # The key never lands in the request log.
     assert all("api_key" not in r.query for r in emulator.requests)
@@ -69,9 +65,7 @@ def test_inline_literal_mutation_parses(api: Api, emulator: Emulator) -> None:
 
 def test_unescaped_quote_in_inline_literal_is_a_syntax_error(api: Api) -> None:
     # What runpod-python 1.12 sends for an env value with a quote: it does not escape it.
-    result = api.gql(
-        'mutation { saveTemplate(input: { name: "a"b", imageName: "x", dockerArgs: "" }) { id } }'
-    )
+    result = api.gql('mutation { saveTemplate(input: { name: "a"b", imageName: "x", dockerArgs: "" }) { id } }')
 
     assert result.status == 400
     assert result.message.startswith("Syntax Error")
@@ -98,12 +92,8 @@ def test_enum_must_be_a_known_unquoted_value(api: Api) -> None:
 
     quoted = api.gql(f'mutation {{ saveEndpoint(input: {{ {base}, flashBootType: "FLASHBOOT" }}) {{ id }} }}')
     unknown = api.gql(f"mutation {{ saveEndpoint(input: {{ {base}, flashBootType: ON }}) {{ id }} }}")
-    lower_compliance = api.save_endpoint(
-        name="abc", templateId=template_id, gpuIds="AMPERE_24", compliance=["gdpr"]
-    )
-    bool_flashboot = api.save_endpoint(
-        name="abc", templateId=template_id, gpuIds="AMPERE_24", flashBootType=True
-    )
+    lower_compliance = api.save_endpoint(name="abc", templateId=template_id, gpuIds="AMPERE_24", compliance=["gdpr"])
+    bool_flashboot = api.save_endpoint(name="abc", templateId=template_id, gpuIds="AMPERE_24", flashBootType=True)
 
     for result in (quoted, unknown, lower_compliance, bool_flashboot):
         assert result.status == 400, result.body

@@ -130,9 +130,7 @@ def test_runsync_honours_wait_query(api: Api, emulator: Emulator, endpoint_id: s
     assert body["status"] == "IN_QUEUE" and set(body) == {"id", "status"}
     assert 1.0 <= waited < 1.5
     for bad in ("500", "300001", "soon"):
-        assert (
-            api.invoke("POST", endpoint_id, f"runsync?wait={bad}", json={"input": PROMPT}).status_code == 400
-        )
+        assert api.invoke("POST", endpoint_id, f"runsync?wait={bad}", json={"input": PROMPT}).status_code == 400
 
 
 def test_workers_max_zero_keeps_jobs_in_queue(api: Api) -> None:
@@ -300,9 +298,7 @@ def test_job_fail_fault_then_retry(api: Api, emulator: Emulator, endpoint_id: st
     assert not_retryable.status_code == 400
 
 
-def test_job_error_output_fault_completes_with_output_error(
-    api: Api, emulator: Emulator, endpoint_id: str
-) -> None:
+def test_job_error_output_fault_completes_with_output_error(api: Api, emulator: Emulator, endpoint_id: str) -> None:
     emulator.faults.job_error_output("vLLM engine died", endpoint_id=endpoint_id)
 
     done = api.wait_done(endpoint_id, api.run(endpoint_id, PROMPT))

@@ -10,9 +10,7 @@ from emulator_support import MODEL, OWN_IMAGE, Api
 
 from rpdeploy.emulator import Emulator, model
 
-CHAT = {
-    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is RunPod?"}]
-}
+CHAT = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is RunPod?"}]}
 
 
 def runsync(api: Api, endpoint_id: str, job_input: dict[str, Any]) -> dict[str, Any]:
@@ -30,9 +28,9 @@ def vllm(api: Api) -> str:
 
 @pytest.fixture
 def own(api: Api) -> str:
-    endpoint_id: str = api.endpoint(
-        name="method-2-3", image=OWN_IMAGE, env=[{"key": "MODEL_NAME", "value": MODEL}]
-    )["id"]
+    endpoint_id: str = api.endpoint(name="method-2-3", image=OWN_IMAGE, env=[{"key": "MODEL_NAME", "value": MODEL}])[
+        "id"
+    ]
     return endpoint_id
 
 
@@ -54,9 +52,7 @@ def test_answer_is_deterministic_and_truncated_to_max_tokens() -> None:
 
 def test_served_model_name_prefers_the_override() -> None:
     vllm = model.WorkerKind.WORKER_VLLM
-    assert (
-        model.served_model_name(vllm, {"MODEL_NAME": "a/b", "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "c"}) == "c"
-    )
+    assert model.served_model_name(vllm, {"MODEL_NAME": "a/b", "OPENAI_SERVED_MODEL_NAME_OVERRIDE": "c"}) == "c"
     assert model.served_model_name(vllm, {"MODEL_NAME": "a/b"}) == "a/b"
     assert model.worker_kind("docker.io/runpod/worker-v1-vllm:v2.24.0") is vllm
     assert model.worker_kind("acme/runpod-worker-v1-vllm:1") is model.WorkerKind.OWN_IMAGE
@@ -89,9 +85,7 @@ def test_method_1_native_prompt(api: Api, vllm: str) -> None:
 
 
 def test_method_1_openai_passthrough_and_models(api: Api, vllm: str) -> None:
-    chat = runsync(
-        api, vllm, {"openai_route": "/v1/chat/completions", "openai_input": {"model": MODEL, **CHAT}}
-    )
+    chat = runsync(api, vllm, {"openai_route": "/v1/chat/completions", "openai_input": {"model": MODEL, **CHAT}})
     models = runsync(api, vllm, {"openai_route": "/v1/models"})
 
     assert chat["output"][0]["object"] == "chat.completion"
@@ -103,9 +97,7 @@ def test_method_1_openai_passthrough_and_models(api: Api, vllm: str) -> None:
 def test_method_1_stream_yields_sse_text(api: Api, vllm: str) -> None:
     output = runsync(api, vllm, {**CHAT, "stream": True})["output"]
 
-    assert all(
-        isinstance(chunk, str) and chunk.startswith("data: ") and chunk.endswith("\n\n") for chunk in output
-    )
+    assert all(isinstance(chunk, str) and chunk.startswith("data: ") and chunk.endswith("\n\n") for chunk in output)
     assert output[-1] == "data: [DONE]\n\n"
     events = [json.loads(chunk[len("data: ") :]) for chunk in output[:-1]]
     assert {event["object"] for event in events} == {"chat.completion.chunk"}
@@ -151,8 +143,7 @@ def test_method_2_messages_streaming_deltas(api: Api, own: str) -> None:
     output = runsync(api, own, {**CHAT, "sampling_params": {"max_tokens": 4}, "stream": True})["output"]
 
     assert output[:-1] == [
-        {"text": piece, "finish_reason": None}
-        for piece in model.generate("Be brief.\nWhat is RunPod?", 4).deltas()
+        {"text": piece, "finish_reason": None} for piece in model.generate("Be brief.\nWhat is RunPod?", 4).deltas()
     ]
     assert output[-1] == {
         "text": "",
@@ -172,9 +163,7 @@ def test_method_2_messages_streaming_deltas(api: Api, own: str) -> None:
         ({"messages": "not a list"}, "messages"),
     ],
 )
-def test_method_2_invalid_input_fails_the_job(
-    api: Api, own: str, job_input: dict[str, Any], message: str
-) -> None:
+def test_method_2_invalid_input_fails_the_job(api: Api, own: str, job_input: dict[str, Any], message: str) -> None:
     body = runsync(api, own, job_input)
 
     assert body["status"] == "FAILED"
@@ -186,17 +175,14 @@ def test_method_2_invalid_input_fails_the_job(
 
 
 def test_method_3_chat_completion(api: Api, own: str) -> None:
-    output = runsync(
-        api, own, {"method": "POST", "path": "/v1/chat/completions", "body": {"model": MODEL, **CHAT}}
-    )["output"]
+    output = runsync(api, own, {"method": "POST", "path": "/v1/chat/completions", "body": {"model": MODEL, **CHAT}})[
+        "output"
+    ]
 
     assert output["status_code"] == 200
     assert output["headers"] == {"content-type": "application/json"}
     assert output["body"]["object"] == "chat.completion"
-    assert (
-        output["body"]["choices"][0]["message"]["content"]
-        == model.generate("Be brief.\nWhat is RunPod?", None).text
-    )
+    assert output["body"]["choices"][0]["message"]["content"] == model.generate("Be brief.\nWhat is RunPod?", None).text
 
 
 @pytest.mark.parametrize(
@@ -243,9 +229,7 @@ def test_openai_models_route(api: Api, vllm: str) -> None:
 
 
 def test_openai_chat_and_completions(api: Api, emulator: Emulator, vllm: str) -> None:
-    chat = api.invoke(
-        "POST", vllm, "openai/v1/chat/completions", json={"model": MODEL, **CHAT, "max_tokens": 3}
-    )
+    chat = api.invoke("POST", vllm, "openai/v1/chat/completions", json={"model": MODEL, **CHAT, "max_tokens": 3})
     text = api.invoke("POST", vllm, "openai/v1/completions", json={"model": MODEL, "prompt": "Once upon"})
 
     assert chat.status_code == 200 and chat.headers["content-type"] == "application/json"
@@ -284,9 +268,7 @@ def test_openai_chat_stream_is_server_sent_events(api: Api, emulator: Emulator, 
     body = {"model": MODEL, **CHAT, "stream": True, "stream_options": {"include_usage": True}}
 
     reads: list[str] = []
-    with api.http.stream(
-        "POST", f"/v2/{vllm}/openai/v1/chat/completions", json=body, headers=api.headers
-    ) as resp:
+    with api.http.stream("POST", f"/v2/{vllm}/openai/v1/chat/completions", json=body, headers=api.headers) as resp:
         assert resp.status_code == 200
         assert resp.headers["content-type"].startswith("text/event-stream")
         for text in resp.iter_text():
@@ -295,9 +277,7 @@ def test_openai_chat_stream_is_server_sent_events(api: Api, emulator: Emulator, 
 
     assert len(reads) > 1  # arrived in pieces, not as one body
     assert raw.endswith("data: [DONE]\n\n")
-    events = [
-        json.loads(block[len("data: ") :]) for block in raw.split("\n\n") if block and block != "data: [DONE]"
-    ]
+    events = [json.loads(block[len("data: ") :]) for block in raw.split("\n\n") if block and block != "data: [DONE]"]
     content = "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
     assert content == model.generate("Be brief.\nWhat is RunPod?", None).text
     assert events[-2]["choices"][0]["finish_reason"] == "stop"

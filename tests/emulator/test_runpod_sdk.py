@@ -47,9 +47,7 @@ def test_control_plane_helpers(runpod_sdk: Any, emulator: Emulator) -> None:
     assert endpoint["allowedCudaVersions"] == "13.0"
     assert emulator.state.templates[template["id"]].container_registry_auth_id == auth["id"]
     listed = runpod.get_endpoints()
-    assert [(e["id"], e["templateId"], e["workersMax"]) for e in listed] == [
-        (endpoint["id"], template["id"], 2)
-    ]
+    assert [(e["id"], e["templateId"], e["workersMax"]) for e in listed] == [(endpoint["id"], template["id"], 2)]
     assert listed[0]["env"][0] == {"key": "MODEL_NAME", "value": MODEL}
 
     other = runpod.create_template(name="sdk-template-2", image_name=VLLM_IMAGE, is_serverless=True)
@@ -102,16 +100,12 @@ def sdk_endpoint(runpod_sdk: Any) -> Any:
     template = runpod_sdk.create_template(
         name="vllm", image_name=VLLM_IMAGE, env={"MODEL_NAME": MODEL}, is_serverless=True
     )
-    created = runpod_sdk.create_endpoint(
-        name="vllm-ep", template_id=template["id"], gpu_ids="AMPERE_24", workers_max=1
-    )
+    created = runpod_sdk.create_endpoint(name="vllm-ep", template_id=template["id"], gpu_ids="AMPERE_24", workers_max=1)
     return runpod_sdk.Endpoint(created["id"])
 
 
 def test_endpoint_run_sync_and_health(sdk_endpoint: Any) -> None:
-    output = sdk_endpoint.run_sync(
-        {"prompt": "Hello there", "sampling_params": {"max_tokens": 4}}, timeout=10
-    )
+    output = sdk_endpoint.run_sync({"prompt": "Hello there", "sampling_params": {"max_tokens": 4}}, timeout=10)
 
     assert isinstance(output, list) and output[0]["object"] == "text_completion"
     assert output[0]["choices"][0]["finish_reason"] == "length"
@@ -162,7 +156,5 @@ def test_endpoint_stream(runpod_sdk: Any, emulator: Emulator) -> None:
     pieces = list(job.stream())
 
     assert [piece["finish_reason"] for piece in pieces[:-1]] == [None] * (len(pieces) - 1)
-    assert (
-        pieces[-1]["finish_reason"] == "stop" and pieces[-1]["usage"]["completion_tokens"] == len(pieces) - 1
-    )
+    assert pieces[-1]["finish_reason"] == "stop" and pieces[-1]["usage"]["completion_tokens"] == len(pieces) - 1
     assert "".join(piece["text"] for piece in pieces[:-1]).startswith("The emulator's stand-in model")

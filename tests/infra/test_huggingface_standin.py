@@ -56,9 +56,7 @@ def test_bytes_are_deterministic_per_repo_and_revision(
     assert digest(a) == digest(b) != digest(c)
 
 
-def test_token_is_recorded_only_as_yes(
-    hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_token_is_recorded_only_as_yes(hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     given = Path(hf.snapshot_download("org/gated", local_dir=tmp_path / "given", token=TOKEN))
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     from_env = Path(hf.snapshot_download("org/gated", local_dir=tmp_path / "env"))
@@ -69,9 +67,7 @@ def test_token_is_recorded_only_as_yes(
     assert TOKEN.encode() not in everything_written(tmp_path)
 
 
-def test_default_folder_is_the_hub_cache(
-    hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_default_folder_is_the_hub_cache(hf: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     out = hf.snapshot_download("org/model", revision="v1")
     assert out == str(tmp_path / "hub" / "models--org--model" / "snapshots" / "v1")

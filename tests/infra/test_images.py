@@ -48,9 +48,7 @@ PACKAGES = sorted(p.name for p in STANDINS.iterdir() if (p / "__init__.py").is_f
 
 
 @pytest.mark.parametrize("package", PACKAGES)
-def test_standins_import_without_pythonpath(
-    docker_client: Any, test_images: BaseImages, package: str
-) -> None:
+def test_standins_import_without_pythonpath(docker_client: Any, test_images: BaseImages, package: str) -> None:
     code = f"import importlib.metadata as m, {package} as p; print(p.__file__, m.version('{package}'))"
     where, version = run(docker_client, test_images.python, "python3", "-c", code).split()
     assert where.startswith("/usr/local/lib/python3.11/dist-packages/")

@@ -53,9 +53,7 @@ def test_push_then_pull_by_digest(docker_client: Any, registry: Registry, test_i
         docker_client.images.remove(by_digest)
 
 
-def test_push_with_wrong_password_is_refused(
-    docker_client: Any, registry: Registry, test_images: BaseImages
-) -> None:
+def test_push_with_wrong_password_is_refused(docker_client: Any, registry: Registry, test_images: BaseImages) -> None:
     reference = registry.image("rpdeploy-infra/refused", "1")
     docker_client.images.get(test_images.busybox).tag(reference)
     try:

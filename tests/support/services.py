@@ -204,9 +204,7 @@ class SystemdHost:
             "-o", "LogLevel=ERROR", f"{user or self.user}@{self.host}", command,
         ]  # fmt: skip
 
-    def ssh(
-        self, command: str, user: str | None = None, timeout: float = 60
-    ) -> subprocess.CompletedProcess[str]:
+    def ssh(self, command: str, user: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             self.ssh_argv(command, user), capture_output=True, text=True, timeout=timeout, check=False
         )
