@@ -126,12 +126,20 @@ backend_app = typer.Typer(
 
 
 def _register() -> None:
-    from rpdeploy.commands import backend, check, emulator, endpoint, init, render, smoke, validate
+    from rpdeploy.commands import backend, build, check, deploy, emulator, endpoint, init, render, smoke, validate
 
     app.command("init")(boundary(init.init))
     app.command("render")(boundary(render.render))
     app.command("validate")(boundary(validate.validate))
     app.command("schema")(boundary(validate.schema))
+
+    app.command("check")(boundary(check.check))
+    app.command("build")(boundary(build.build))
+    app.command("deploy")(boundary(deploy.deploy))
+    app.command("plan")(boundary(deploy.plan))
+    app.command("status")(boundary(deploy.status))
+    app.command("destroy")(boundary(deploy.destroy))
+    app.command("rollback")(boundary(deploy.rollback))
 
     endpoint_app.command("create")(boundary(endpoint.create))
     endpoint_app.command("update")(boundary(endpoint.update))
@@ -143,7 +151,6 @@ def _register() -> None:
     for name in ("configure", "restart", "check", "rollback", "properties"):
         backend_app.command(name)(boundary(getattr(backend, name)))
     app.add_typer(backend_app)
-    app.command("check")(boundary(check.check))
     app.command("emulator")(boundary(emulator.emulator))
 
 

@@ -208,14 +208,19 @@ def init_project(
     return InitResult(config_path="deploy.yaml", method=config.method, write=result, next_steps=tuple(steps))
 
 
-def render_project(config: Config, *, force: bool = False, reporter: Reporter | None = None) -> WriteResult:
-    """Re-render the worker folder after deploy.yaml changed (methods 2/3)."""
+def worker_files(config: Config, *, only: frozenset[str] | None = None) -> dict[str, str]:
+    """The worker folder's rendered files, keyed by path relative to deploy.yaml's folder."""
     from rpdeploy.render import WorkerContext, render_worker
 
     if not config.method.builds_image or config.image is None:
+        return {}
+    rendered = render_worker(WorkerContext.from_config(config))
+    return {f"{config.image.worker_dir}/{rel}": body for rel, body in rendered.items() if only is None or rel in only}
+
+
+def render_project(config: Config, *, force: bool = False, reporter: Reporter | None = None) -> WriteResult:
+    """Re-render the worker folder after deploy.yaml changed (methods 2/3)."""
+    files = worker_files(config)
+    if not files:
         return WriteResult(())
-    files = {
-        f"{config.image.worker_dir}/{rel}": body
-        for rel, body in render_worker(WorkerContext.from_config(config)).items()
-    }
     return write_generated(config.base_dir, files, force=force, reporter=reporter)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from typer.testing import CliRunner, Result
+
+if TYPE_CHECKING:
+    from rpdeploy.emulator import Emulator
 
 from rpdeploy import secrets
 
@@ -35,11 +39,14 @@ _ISOLATED_ENV = (
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("COLUMNS", "200")
     for name in _ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
+    # The machine's own `docker login` must not decide a test's outcome.
+    docker_config = tmp_path_factory.mktemp("docker-config")
+    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))
     yield
     secrets.forget_all()
 
@@ -79,3 +86,24 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.chdir(folder)
     return folder
+
+
+@pytest.fixture
+def runpod_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
+    """A RunPod emulator over real HTTP, with RUNPOD_* pointed at it (fast timings)."""
+    from rpdeploy.emulator import Emulator
+
+    with Emulator("rpa_TEST_emulator_key_0123456789", cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+        for name, value in emu.env().items():
+            monkeypatch.setenv(name, value)
+        yield emu
+
+
+MUTATIONS = frozenset(
+    {"SaveTemplate", "SaveEndpoint", "DeleteEndpoint", "DeleteTemplate", "SaveRegistryAuth", "UpdateRegistryAuth"}
+)
+
+
+def mutations(emulator: Emulator) -> list[str]:
+    """The GraphQL mutations the emulator received, in order."""
+    return [r.operation for r in emulator.requests.graphql() if r.operation in MUTATIONS]

@@ -1,0 +1,240 @@
+"""`rpdeploy deploy`, `plan`, `status`, `destroy` and `rollback`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from rpdeploy.commands._common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    VerboseOption,
+    YesOption,
+    emit,
+    load,
+    reporter,
+    to_jsonable,
+)
+from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError
+from rpdeploy.output import can_prompt, print_json
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
+
+EmulatorOption = Annotated[
+    bool,
+    typer.Option(
+        "--emulator",
+        help="Run against a local RunPod emulator started for this command (no account, no GPU; its own ledger).",
+    ),
+]
+
+
+@contextmanager
+def target(config: Config, emulator: bool) -> Iterator[tuple[Config, dict[str, str], Path]]:
+    """The config, environment and ledger folder to use: RunPod's, or a throw-away emulator's."""
+    if not emulator:
+        yield config, dict(os.environ), config.state_dir
+        return
+    from rpdeploy.config import SecretRef
+    from rpdeploy.emulator import Emulator
+
+    with Emulator(runsync_wait=5.0) as emu:
+        key_var = "RPDEPLOY_EMULATOR_API_KEY"
+        runpod = config.runpod.model_copy(
+            update={"api_url": emu.api_url, "endpoint_url": emu.endpoint_url, "api_key": SecretRef(env=key_var)}
+        )
+        reporter().info(f"Using a local RunPod emulator at {emu.api_url} (state is gone when this command ends)")
+        yield (
+            config.model_copy(update={"runpod": runpod}),
+            {**os.environ, key_var: emu.api_key},
+            config.state_dir / "emulator",
+        )
+
+
+def _confirm_cost(config: Config, yes: bool) -> None:
+    if config.endpoint.workers_min == 0 or yes:
+        return
+    question = (
+        f"endpoint.workers_min is {config.endpoint.workers_min}: those workers are billed around the clock, "
+        "even with no traffic. Deploy anyway?"
+    )
+    if not can_prompt():
+        raise MissingValueError("confirmation of always-on workers (workers_min > 0)", flag="--yes")
+    typer.confirm(question, abort=True)
+
+
+def deploy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="Start at this stage (earlier ones must be done).")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="Run just this stage.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Run stages even when nothing changed.")] = False,
+    skip_fit_check: Annotated[
+        bool, typer.Option("--skip-fit-check", help="Deploy even if the model does not seem to fit the GPU.")
+    ] = False,
+    tag: Annotated[
+        str | None, typer.Option("--tag", help="Image tag (methods 2/3) instead of the git/content one.")
+    ] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the image from scratch.")] = False,
+    emulator: EmulatorOption = False,
+    yes: YesOption = False,
+    verbose: VerboseOption = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Stream NDJSON events on stdout (one per stage change), then a result.")
+    ] = False,
+) -> None:
+    """Deploy: build, push, create the endpoint, wire the backend, smoke-test.
+
+    Runs the stages of deploy.yaml's method (worker-vllm skips the four image stages; the
+    backend stages run only with a backend: section). A stage that is done and unchanged
+    is skipped, so a re-run does nothing and a run after a failure resumes where it
+    stopped. Stages: handler, dockerfile, build, push, account, template, gpu, endpoint,
+    backend-env, backend-restart, smoke-test.
+
+    Examples:
+
+    \b
+      rpdeploy deploy
+      rpdeploy deploy --emulator              # try it with no RunPod account
+      rpdeploy deploy --json > events.ndjson  # in CI
+      rpdeploy deploy --from endpoint --force
+    """
+    from rpdeploy.stages import DeployOptions, run_deploy
+
+    cfg = load(config)
+    _confirm_cost(cfg, yes)
+    options = DeployOptions(
+        force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
+    )
+    out = reporter(verbose=verbose, events=json_output)
+    with target(cfg, emulator) as (effective, environ, state_dir):
+        result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
+    if json_output:
+        out.event("result", ok=True, **to_jsonable(result))
+        return
+    lines = [f"Deployed {cfg.endpoint.name!r} in {result.seconds:.1f}s"]
+    lines.append("  stages run: " + (", ".join(result.ran) or "none (everything was up to date)"))
+    if result.endpoint_id:
+        lines.append(f"  endpoint   {result.endpoint_id}")
+        for key in ("runsync", "health", "openai_base"):
+            if result.urls.get(key):
+                lines.append(f"  {key:<10} {result.urls[key]}")
+    if result.smoke and result.smoke.get("answer"):
+        lines.append(f"  answer     {result.smoke['answer']!r}")
+    emit(False, {}, "\n".join(lines))
+
+
+def plan(
+    config: ConfigOption = DEFAULT_CONFIG,
+    detailed_exitcode: Annotated[
+        bool,
+        typer.Option(
+            "--detailed-exitcode", help=f"Exit {EXIT_CHANGES_PENDING} when changes are pending (0 when none)."
+        ),
+    ] = False,
+    emulator: EmulatorOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Show what `rpdeploy deploy` would change, without changing anything.
+
+    Image (would it be rebuilt and pushed), template and endpoint fields (old -> new),
+    backend env keys (values masked), and the fit and cost preview.
+
+    Examples:
+
+    \b
+      rpdeploy plan
+      rpdeploy plan --json --detailed-exitcode   # exit 20 when changes are pending
+    """
+    from rpdeploy.planning import format_plan, make_plan
+
+    cfg = load(config)
+    with target(cfg, emulator) as (effective, environ, state_dir):
+        result = make_plan(effective, reporter=reporter(), environ=environ, state_dir=state_dir)
+    if json_output:
+        print_json({"ok": True, **to_jsonable(result), "changes_pending": result.changes_pending})
+    else:
+        emit(False, {}, format_plan(result))
+    if detailed_exitcode and result.changes_pending:
+        raise typer.Exit(EXIT_CHANGES_PENDING)
+
+
+def status(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False) -> None:
+    """Show the ledger's stages, the endpoint's live workers and jobs, and the backend check.
+
+    Example:
+
+    \b
+      rpdeploy status
+    """
+    from rpdeploy.planning import format_status, gather_status
+
+    cfg = load(config)
+    result = gather_status(cfg, reporter=reporter())
+    emit(json_output, to_jsonable(result), format_status(result))
+
+
+def destroy(
+    config: ConfigOption = DEFAULT_CONFIG,
+    restore_backend: Annotated[
+        bool, typer.Option("--restore-backend", help="Also put the backend's env back as it was before rpdeploy.")
+    ] = False,
+    emulator: EmulatorOption = False,
+    yes: YesOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete the endpoint and its template (scaled to zero first); optionally restore the backend.
+
+    Asks for confirmation on a terminal; in CI pass --yes. Running it again is harmless.
+
+    Examples:
+
+    \b
+      rpdeploy destroy
+      rpdeploy destroy --yes --restore-backend
+    """
+    from rpdeploy.planning import destroy_deployment
+
+    cfg = load(config)
+    if not yes:
+        if not can_prompt():
+            raise MissingValueError("confirmation", flag="--yes")
+        typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
+    with target(cfg, emulator) as (effective, environ, state_dir):
+        result = destroy_deployment(
+            effective, restore_backend=restore_backend, reporter=reporter(), environ=environ, state_dir=state_dir
+        )
+    done = [f"  {op}" for op in result.done] or ["  nothing was left to delete"]
+    emit(json_output, to_jsonable(result), "Destroyed:\n" + "\n".join(done))
+
+
+def rollback(
+    config: ConfigOption = DEFAULT_CONFIG,
+    yes: YesOption = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Go back to the previous deployment: the endpoint runs the previous image again, and
+    the backend gets its previous env back. One step.
+
+    Example:
+
+    \b
+      rpdeploy rollback --yes
+    """
+    from rpdeploy.planning import rollback_deployment
+
+    cfg = load(config)
+    if not yes:
+        if not can_prompt():
+            raise MissingValueError("confirmation", flag="--yes")
+        typer.confirm("Roll the endpoint and the backend back to the previous deployment?", abort=True)
+    result = rollback_deployment(cfg, reporter=reporter())
+    emit(json_output, to_jsonable(result), "\n".join(result.lines()))

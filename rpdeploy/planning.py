@@ -1,0 +1,367 @@
+"""`rpdeploy plan`, `status`, `destroy` and `rollback`: the deployment as a whole.
+
+``plan`` reads everything deploy would touch (the image's build context, RunPod's
+template and endpoint, the backend's env file) and reports the differences without
+changing anything. ``destroy`` and ``rollback`` take the same lock as ``deploy``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rpdeploy.errors import ApiError, BackendError, ConfigError, RpdeployError
+from rpdeploy.ledger import Ledger
+from rpdeploy.lock import DeployLock
+from rpdeploy.output import NullReporter, Reporter
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
+    from rpdeploy.runpod.deployment import Operation
+
+NEW_IMAGE = "<image from the next build>"
+
+
+@dataclass(frozen=True)
+class ImagePlan:
+    image: str
+    rebuild: bool
+    reason: str
+
+
+@dataclass(frozen=True)
+class BackendPlan:
+    host: str
+    env_file: str
+    keys: tuple[dict[str, Any], ...]
+    diff: str
+    changed: bool
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    image: ImagePlan
+    operations: tuple[Operation, ...]
+    backend: BackendPlan | None
+    fit: str
+    check_lines: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def changes_pending(self) -> bool:
+        return self.image.rebuild or bool(self.operations) or bool(self.backend and self.backend.changed)
+
+
+def _image_plan(config: Config, ledger: Ledger, environ: Mapping[str, str]) -> ImagePlan:
+    """Would deploy build and push? The same test its build stage makes: the inputs' fingerprint."""
+    from rpdeploy import versions
+    from rpdeploy.stages import STAGES, Context, DeployOptions, fingerprint
+
+    if not config.method.builds_image:
+        return ImagePlan(versions.WORKER_VLLM_IMAGE, False, "RunPod's pinned worker-vllm image")
+    build = next(stage for stage in STAGES if stage.name == "build")
+    record = ledger.stages.get("build")
+    pushed = ledger.output("push", "image")
+    current = fingerprint(build.inputs(Context(config, NullReporter(), ledger, DeployOptions(), environ)))
+    if record is not None and record.status == "done" and record.fingerprint == current and pushed:
+        return ImagePlan(str(pushed), False, "the build context is unchanged since the last push")
+    reason = (
+        "never built and pushed"
+        if record is None or not pushed
+        else "the worker folder, Dockerfile or build settings changed"
+    )
+    return ImagePlan(NEW_IMAGE, True, reason)
+
+
+def make_plan(
+    config: Config,
+    *,
+    reporter: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+) -> PlanResult:
+    """What ``rpdeploy deploy`` would change, read from every side, without changing anything."""
+    from rpdeploy.fit import check_deployment, format_check
+    from rpdeploy.runpod.deployment import connect, ensure_endpoint
+
+    reporter = reporter or NullReporter()
+    environ = os.environ if environ is None else environ
+    ledger = Ledger.load(state_dir or config.state_dir)
+    check = check_deployment(config, reporter=reporter, environ=environ)
+    image = _image_plan(config, ledger, environ)
+    notes: list[str] = []
+    with connect(config, environ) as cp:
+        ensured = ensure_endpoint(cp, config, image=image.image, dry_run=True, reporter=reporter, environ=environ)
+    endpoint = ensured.plan.endpoint
+    backend = None
+    if config.backend is not None:
+        if endpoint is None:
+            notes.append("the backend will be pointed at the new endpoint once it exists")
+        else:
+            backend = _backend_plan(config, endpoint.id, environ)
+    return PlanResult(
+        image=image,
+        operations=ensured.operations,
+        backend=backend,
+        fit=check.verdict,
+        check_lines=tuple(format_check(check)),
+        notes=tuple(notes),
+    )
+
+
+def _backend_plan(config: Config, endpoint_id: str, environ: Mapping[str, str] | None) -> BackendPlan:
+    from rpdeploy.backend import BackendValues, configure
+
+    key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
+    result = configure(config, BackendValues.for_endpoint(config, endpoint_id, key), dry_run=True)
+    keys = tuple({"name": k.name, "action": k.action, "old": k.old, "new": k.new} for k in result.keys)
+    return BackendPlan(result.host, result.env_file, keys, result.diff, result.changed)
+
+
+def format_plan(result: PlanResult) -> str:
+    lines = []
+    lines.append(
+        f"image: {result.image.image}"
+        + (f"  (rebuild and push: {result.image.reason})" if result.image.rebuild else "")
+    )
+    if result.operations:
+        lines.append("RunPod:")
+        lines += [f"  {op.describe()}" for op in result.operations]
+    else:
+        lines.append("RunPod: no changes")
+    if result.backend is not None:
+        if result.backend.changed:
+            lines.append(f"backend {result.backend.host}: {result.backend.env_file}")
+            lines += [
+                f"  {k['action']} {k['name']}: {k['old'] or '(unset)'} -> {k['new']}" for k in result.backend.keys
+            ]
+        else:
+            lines.append(f"backend {result.backend.host}: no changes")
+    lines += list(result.notes)
+    lines += ["", *result.check_lines]
+    lines.append("")
+    lines.append("Changes pending." if result.changes_pending else "No changes: deploy would do nothing.")
+    return "\n".join(lines)
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageStatus:
+    name: str
+    status: str
+    finished_at: float | None
+    seconds: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class StatusResult:
+    stages: tuple[StageStatus, ...]
+    endpoint_id: str | None
+    health: dict[str, Any] | None
+    backend: dict[str, Any] | None
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def gather_status(config: Config, *, reporter: Reporter | None = None) -> StatusResult:
+    """The ledger's stages, the endpoint's live /health, and the backend's check."""
+    from rpdeploy.stages import method_stages
+
+    reporter = reporter or NullReporter()
+    ledger = Ledger.load(config.state_dir)
+    stages = []
+    for name in method_stages(config.method, backend=config.backend is not None):
+        record = ledger.stages.get(name)
+        if record is None:
+            stages.append(StageStatus(name, "pending", None, None, None))
+        else:
+            stages.append(StageStatus(name, record.status, record.finished_at, record.seconds, record.error))
+    notes: list[str] = []
+    endpoint_id = ledger.output("endpoint", "endpoint_id")
+    health = None
+    if endpoint_id:
+        health = _health(config, str(endpoint_id), notes)
+    else:
+        notes.append("no endpoint recorded yet: run `rpdeploy deploy`")
+    backend = None
+    if config.backend is not None:
+        backend = _backend_status(config, reporter, notes)
+    return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes))
+
+
+def _health(config: Config, endpoint_id: str, notes: list[str]) -> dict[str, Any] | None:
+    from rpdeploy.runpod.invoke import InvokeClient
+
+    try:
+        key = config.runpod.api_key.resolve(base_dir=config.base_dir, field="runpod.api_key")
+        base = f"{config.runpod.resolved_endpoint_url()}/{endpoint_id}"
+        with InvokeClient(base, api_key=key, timeout=10) as client:
+            return client.health()
+    except (ApiError, ConfigError) as exc:
+        notes.append(f"endpoint health unavailable: {exc.message}")
+        return None
+
+
+def _backend_status(config: Config, reporter: Reporter, notes: list[str]) -> dict[str, Any] | None:
+    from rpdeploy.backend import check
+
+    try:
+        result = check(config, reporter=reporter)
+    except BackendError as exc:
+        notes.append(f"backend check failed: {exc.message}")
+        return None
+    return {
+        "host": result.host,
+        "service": result.service,
+        "state": result.state,
+        "healthy": result.healthy,
+        "endpoint_id": result.endpoint_id,
+    }
+
+
+def format_status(result: StatusResult) -> str:
+    lines = ["Stages:"]
+    for stage in result.stages:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stage.finished_at)) if stage.finished_at else ""
+        took = f"{stage.seconds:.1f}s" if stage.seconds is not None else ""
+        error = f"  {stage.error}" if stage.error else ""
+        lines.append(f"  {stage.name:<16} {stage.status:<8} {when:<19} {took:>8}{error}")
+    if result.endpoint_id:
+        lines.append(f"Endpoint {result.endpoint_id}:")
+        if result.health:
+            from rpdeploy.smoke import describe_health
+
+            jobs = result.health.get("jobs") or {}
+            lines.append(f"  now: {describe_health(result.health)}")
+            lines.append(
+                f"  jobs: {jobs.get('completed', 0)} completed, {jobs.get('failed', 0)} failed, "
+                f"{jobs.get('inQueue', 0)} queued"
+            )
+    if result.backend:
+        b = result.backend
+        state = "healthy" if b["healthy"] else "NOT healthy"
+        lines.append(f"Backend {b['service']} on {b['host']}: {state} ({b['state']}), points at {b['endpoint_id']}")
+    lines += [f"Note: {note}" for note in result.notes]
+    return "\n".join(lines)
+
+
+# --- destroy and rollback -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DestroyResult:
+    done: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def destroy_deployment(
+    config: Config,
+    *,
+    restore_backend: bool,
+    reporter: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+) -> DestroyResult:
+    """Scale to zero, delete the endpoint and its template; optionally restore the backend."""
+    from rpdeploy.runpod.deployment import connect, delete_deployment
+
+    reporter = reporter or NullReporter()
+    folder = state_dir or config.state_dir
+    with DeployLock(folder, command="destroy"):
+        ledger = Ledger.load(folder)
+        with connect(config, environ) as cp:
+            deleted = delete_deployment(cp, config, reporter)
+        done = [f"{op.kind} {op.target}" for op in deleted.operations]
+        notes = list(deleted.notes)
+        if restore_backend and config.backend is not None:
+            first = next((h.get("backend_backup") for h in ledger.history if h.get("backend_backup")), None)
+            if first is None:
+                notes.append("no backend backup recorded by a deploy: the backend was left as it is")
+            else:
+                restored = _restore_backend(config, str(first), reporter)
+                done.append(restored)
+        # The endpoint and template are gone: their ledger entries would only mislead a resume.
+        for name in ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test"):
+            ledger.stages.pop(name, None)
+        ledger.save()
+    return DestroyResult(tuple(done), tuple(notes))
+
+
+def _restore_backend(config: Config, backup: str, reporter: Reporter) -> str:
+    from rpdeploy.backend import rollback
+
+    result = rollback(config, reporter=reporter, stamp=_stamp_of(backup))
+    healthy = result.restart is not None and result.restart.healthy
+    return (
+        f"backend: {result.action} {result.env_file} from {result.backup} ({'healthy' if healthy else 'not restarted'})"
+    )
+
+
+def _stamp_of(backup: str) -> str | None:
+    from rpdeploy.backend import ConfigureResult
+
+    probe = ConfigureResult(
+        host="", mode="", env_file="", changed=False, dry_run=False, keys=(), diff="", backup=backup
+    )
+    return probe.backup_stamp
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    image: str | None
+    previous_image: str | None
+    template_changed: bool
+    backend: str | None
+
+    def lines(self) -> list[str]:
+        out = [
+            f"Endpoint image: {self.image} -> {self.previous_image}"
+            if self.template_changed
+            else "Endpoint image unchanged"
+        ]
+        if self.backend:
+            out.append(self.backend)
+        return out
+
+
+def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> RollbackResult:
+    """Put back the previous deployment: its image on the endpoint, its env on the backend."""
+    from rpdeploy.runpod.deployment import apply_template, connect, plan_template
+
+    reporter = reporter or NullReporter()
+    with DeployLock(config.state_dir, command="rollback"):
+        ledger = Ledger.load(config.state_dir)
+        if len(ledger.history) < 2:
+            raise RpdeployError(
+                "there is no earlier deployment to go back to", hint="`rpdeploy status` shows what is recorded"
+            )
+        current, previous = ledger.history[-1], ledger.history[-2]
+        auth_id = ledger.output("account", "registry_auth_id") or ""
+        with connect(config) as cp:
+            spec, live, operation = plan_template(
+                config,
+                templates=cp.list_templates(),
+                endpoints=cp.list_endpoints(),
+                image=str(previous["image"]),
+                registry_auth_id=str(auth_id),
+            )
+            template = apply_template(cp, spec, live, reporter)
+        backend_note = None
+        if config.backend is not None and current.get("backend_backup"):
+            backend_note = _restore_backend(config, str(current["backend_backup"]), reporter)
+        ledger.history.append({**previous, "at": time.time(), "rolled_back_from": current.get("image")})
+        template_record = ledger.stages.get("template")
+        if template_record is not None:
+            # Not what deploy.yaml says any more: the next deploy must re-apply it.
+            template_record.fingerprint = ""
+            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template.id}
+        for name in ("backend-env", "backend-restart", "smoke-test"):
+            ledger.stages.pop(name, None)
+        ledger.save()
+    return RollbackResult(current.get("image"), previous.get("image"), operation is not None, backend_note)

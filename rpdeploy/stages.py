@@ -1,0 +1,771 @@
+"""`rpdeploy deploy`: the eleven-step procedure as resumable stages.
+
+Each stage declares its inputs; their fingerprint goes into the ledger with the stage's
+outputs. A stage that is done and whose inputs did not change is skipped (RunPod stages
+first check that what they made still exists), so a re-run does nothing, and a run after a
+failure starts again at the failed stage. Stages read earlier stages' outputs from the
+context, never recompute them. A failure is raised as ``StageError`` naming the stage,
+after the ledger records it.
+
+RunPod stays the source of truth: the template and endpoint are always found by name, so
+a lost ledger, a crash between "create" and "record", or a SIGKILL at any point converges
+on the same objects instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from rpdeploy.errors import ConfigError, RpdeployError, StageError
+from rpdeploy.ledger import Ledger, StageRecord
+from rpdeploy.lock import DeployLock
+from rpdeploy.methods import Method
+from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.secrets import Secret
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rpdeploy.config import Config
+    from rpdeploy.fit import CheckResult as FitCheck
+    from rpdeploy.runpod.controlplane import ControlPlane
+    from rpdeploy.runpod.models import Endpoint, Template
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    force: bool = False
+    from_stage: str | None = None
+    only: str | None = None
+    skip_fit_check: bool = False
+    tag: str | None = None
+    no_cache: bool = False
+
+
+@dataclass
+class Context:
+    """What a stage may use: config, reporter, the ledger, and earlier stages' outputs."""
+
+    config: Config
+    reporter: Reporter
+    ledger: Ledger
+    options: DeployOptions
+    environ: Mapping[str, str]
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _cp: ControlPlane | None = None
+    _endpoints: list[Endpoint] | None = None
+    _templates: list[Template] | None = None
+    _fit: FitCheck | None = None
+
+    def cp(self) -> ControlPlane:
+        if self._cp is None:
+            from rpdeploy.runpod.deployment import connect
+
+            self._cp = connect(self.config, self.environ)
+        return self._cp
+
+    def endpoints(self) -> list[Endpoint]:
+        if self._endpoints is None:
+            self._endpoints = self.cp().list_endpoints()
+        return self._endpoints
+
+    def templates(self) -> list[Template]:
+        if self._templates is None:
+            self._templates = self.cp().list_templates()
+        return self._templates
+
+    def changed_runpod(self) -> None:
+        """Forget cached reads after a mutation."""
+        self._endpoints = None
+        self._templates = None
+
+    def secret(self, ref: Any, field_name: str) -> Secret:
+        secret: Secret = ref.resolve(base_dir=self.config.base_dir, environ=self.environ, field=field_name)
+        return secret
+
+    def api_key(self) -> Secret:
+        return self.secret(self.config.runpod.api_key, "runpod.api_key")
+
+    def fit_check(self) -> FitCheck:
+        """The fit and cost check, done once per run (the preflight and stage 7 share it)."""
+        if self._fit is None:
+            from rpdeploy.fit import check_deployment
+
+            self._fit = check_deployment(self.config, reporter=self.reporter, environ=self.environ)
+        return self._fit
+
+    def close(self) -> None:
+        if self._cp is not None:
+            self._cp.close()
+            self._cp = None
+
+
+def digest(secret: Secret | str) -> str:
+    """A fingerprint component for a secret: its hash, never its value."""
+    value = secret.reveal() if isinstance(secret, Secret) else secret
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+
+
+def fingerprint(inputs: Mapping[str, Any]) -> str:
+    text = json.dumps(inputs, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    title: str
+    applies: Callable[[Config], bool]
+    inputs: Callable[[Context], dict[str, Any]]
+    run: Callable[[Context], dict[str, Any]]
+    #: For a stage about to be skipped: does what it made still exist? (RunPod stages)
+    still_valid: Callable[[Context, dict[str, Any]], bool] | None = None
+
+
+def _builds(config: Config) -> bool:
+    return config.method.builds_image
+
+
+def _has_backend(config: Config) -> bool:
+    return config.backend is not None
+
+
+def _always(config: Config) -> bool:
+    return True
+
+
+# 1, 2: scaffold the worker files that are missing; a user's edits are kept.
+
+_CODE_FILES = frozenset({"handler.py", "app.py", "test_input.json"})
+_BUILD_FILES = frozenset({"Dockerfile", "requirements.txt", ".dockerignore"})
+
+
+def _scaffold_inputs(ctx: Context, names: frozenset[str]) -> dict[str, Any]:
+    from rpdeploy.fsutil import sha256_text
+    from rpdeploy.scaffold import worker_files
+
+    files = worker_files(ctx.config, only=names)
+    return {
+        "rendered": {rel: sha256_text(text) for rel, text in files.items()},
+        # A file deleted by hand must be written again even if nothing else changed.
+        "present": sorted(rel for rel in files if (ctx.config.base_dir / rel).exists()),
+    }
+
+
+def _scaffold(ctx: Context, names: frozenset[str]) -> dict[str, Any]:
+    from rpdeploy.scaffold import worker_files, write_generated
+
+    result = write_generated(
+        ctx.config.base_dir, worker_files(ctx.config, only=names), keep_edited=True, reporter=ctx.reporter
+    )
+    for item in result.files:
+        if item.action == "kept":
+            ctx.reporter.info(f"{item.path}: keeping your edited version")
+    return {"files": {item.path: item.action for item in result.files}}
+
+
+def _handler_inputs(ctx: Context) -> dict[str, Any]:
+    return _scaffold_inputs(ctx, _CODE_FILES)
+
+
+def _handler_run(ctx: Context) -> dict[str, Any]:
+    return _scaffold(ctx, _CODE_FILES)
+
+
+def _dockerfile_inputs(ctx: Context) -> dict[str, Any]:
+    return _scaffold_inputs(ctx, _BUILD_FILES)
+
+
+def _dockerfile_run(ctx: Context) -> dict[str, Any]:
+    return _scaffold(ctx, _BUILD_FILES)
+
+
+# 3, 4: build and push.
+
+
+def _build_inputs(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.docker_ops import build_context, context_hash
+
+    config = ctx.config
+    assert config.image is not None and config.worker_dir is not None
+    # Files, build args and platform, without asking the engine anything: an unchanged
+    # worker folder is skipped with no docker call at all. (Inside the stage the build
+    # plan also hashes the base image's id, which catches a re-pulled base.)
+    secret_names = ["HF_TOKEN"] if config.model.bake and config.model.hf_token is not None else []
+    files = context_hash(
+        build_context(config.worker_dir),
+        buildargs={"BASE_IMAGE": config.image.base_image},
+        secret_args=secret_names,
+        platform=config.image.platform,
+    )
+    return {"files": files, "name": config.image.name, "tag": ctx.options.tag, "no_cache": ctx.options.no_cache}
+
+
+def _registry_auth(ctx: Context) -> Any:
+    from rpdeploy.registry_auth import require_registry_auth
+
+    assert ctx.config.image is not None
+    return require_registry_auth(ctx.config.image, base_dir=ctx.config.base_dir, environ=ctx.environ)
+
+
+def _build_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.docker_ops import (
+        RetryPolicy,
+        build_image,
+        check_disk,
+        connect,
+        plan_build,
+        reuse_image,
+        verify_login,
+    )
+    from rpdeploy.output import format_bytes
+
+    auth = _registry_auth(ctx)
+    api = connect(ctx.environ)
+    try:
+        # Bad registry credentials should fail now, not after a twenty-minute build.
+        verify_login(api, auth, retry=RetryPolicy(), reporter=ctx.reporter)
+        plan = plan_build(
+            api,
+            ctx.config,
+            tag=ctx.options.tag,
+            no_cache=ctx.options.no_cache,
+            environ=ctx.environ,
+            reporter=ctx.reporter,
+        )
+        record = ctx.ledger.stages.get("build")
+        build = reuse_image(api, plan, record.outputs if record else None, reporter=ctx.reporter)
+        if build is None:
+            check_disk(
+                api, base_size=plan.base_image_size, model_bytes=plan.model_bytes, bake=plan.bake, reporter=ctx.reporter
+            )
+            build = build_image(api, plan, reporter=ctx.reporter)
+            ctx.reporter.success(f"Built {build.image} ({format_bytes(build.size)}) in {build.seconds:.1f}s")
+    finally:
+        api.close()
+    return {
+        "image": build.image,
+        "image_id": build.image_id,
+        "name": plan.name,
+        "tag": plan.tag.tag,
+        "context_hash": plan.context_hash,
+        "base_image_id": plan.base_image_id,
+        "skipped": build.skipped,
+    }
+
+
+def _push_inputs(ctx: Context) -> dict[str, Any]:
+    build = ctx.outputs.get("build", {})
+    return {"image_id": build.get("image_id"), "name": build.get("name"), "tag": build.get("tag")}
+
+
+def _push_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.docker_ops import connect, push_image
+    from rpdeploy.output import format_bytes
+
+    build = ctx.outputs["build"]
+    auth = _registry_auth(ctx)
+    api = connect(ctx.environ)
+    try:
+        pushed = push_image(api, build["name"], build["tag"], auth, reporter=ctx.reporter)
+    finally:
+        api.close()
+    ctx.reporter.success(
+        f"Pushed {pushed.image} ({format_bytes(pushed.bytes_pushed)} sent, {pushed.layers_present} layer(s) "
+        f"already there) in {pushed.seconds:.1f}s"
+    )
+    return {"image": pushed.image, "digest": pushed.digest, "size": pushed.size, "bytes_pushed": pushed.bytes_pushed}
+
+
+# 5: account: key verified, GPU pool resolved, registry credentials registered.
+
+
+def _account_inputs(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import registry_credentials
+
+    creds = registry_credentials(ctx.config, ctx.environ)
+    return {
+        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "key": digest(ctx.api_key()),
+        "gpu": ctx.config.endpoint.gpu_type.id,
+        "registry": None
+        if creds is None
+        else [ctx.config.image.registry if ctx.config.image else "", creds[0], digest(creds[1])],
+    }
+
+
+def _account_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import ensure_registry_auth, registry_credentials, resolve_gpu_ids
+
+    cp = ctx.cp()
+    account = cp.account()
+    gpu_ids = resolve_gpu_ids(cp, ctx.config, ctx.reporter)
+    auth_id = ""
+    creds = registry_credentials(ctx.config, ctx.environ)
+    if creds is not None and ctx.config.image is not None:
+        # The stage runs again only when its inputs changed, a password change included:
+        # that is the one moment to send the credentials again (RunPod never shows them).
+        auth, _ = ensure_registry_auth(
+            cp, registry=ctx.config.image.registry, username=creds[0], password=creds[1], refresh=True
+        )
+        auth_id = auth.id
+    return {"account_id": account.id, "gpu_ids": gpu_ids, "registry_auth_id": auth_id}
+
+
+# 6: template.
+
+
+def _image(ctx: Context) -> str:
+    from rpdeploy.runpod.deployment import worker_image
+
+    pushed = ctx.outputs.get("push", {}).get("image")
+    return worker_image(ctx.config, pushed)
+
+
+def _env_fingerprint(ctx: Context) -> dict[str, str]:
+    from rpdeploy.runpod.deployment import resolve_env
+
+    return {
+        var.key: digest(var.reveal()) if var.secret else var.reveal() for var in resolve_env(ctx.config, ctx.environ)
+    }
+
+
+def _template_inputs(ctx: Context) -> dict[str, Any]:
+    return {
+        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "name": ctx.config.endpoint.template,
+        "image": _image(ctx),
+        "env": _env_fingerprint(ctx),
+        "disk": ctx.config.endpoint.container_disk_gb,
+        "registry_auth_id": ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+    }
+
+
+def _template_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import apply_template, plan_template
+
+    spec, live, operation = plan_template(
+        ctx.config,
+        templates=ctx.templates(),
+        endpoints=ctx.endpoints(),
+        image=_image(ctx),
+        registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+        environ=ctx.environ,
+    )
+    template = apply_template(ctx.cp(), spec, live, ctx.reporter)
+    if operation is not None:
+        ctx.changed_runpod()
+    return {"template_id": template.id, "image": spec.image, "operation": operation.kind if operation else None}
+
+
+def _template_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
+    return any(t.id == outputs.get("template_id") and t.name == ctx.config.endpoint.template for t in ctx.templates())
+
+
+# 7: GPU: the endpoint spec, the fit check and the cost preview. No mutation.
+
+
+def _gpu_inputs(ctx: Context) -> dict[str, Any]:
+    # Config only (no earlier outputs): the fit preflight compares this fingerprint before
+    # any stage has run, to skip re-checking an unchanged deploy.yaml.
+    return {
+        "endpoint": ctx.config.endpoint.model_dump(mode="json", exclude={"env"}),
+        "model": ctx.config.model.model_dump(mode="json", exclude={"hf_token"}),
+    }
+
+
+def _gpu_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.cost import format_money
+    from rpdeploy.fit import format_check
+
+    result = ctx.fit_check()
+    # The whole report with --verbose (or `rpdeploy check`); the verdict and the bill always.
+    for line in format_check(result):
+        ctx.reporter.debug(line)
+    cost = result.cost
+    fit_line = result.fit.summary if result.fit is not None else "fit unknown: no model architecture found"
+    ctx.reporter.info(f"{result.verdict}: {fit_line}")
+    if cost.price_per_hour is not None:
+        floor = format_money(cost.floor_per_month) if cost.floor_per_month is not None else "?"
+        ctx.reporter.info(
+            f"cost: {format_money(cost.price_per_hour)}/hour per running worker; always-on floor {floor}/month"
+        )
+    for warning in result.warnings:
+        ctx.reporter.warn(warning)
+    return {
+        "gpu_ids": ctx.outputs.get("account", {}).get("gpu_ids"),
+        "fit": result.verdict,
+        "kv_capacity_tokens": result.fit.kv_capacity_tokens if result.fit is not None else None,
+        "floor_per_month": cost.floor_per_month,
+        "warnings": list(result.warnings),
+    }
+
+
+# 8: endpoint.
+
+
+def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import desired_endpoint
+
+    spec = desired_endpoint(
+        ctx.config,
+        template_id=ctx.outputs.get("template", {}).get("template_id", ""),
+        gpu_ids=ctx.outputs.get("account", {}).get("gpu_ids", ""),
+    )
+    return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
+
+
+def _endpoint_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import apply_endpoint, endpoint_urls, plan_endpoint_only
+
+    spec, live, operation = plan_endpoint_only(
+        ctx.config,
+        endpoints=ctx.endpoints(),
+        template_id=ctx.outputs["template"]["template_id"],
+        gpu_ids=ctx.outputs["account"]["gpu_ids"],
+    )
+    for change in operation.changes if operation and live is not None else ():
+        ctx.reporter.info(f"  {change}")
+    endpoint = apply_endpoint(ctx.cp(), spec, live, ctx.reporter)
+    if operation is not None:
+        ctx.changed_runpod()
+    urls = endpoint_urls(ctx.config, endpoint.id, ctx.environ)
+    return {
+        "endpoint_id": endpoint.id,
+        "operation": operation.kind if operation else None,
+        "urls": {"run": urls.run, "runsync": urls.runsync, "health": urls.health, "openai_base": urls.openai_base},
+    }
+
+
+def _endpoint_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
+    template_id = ctx.outputs.get("template", {}).get("template_id")
+    return any(e.id == outputs.get("endpoint_id") and e.template_id == template_id for e in ctx.endpoints())
+
+
+# 9, 10: backend env and restart.
+
+
+def _backend_env_inputs(ctx: Context) -> dict[str, Any]:
+    backend = ctx.config.backend
+    assert backend is not None
+    return {
+        "backend": backend.model_dump(mode="json"),
+        "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
+        "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
+        "key": digest(ctx.api_key()),
+    }
+
+
+def _backend_env_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.backend import BackendValues, configure
+
+    values = BackendValues.for_endpoint(ctx.config, ctx.outputs["endpoint"]["endpoint_id"], ctx.api_key())
+    result = configure(ctx.config, values, reporter=ctx.reporter)
+    return {
+        "host": result.host,
+        "mode": result.mode,
+        "env_file": result.env_file,
+        "backup": result.backup,
+        "changed": result.changed,
+    }
+
+
+def _backend_restart_inputs(ctx: Context) -> dict[str, Any]:
+    backend = ctx.config.backend
+    assert backend is not None
+    return {"env": ctx.outputs.get("backend-env", {}), "restart": backend.restart_command, "health": backend.health_url}
+
+
+def _backend_restart_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.backend import ConfigureResult, check, restart_or_rollback
+    from rpdeploy.errors import BackendError
+
+    env = ctx.outputs.get("backend-env", {})
+    if not env.get("changed"):
+        # Nothing new to load: check the service instead of restarting production for nothing.
+        status = check(ctx.config, reporter=ctx.reporter)
+        if not status.healthy:
+            raise BackendError(
+                f"{status.service} on {status.host} is not healthy "
+                f"(state {status.state}, health {status.health_status})",
+                hint="its env already points at the endpoint; see `rpdeploy backend check` and the service's journal",
+            )
+        return {"restarted": False, "healthy": True}
+    configured = ConfigureResult(
+        host=str(env.get("host", "")),
+        mode=str(env.get("mode", "")),
+        env_file=str(env["env_file"]),
+        changed=True,
+        dry_run=False,
+        keys=(),
+        diff="",
+        backup=env.get("backup"),
+    )
+    result = restart_or_rollback(ctx.config, configured, reporter=ctx.reporter)
+    return {"restarted": True, "healthy": result.healthy, "seconds": round(result.seconds, 3)}
+
+
+# 11: smoke test.
+
+
+def _smoke_inputs(ctx: Context) -> dict[str, Any]:
+    return {
+        "endpoint": ctx.outputs.get("endpoint", {}),
+        "template": ctx.outputs.get("template", {}),
+        "settings": ctx.config.smoke_test.model_dump(mode="json"),
+        "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
+    }
+
+
+def _smoke_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.errors import SmokeTestError
+    from rpdeploy.runpod.invoke import InvokeClient
+    from rpdeploy.smoke import SmokeSettings, run_smoke
+
+    endpoint_id = ctx.outputs["endpoint"]["endpoint_id"]
+    settings = ctx.config.smoke_test
+    base = f"{ctx.config.runpod.resolved_endpoint_url(ctx.environ)}/{endpoint_id}"
+    with InvokeClient(base, api_key=ctx.api_key()) as client:
+        result = run_smoke(
+            client,
+            ctx.config.method,
+            SmokeSettings(settings.prompt, settings.max_tokens, settings.timeout, settings.stream),
+            model=ctx.config.model.public_name,
+            target=endpoint_id,
+            reporter=ctx.reporter,
+        )
+    if not result.passed:
+        failed = next(c for c in result.checks if not c.passed)
+        raise SmokeTestError(f"{failed.name}: {failed.message}")
+    return result.summary()
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("handler", "write handler.py (and app.py)", _builds, _handler_inputs, _handler_run),
+    Stage("dockerfile", "write the Dockerfile", _builds, _dockerfile_inputs, _dockerfile_run),
+    Stage("build", "build the image", _builds, _build_inputs, _build_run),
+    Stage("push", "push the image", _builds, _push_inputs, _push_run),
+    Stage("account", "verify the RunPod account", _always, _account_inputs, _account_run),
+    Stage("template", "create or update the template", _always, _template_inputs, _template_run, _template_still_valid),
+    Stage("gpu", "check GPU, memory fit and cost", _always, _gpu_inputs, _gpu_run),
+    Stage("endpoint", "create or update the endpoint", _always, _endpoint_inputs, _endpoint_run, _endpoint_still_valid),
+    Stage("backend-env", "set the backend's env", _has_backend, _backend_env_inputs, _backend_env_run),
+    Stage("backend-restart", "restart the backend", _has_backend, _backend_restart_inputs, _backend_restart_run),
+    Stage("smoke-test", "smoke-test the endpoint", _always, _smoke_inputs, _smoke_run),
+)
+STAGE_NAMES = tuple(stage.name for stage in STAGES)
+
+
+# --- the runner ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    name: str
+    status: str  # done | skipped | not-applicable | failed
+    seconds: float
+    detail: str = ""
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeployResult:
+    stages: tuple[StageOutcome, ...]
+    seconds: float
+    endpoint_id: str | None
+    urls: dict[str, Any]
+    smoke: dict[str, Any] | None
+
+    @property
+    def ran(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages if s.status == "done")
+
+
+def _selected(options: DeployOptions, applicable: list[Stage]) -> set[str]:
+    names = [s.name for s in applicable]
+    for flag, value in (("--from", options.from_stage), ("--only", options.only)):
+        if value is not None and value not in STAGE_NAMES:
+            raise ConfigError(f"{flag} {value}: no such stage; stages are {', '.join(STAGE_NAMES)}")
+        if value is not None and value not in names:
+            raise ConfigError(f"{flag} {value}: that stage does not apply to this deploy.yaml (method/backend)")
+    if options.only:
+        return {options.only}
+    if options.from_stage:
+        return set(names[names.index(options.from_stage) :])
+    return set(names)
+
+
+def run_deploy(
+    config: Config,
+    options: DeployOptions | None = None,
+    *,
+    reporter: Reporter | None = None,
+    environ: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
+) -> DeployResult:
+    """Run the stages that apply to ``config``; resume and skip using the ledger."""
+    options = options or DeployOptions()
+    reporter = reporter or NullReporter()
+    environ = os.environ if environ is None else environ
+    folder = state_dir or config.state_dir
+    started = time.monotonic()
+    applicable = [s for s in STAGES if s.applies(config)]
+    selected = _selected(options, applicable)
+    with DeployLock(folder, command="deploy"):
+        ledger = Ledger.load(folder)
+        ctx = Context(config, reporter, ledger, options, environ)
+        if config.image is not None:
+            from rpdeploy.docker_ops import refuse_placeholder
+
+            refuse_placeholder(config.image)
+        if not options.skip_fit_check:
+            _fit_preflight(ctx)
+        outcomes: list[StageOutcome] = []
+        try:
+            with reporter.stage_board([s.name for s in STAGES]) as board:
+                for stage in STAGES:
+                    if stage not in applicable:
+                        board.set(stage.name, "skipped", detail="not needed for this method/config")
+                        outcomes.append(StageOutcome(stage.name, "not-applicable", 0.0))
+                        continue
+                    outcomes.append(_run_stage(ctx, stage, stage.name in selected, board))
+        finally:
+            ctx.close()
+        endpoint = ctx.outputs.get("endpoint", {})
+        if outcomes and all(o.status in ("done", "skipped", "not-applicable") for o in outcomes):
+            _remember(ledger, ctx)
+        ledger.save()
+    return DeployResult(
+        stages=tuple(outcomes),
+        seconds=time.monotonic() - started,
+        endpoint_id=endpoint.get("endpoint_id"),
+        urls=endpoint.get("urls", {}),
+        smoke=ctx.outputs.get("smoke-test"),
+    )
+
+
+def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageOutcome:
+    record = ctx.ledger.stages.get(stage.name)
+    if not selected:
+        if record is None or record.status != "done":
+            raise StageError(
+                stage.name,
+                ConfigError(
+                    f"stage {stage.name!r} has not run yet, so later stages have nothing to build on",
+                    hint="run `rpdeploy deploy` without --from/--only first",
+                ),
+            )
+        ctx.outputs[stage.name] = record.outputs
+        board.set(stage.name, "skipped", detail="not selected (--from/--only)")
+        return StageOutcome(stage.name, "skipped", 0.0, "not selected", record.outputs)
+
+    try:
+        inputs = stage.inputs(ctx)
+    except RpdeployError as exc:
+        _fail(ctx, stage, "", exc, 0.0)
+        board.set(stage.name, "failed", detail=exc.message)
+        raise StageError(stage.name, exc) from exc
+    print_ = fingerprint(inputs)
+    if (
+        record is not None
+        and record.status == "done"
+        and record.fingerprint == print_
+        and not ctx.options.force
+        and (stage.still_valid is None or _safely(stage.still_valid, ctx, record.outputs))
+    ):
+        ctx.outputs[stage.name] = record.outputs
+        board.set(stage.name, "skipped", detail="unchanged")
+        ctx.reporter.event("stage", stage=stage.name, status="skipped", reason="unchanged")
+        return StageOutcome(stage.name, "skipped", 0.0, "unchanged", record.outputs)
+
+    board.set(stage.name, "running", detail=stage.title)
+    ctx.reporter.event("stage", stage=stage.name, status="running")
+    began = time.monotonic()
+    ctx.ledger.stages[stage.name] = StageRecord("running", print_, started_at=time.time())
+    ctx.ledger.save()
+    try:
+        outputs = stage.run(ctx)
+    except RpdeployError as exc:
+        seconds = time.monotonic() - began
+        _fail(ctx, stage, print_, exc, seconds)
+        board.set(stage.name, "failed", detail=exc.message, seconds=seconds)
+        ctx.reporter.event("stage", stage=stage.name, status="failed", seconds=round(seconds, 3), error=exc.message)
+        raise StageError(stage.name, exc) from exc
+    except KeyboardInterrupt:
+        _fail(ctx, stage, print_, RpdeployError("interrupted"), time.monotonic() - began)
+        raise
+    seconds = time.monotonic() - began
+    ctx.outputs[stage.name] = outputs
+    ctx.ledger.stages[stage.name] = StageRecord(
+        "done", print_, outputs, started_at=time.time() - seconds, finished_at=time.time(), seconds=round(seconds, 3)
+    )
+    ctx.ledger.save()
+    board.set(stage.name, "done", seconds=seconds)
+    ctx.reporter.event("stage", stage=stage.name, status="done", seconds=round(seconds, 3), outputs=outputs)
+    return StageOutcome(stage.name, "done", seconds, "", outputs)
+
+
+def _safely(check: Callable[[Context, dict[str, Any]], bool], ctx: Context, outputs: dict[str, Any]) -> bool:
+    """A verification read that fails means "run the stage" (which will report the real error)."""
+    try:
+        return check(ctx, outputs)
+    except RpdeployError:
+        return False
+
+
+def _fail(ctx: Context, stage: Stage, print_: str, exc: RpdeployError, seconds: float) -> None:
+    ctx.ledger.stages[stage.name] = StageRecord(
+        "failed", print_, {}, finished_at=time.time(), seconds=round(seconds, 3), error=exc.message
+    )
+    ctx.ledger.save()
+
+
+def _fit_preflight(ctx: Context) -> None:
+    """A model that cannot fit stops the deploy before anything is built or created.
+
+    Skipped when stage 7 already checked this very model and endpoint configuration.
+    """
+    from rpdeploy.fit import DoesNotFitError
+
+    record = ctx.ledger.stages.get("gpu")
+    if record is not None and record.status == "done" and record.fingerprint == fingerprint(_gpu_inputs(ctx)):
+        return
+    result = ctx.fit_check()
+    if result.blocking:
+        error = DoesNotFitError(result)
+        error.hint = f"{error.hint}; or deploy anyway with --skip-fit-check"
+        raise StageError("gpu", error)
+
+
+def _remember(ledger: Ledger, ctx: Context) -> None:
+    """Append this deployment to the history `rpdeploy rollback` walks back through."""
+    entry = {
+        "at": time.time(),
+        "image": ctx.outputs.get("template", {}).get("image"),
+        "template_id": ctx.outputs.get("template", {}).get("template_id"),
+        "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
+        "backend_backup": ctx.outputs.get("backend-env", {}).get("backup"),
+    }
+    if not ledger.history or {k: v for k, v in ledger.history[-1].items() if k != "at"} != {
+        k: v for k, v in entry.items() if k != "at"
+    }:
+        ledger.history.append(entry)
+
+
+def method_stages(method: Method, *, backend: bool) -> list[str]:
+    """The stages that run for a method (for docs and `status`)."""
+    skip = set()
+    if not method.builds_image:
+        skip |= {"handler", "dockerfile", "build", "push"}
+    if not backend:
+        skip |= {"backend-env", "backend-restart"}
+    return [name for name in STAGE_NAMES if name not in skip]

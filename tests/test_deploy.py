@@ -1,0 +1,232 @@
+"""`rpdeploy deploy`, plan, status and destroy against the emulator over HTTP (worker-vllm)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rpdeploy.emulator import Emulator
+from rpdeploy.ledger import Ledger
+from rpdeploy.lock import DeployLock
+from tests.conftest import ROOT, CliRunnerFn, mutations
+
+METHOD1_STAGES = ["account", "template", "gpu", "endpoint", "smoke-test"]
+
+
+@pytest.fixture
+def reference(project: Path) -> Path:
+    shutil.copy(ROOT / "deploy.yaml", project / "deploy.yaml")
+    return project
+
+
+def _ledger(project: Path) -> Ledger:
+    return Ledger.load(project / ".rpdeploy")
+
+
+def _statuses(document: list[dict[str, Any]]) -> dict[str, str]:
+    """Last status per stage from a --json event stream."""
+    out: dict[str, str] = {}
+    for event in document:
+        if event.get("event") == "stage":
+            out[event["stage"]] = event["status"]
+    return out
+
+
+def _events(stdout: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+def test_first_deploy_creates_one_template_and_endpoint(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    events = _events(cli("deploy", "--json").stdout)
+    assert _statuses(events) == dict.fromkeys(METHOD1_STAGES, "done")
+    result = events[-1]
+    assert result["event"] == "result" and result["ok"] is True
+    state = runpod_emulator.state.snapshot()
+    [template] = state["templates"]
+    [endpoint] = state["endpoints"]
+    assert template["imageName"] == "runpod/worker-v1-vllm:v2.25.2"
+    env = {e["key"]: e["value"] for e in template["env"]}
+    assert env["MODEL_NAME"] == "Qwen/Qwen2.5-7B-Instruct"
+    assert env["MAX_MODEL_LEN"] == "8192" and env["GPU_MEMORY_UTILIZATION"] == "0.9"
+    assert endpoint["templateId"] == template["id"]
+    assert endpoint["gpuIds"] == "AMPERE_24,-NVIDIA RTX A5000,-NVIDIA GeForce RTX 3090"
+    assert (endpoint["workersMin"], endpoint["workersMax"]) == (0, 2)
+    assert endpoint["allowedCudaVersions"] == "13.0"
+    assert result["endpoint_id"] == endpoint["id"]
+    assert mutations(runpod_emulator) == ["SaveTemplate", "SaveEndpoint"]
+    smoke = _ledger(reference).output("smoke-test", "answer")
+    assert smoke and smoke.startswith("The emulator's stand-in model")
+
+
+def test_a_rerun_changes_nothing(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:
+    cli("deploy")
+    runpod_emulator.requests.clear()
+    events = _events(cli("deploy", "--json").stdout)
+    assert _statuses(events) == dict.fromkeys(METHOD1_STAGES, "skipped")
+    assert mutations(runpod_emulator) == []
+    assert not [r for r in runpod_emulator.requests if "/runsync" in r.path]  # no new smoke job either
+
+
+def test_a_config_change_updates_in_place_and_keeps_the_rest(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    cli("deploy")
+    before = runpod_emulator.state.snapshot()["endpoints"][0]
+    config = reference / "deploy.yaml"
+    config.write_text(config.read_text().replace("workers_max: 2", "workers_max: 3"))
+    runpod_emulator.requests.clear()
+    cli("deploy")
+    [after] = runpod_emulator.state.snapshot()["endpoints"]
+    assert after["id"] == before["id"]
+    assert after["workersMax"] == 3
+    for key in (
+        "templateId",
+        "gpuIds",
+        "idleTimeout",
+        "scalerType",
+        "scalerValue",
+        "flashBootType",
+        "executionTimeoutMs",
+    ):
+        assert after[key] == before[key], key
+    assert mutations(runpod_emulator) == ["SaveEndpoint"]
+    [update] = [r for r in runpod_emulator.requests.graphql("SaveEndpoint")]
+    assert update.variables is not None and update.variables["input"]["id"] == before["id"]
+
+
+def test_without_the_ledger_a_rerun_finds_everything_by_name(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    cli("deploy")
+    shutil.rmtree(reference / ".rpdeploy")
+    runpod_emulator.requests.clear()
+    cli("deploy")
+    state = runpod_emulator.state.snapshot()
+    assert len(state["templates"]) == 1 and len(state["endpoints"]) == 1
+    assert mutations(runpod_emulator) == []
+
+
+def test_a_failed_stage_is_named_and_the_next_run_resumes_there(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    runpod_emulator.faults.graphql_errors(count=1, operation="SaveEndpoint", message="Something went wrong.")
+    result = cli("deploy", expected_code=7)
+    assert "stage 'endpoint' failed" in result.stderr and "Something went wrong." in result.stderr
+    ledger = _ledger(reference)
+    assert ledger.stages["endpoint"].status == "failed"
+    assert ledger.stages["template"].status == "done"
+    events = _events(cli("deploy", "--json").stdout)
+    statuses = _statuses(events)
+    assert [statuses[s] for s in METHOD1_STAGES] == ["skipped", "skipped", "skipped", "done", "done"]
+    assert len(runpod_emulator.state.snapshot()["endpoints"]) == 1
+
+
+def test_a_failing_smoke_test_fails_the_deploy_with_exit_10(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    runpod_emulator.faults.job_fail(message="CUDA out of memory", count=1)
+    result = cli("deploy", expected_code=10)
+    assert "stage 'smoke-test' failed" in result.stderr and "CUDA out of memory" in result.stderr
+    events = _events(cli("deploy", "--json").stdout)
+    assert _statuses(events)["smoke-test"] == "done"
+    assert _statuses(events)["endpoint"] == "skipped"
+
+
+def test_only_and_from(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:
+    result = cli("deploy", "--only", "endpoint", expected_code=3)
+    assert "has not run yet" in result.stderr
+    cli("deploy")
+    events = _events(cli("deploy", "--json", "--only", "smoke-test", "--force").stdout)
+    statuses = _statuses(events)
+    assert statuses["smoke-test"] == "done"
+    events = _events(cli("deploy", "--json", "--from", "endpoint").stdout)
+    assert _statuses(events)["endpoint"] == "skipped"  # unchanged: --from selects, it does not force
+    assert "no such stage" in cli("deploy", "--from", "bogus", expected_code=3).stderr
+    assert "does not apply" in cli("deploy", "--only", "build", expected_code=3).stderr
+
+
+def test_a_second_deploy_waits_for_the_lock(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:
+    with DeployLock(reference / ".rpdeploy", command="deploy"):
+        result = cli("deploy", expected_code=12)
+    assert "another rpdeploy process" in result.stderr
+    cli("deploy")
+
+
+def test_a_model_that_cannot_fit_stops_before_anything_is_created(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    config = reference / "deploy.yaml"
+    config.write_text(config.read_text().replace("Qwen/Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-32B-Instruct"))
+    result = cli("deploy", expected_code=11)
+    assert "stage 'gpu' failed" in result.stderr and "--skip-fit-check" in result.stderr
+    assert runpod_emulator.requests.graphql() == []
+    cli("deploy", "--skip-fit-check")
+    assert len(runpod_emulator.state.snapshot()["endpoints"]) == 1
+
+
+def test_plan_shows_pending_changes_and_sends_no_mutation(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    first = json.loads(cli("plan", "--json").stdout)
+    assert first["changes_pending"] is True
+    assert [op["kind"] for op in first["operations"]] == ["create-template", "create-endpoint"]
+    cli("plan", "--detailed-exitcode", expected_code=20)
+    assert mutations(runpod_emulator) == []
+
+    cli("deploy")
+    assert json.loads(cli("plan", "--json").stdout)["changes_pending"] is False
+    cli("plan", "--detailed-exitcode")
+    config = reference / "deploy.yaml"
+    config.write_text(config.read_text().replace("workers_max: 2", "workers_max: 4"))
+    plan = json.loads(cli("plan", "--json").stdout)
+    [operation] = plan["operations"]
+    assert operation["kind"] == "update-endpoint"
+    assert operation["changes"] == [{"field": "workersMax", "old": 2, "new": 4}]
+    text = cli("plan").stdout
+    assert "workersMax: 2 -> 4" in text and "Changes pending." in text
+
+
+def test_status_shows_stages_and_live_health(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:
+    cli("deploy")
+    status = json.loads(cli("status", "--json").stdout)
+    assert {s["name"]: s["status"] for s in status["stages"]} == dict.fromkeys(METHOD1_STAGES, "done")
+    assert status["health"]["jobs"]["completed"] >= 1
+    assert "Endpoint" in cli("status").stdout
+
+
+def test_destroy_removes_everything_and_is_idempotent(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    config = reference / "deploy.yaml"
+    config.write_text(config.read_text().replace("workers_min: 0", "workers_min: 1"))
+    cli("deploy", "--yes")
+    assert cli("destroy", expected_code=3, env={"CI": "true"}).exit_code == 3  # no confirmation in CI
+    document = json.loads(cli("destroy", "--yes", "--json").stdout)
+    assert document["done"][0].startswith("scale-to-zero")
+    state = runpod_emulator.state.snapshot()
+    assert state["endpoints"] == [] and state["templates"] == []
+    assert mutations(runpod_emulator)[-3:] == ["SaveEndpoint", "DeleteEndpoint", "DeleteTemplate"]
+    assert json.loads(cli("destroy", "--yes", "--json").stdout)["done"] == []
+    cli("deploy", "--yes")  # and it can be deployed again
+    assert len(runpod_emulator.state.snapshot()["endpoints"]) == 1
+
+
+def test_always_on_workers_need_a_confirmation(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:
+    config = reference / "deploy.yaml"
+    config.write_text(config.read_text().replace("workers_min: 0", "workers_min: 1"))
+    result = cli("deploy", expected_code=3, env={"CI": "true"})
+    assert "workers_min > 0" in result.stderr and "--yes" in result.stderr
+    assert runpod_emulator.requests.graphql() == []
+
+
+def test_deploy_with_a_throwaway_emulator(cli: CliRunnerFn, reference: Path) -> None:
+    result = cli("deploy", "--emulator")
+    assert "Deployed 'qwen25-7b-instruct'" in result.stdout
+    assert (reference / ".rpdeploy" / "emulator" / "state.json").exists()
+    assert not (reference / ".rpdeploy" / "state.json").exists()
