@@ -279,6 +279,11 @@ def destroy_deployment(
             deleted = delete_deployment(cp, config, reporter)
         done = [f"{op.kind} {op.target}" for op in deleted.operations]
         notes = list(deleted.notes)
+        # The endpoint and template are gone: their ledger entries would only mislead a resume.
+        # Saved before the backend is touched, so a backend failure cannot leave them behind.
+        for name in ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test"):
+            ledger.stages.pop(name, None)
+        ledger.save()
         if restore_backend and config.backend is not None:
             first = next((h.get("backend_backup") for h in ledger.history if h.get("backend_backup")), None)
             if first is None:
@@ -286,10 +291,10 @@ def destroy_deployment(
             else:
                 restored = _restore_backend(config, str(first), reporter)
                 done.append(restored)
-        # The endpoint and template are gone: their ledger entries would only mislead a resume.
-        for name in ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test"):
-            ledger.stages.pop(name, None)
-        ledger.save()
+                # The restore used the backups up and nothing deployed is left to roll back to:
+                # without this, a second destroy would look for the spent backup and fail.
+                ledger.history.clear()
+                ledger.save()
     return DestroyResult(tuple(done), tuple(notes))
 
 
