@@ -58,6 +58,8 @@ class Context:
     options: DeployOptions
     environ: Mapping[str, str]
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Each stage's ledger record as this run found it (None: never ran), before it is overwritten.
+    previous: dict[str, StageRecord | None] = field(default_factory=dict)
     _cp: ControlPlane | None = None
     _endpoints: list[Endpoint] | None = None
     _templates: list[Template] | None = None
@@ -470,12 +472,19 @@ def _backend_env_run(ctx: Context) -> dict[str, Any]:
 
     values = BackendValues.for_endpoint(ctx.config, ctx.outputs["endpoint"]["endpoint_id"], ctx.api_key())
     result = configure(ctx.config, values, reporter=ctx.reporter)
+    # An earlier attempt that was killed (or failed) after writing the file leaves it as wanted
+    # and the service still on its old env: "nothing to write" then does not mean "nothing to
+    # load", and the restart stage must restart.
+    previous = ctx.previous.get("backend-env")
+    unfinished = previous is not None and previous.status != "done"
+    if unfinished and not result.changed:
+        ctx.reporter.info(f"{result.env_file} already holds these values; restarting in case the last run did not")
     return {
         "host": result.host,
         "mode": result.mode,
         "env_file": result.env_file,
         "backup": result.backup,
-        "changed": result.changed,
+        "changed": result.changed or unfinished,
     }
 
 
@@ -486,7 +495,7 @@ def _backend_restart_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _backend_restart_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.backend import ConfigureResult, check, restart_or_rollback
+    from rpdeploy.backend import BackendRolledBackError, ConfigureResult, check, restart_or_rollback
     from rpdeploy.errors import BackendError
 
     env = ctx.outputs.get("backend-env", {})
@@ -510,7 +519,17 @@ def _backend_restart_run(ctx: Context) -> dict[str, Any]:
         diff="",
         backup=env.get("backup"),
     )
-    result = restart_or_rollback(ctx.config, configured, reporter=ctx.reporter)
+    try:
+        result = restart_or_rollback(ctx.config, configured, reporter=ctx.reporter)
+    except BackendRolledBackError as exc:
+        if exc.rollback is not None:
+            # The previous env file is back on the host: the env stage's record no longer says
+            # what is there, and a re-run that skipped it would restart onto the old endpoint.
+            stale = ctx.ledger.stages.get("backend-env")
+            if stale is not None:
+                stale.status = "failed"
+                stale.error = "rolled back by backend-restart"
+        raise
     return {"restarted": True, "healthy": result.healthy, "seconds": round(result.seconds, 3)}
 
 
@@ -655,6 +674,7 @@ def run_deploy(
 
 def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageOutcome:
     record = ctx.ledger.stages.get(stage.name)
+    ctx.previous[stage.name] = record
     if not selected:
         if record is None or record.status != "done":
             raise StageError(
