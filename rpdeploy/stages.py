@@ -693,6 +693,7 @@ def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageO
     except RpdeployError as exc:
         _fail(ctx, stage, "", exc, 0.0)
         board.set(stage.name, "failed", detail=exc.message)
+        ctx.reporter.event("stage", stage=stage.name, status="failed", seconds=0.0, error=exc.message)
         raise StageError(stage.name, exc) from exc
     print_ = fingerprint(inputs)
     if (

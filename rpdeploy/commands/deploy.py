@@ -21,7 +21,7 @@ from rpdeploy.commands._common import (
     reporter,
     to_jsonable,
 )
-from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError
+from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, RpdeployError
 from rpdeploy.output import can_prompt, print_json
 
 if TYPE_CHECKING:
@@ -87,7 +87,10 @@ def deploy(
     emulator: EmulatorOption = False,
     yes: YesOption = False,
     verbose: VerboseOption = False,
-    json_output: Annotated[
+    # Not named json_output: the error boundary would print its own (indented) JSON error
+    # document after the NDJSON stream. deploy ends its stream with a one-line result event,
+    # success or not, and leaves the boundary the stderr message and the exit code.
+    ndjson: Annotated[
         bool, typer.Option("--json", help="Stream NDJSON events on stdout (one per stage change), then a result.")
     ] = False,
 ) -> None:
@@ -109,15 +112,20 @@ def deploy(
     """
     from rpdeploy.stages import DeployOptions, run_deploy
 
-    cfg = load(config)
-    _confirm_cost(cfg, yes)
-    options = DeployOptions(
-        force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
-    )
-    out = reporter(verbose=verbose, events=json_output)
-    with target(cfg, emulator) as (effective, environ, state_dir):
-        result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
-    if json_output:
+    out = reporter(verbose=verbose, events=ndjson)
+    try:
+        cfg = load(config)
+        _confirm_cost(cfg, yes)
+        options = DeployOptions(
+            force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
+        )
+        with target(cfg, emulator) as (effective, environ, state_dir):
+            result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
+    except RpdeployError as exc:
+        if ndjson:
+            out.event("result", ok=False, error=exc.to_dict())
+        raise
+    if ndjson:
         out.event("result", ok=True, **to_jsonable(result))
         return
     lines = [f"Deployed {cfg.endpoint.name!r} in {result.seconds:.1f}s"]
