@@ -339,16 +339,24 @@ class DeployProcess:
 # --- a registry that can go down --------------------------------------------------------------
 
 _UPLOAD = re.compile(rb"(?:POST|PATCH|PUT) /v2/[^ ]+/blobs/uploads/")
+_MANIFEST_PUT = re.compile(rb"PUT /v2/[^ ]+/manifests/")
+_DENIED_BODY = b'{"errors":[{"code":"DENIED","message":"requested access to the resource is denied"}]}'
+_DENIED = (
+    b"HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\nConnection: close\r\n"
+    b"Content-Length: " + str(len(_DENIED_BODY)).encode() + b"\r\n\r\n" + _DENIED_BODY
+)
 
 
 @dataclass
 class RegistryGate:
     """A TCP proxy to the registry on a loopback port of its own.
 
-    ``mode``: ``open`` passes everything; ``hangup`` closes a connection as soon as it starts a
-    blob upload (a push that fails, reads and logins still work); ``stall`` holds a connection
-    that starts a blob upload until :meth:`release` (a push in the middle of a layer). ``down()``
-    closes the port (connection refused) and ``up()`` opens the same port again.
+    ``mode``: ``open`` passes everything; ``deny`` answers the push of a manifest with the
+    registry's 403 DENIED (a push that fails for good; reads, logins and layers still work; the
+    engine retries a failed layer upload for about a minute, even a denied one, but not a
+    manifest); ``stall`` holds a connection that starts a blob upload until :meth:`release` (a
+    push in the middle of a layer). ``down()`` closes the port (connection refused) and ``up()``
+    opens the same port again.
     """
 
     target: tuple[str, int]
@@ -363,6 +371,10 @@ class RegistryGate:
     @property
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def is_up(self) -> bool:
+        return self._server is not None
 
     def up(self) -> None:
         server = socket.socket()
@@ -380,7 +392,7 @@ class RegistryGate:
         self._close_all()
 
     def set_mode(self, mode: str) -> None:
-        assert mode in ("open", "hangup", "stall")
+        assert mode in ("open", "deny", "stall")
         self.mode = mode
         self.upload_seen.clear()
         self._released.clear()
@@ -416,10 +428,11 @@ class RegistryGate:
         tail = b""
         try:
             while data := source.recv(1 << 16):
-                if from_client and self.mode != "open" and _UPLOAD.search(tail + data):
+                if from_client and self.mode == "deny" and _MANIFEST_PUT.search(tail + data):
+                    source.sendall(_DENIED)
+                    break
+                if from_client and self.mode == "stall" and _UPLOAD.search(tail + data):
                     self.upload_seen.set()
-                    if self.mode == "hangup":
-                        break
                     self._released.wait()
                 tail = data[-64:]
                 sink.sendall(data)
