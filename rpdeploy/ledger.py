@@ -25,7 +25,7 @@ HISTORY_LIMIT = 20
 
 @dataclass
 class StageRecord:
-    status: str  # "done" | "failed" | "running" | "skipped"
+    status: str  # "done" | "failed" | "running" | "skipped" | "rolled-back" (only "done" is skipped on re-runs)
     fingerprint: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
     started_at: float | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpdeploy.errors import ApiError, BackendError, ConfigError, RpdeployError
+from rpdeploy.errors import ApiError, BackendError, ConfigError, PreflightError
 from rpdeploy.ledger import Ledger
 from rpdeploy.lock import DeployLock
 from rpdeploy.output import NullReporter, Reporter
@@ -189,6 +189,13 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
         health = _health(config, str(endpoint_id), notes)
     else:
         notes.append("no endpoint recorded yet: run `rpdeploy deploy`")
+    rolled_back = ledger.extra.get("rolled_back")
+    if isinstance(rolled_back, dict):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(rolled_back.get("at") or 0)))
+        notes.append(
+            f"rolled back at {when}: the endpoint runs {rolled_back.get('to')} instead of "
+            f"{rolled_back.get('from')}; `rpdeploy deploy` applies deploy.yaml again"
+        )
     backend = None
     if config.backend is not None:
         backend = _backend_status(config, reporter, notes)
@@ -336,37 +343,57 @@ class RollbackResult:
 
 
 def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> RollbackResult:
-    """Put back the previous deployment: its image on the endpoint, its env on the backend."""
-    from rpdeploy.runpod.deployment import apply_template, connect, plan_template
+    """Put back the previous deployment: its image on the endpoint, its env on the backend.
+
+    The history is a stack of deployments: a rollback takes the newest off, so a second one goes
+    one further back (not forward again), and the backup it restores is the one the removed
+    deployment made of its predecessor's env. The next ``deploy`` applies deploy.yaml again.
+    """
+    from rpdeploy.runpod.deployment import apply_template, connect, find_endpoint, plan_template
 
     reporter = reporter or NullReporter()
     with DeployLock(config.state_dir, command="rollback"):
         ledger = Ledger.load(config.state_dir)
         if len(ledger.history) < 2:
-            raise RpdeployError(
-                "there is no earlier deployment to go back to", hint="`rpdeploy status` shows what is recorded"
+            raise PreflightError(
+                "there is no earlier deployment to go back to",
+                hint="`rpdeploy status` shows what is recorded; each rollback goes one deployment further back",
             )
         current, previous = ledger.history[-1], ledger.history[-2]
         auth_id = ledger.output("account", "registry_auth_id") or ""
         with connect(config) as cp:
+            endpoints = cp.list_endpoints()
+            if find_endpoint(endpoints, config.endpoint.name) is None:
+                # Saving the template now would create one that no endpoint uses.
+                raise PreflightError(
+                    f"there is no endpoint named {config.endpoint.name!r} on RunPod: nothing to roll back",
+                    hint="it was destroyed (or never created); `rpdeploy deploy` creates it",
+                )
             spec, live, operation = plan_template(
                 config,
                 templates=cp.list_templates(),
-                endpoints=cp.list_endpoints(),
+                endpoints=endpoints,
                 image=str(previous["image"]),
                 registry_auth_id=str(auth_id),
             )
             template = apply_template(cp, spec, live, reporter)
-        backend_note = None
-        if config.backend is not None and current.get("backend_backup"):
-            backend_note = _restore_backend(config, str(current["backend_backup"]), reporter)
-        ledger.history.append({**previous, "at": time.time(), "rolled_back_from": current.get("image")})
+        # Recorded before the backend is touched: a failure there must not hide that the
+        # endpoint changed. Records marked "rolled-back" are not "done": deploy runs them again.
+        ledger.history.pop()
+        ledger.extra["rolled_back"] = {"at": time.time(), "from": current.get("image"), "to": previous.get("image")}
         template_record = ledger.stages.get("template")
         if template_record is not None:
             # Not what deploy.yaml says any more: the next deploy must re-apply it.
             template_record.fingerprint = ""
             template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template.id}
-        for name in ("backend-env", "backend-restart", "smoke-test"):
-            ledger.stages.pop(name, None)
+        restore = config.backend is not None and bool(current.get("backend_backup"))
+        # The backend's records stay true when its env is not restored (that deployment did not change it).
+        for name in ("smoke-test", *(("backend-env", "backend-restart") if restore else ())):
+            record = ledger.stages.get(name)
+            if record is not None:
+                record.status = "rolled-back"
         ledger.save()
+        backend_note = None
+        if restore:
+            backend_note = _restore_backend(config, str(current["backend_backup"]), reporter)
     return RollbackResult(current.get("image"), previous.get("image"), operation is not None, backend_note)

@@ -661,7 +661,7 @@ def run_deploy(
             ctx.close()
         endpoint = ctx.outputs.get("endpoint", {})
         if outcomes and all(o.status in ("done", "skipped", "not-applicable") for o in outcomes):
-            _remember(ledger, ctx)
+            _remember(ledger, ctx, ran={o.name for o in outcomes if o.status == "done"})
         ledger.save()
     return DeployResult(
         stages=tuple(outcomes),
@@ -767,19 +767,26 @@ def _fit_preflight(ctx: Context) -> None:
         raise StageError("gpu", error)
 
 
-def _remember(ledger: Ledger, ctx: Context) -> None:
-    """Append this deployment to the history `rpdeploy rollback` walks back through."""
+def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:
+    """Append this deployment to the history `rpdeploy rollback` walks back through.
+
+    Its ``backend_backup`` is the backup this very run made of the env before changing it (what
+    rolling this deployment back restores), never one a skipped stage's old record names: that
+    one holds an older env, and restoring it would take the backend two steps back.
+    """
     entry = {
         "at": time.time(),
         "image": ctx.outputs.get("template", {}).get("image"),
         "template_id": ctx.outputs.get("template", {}).get("template_id"),
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
-        "backend_backup": ctx.outputs.get("backend-env", {}).get("backup"),
+        "backend_backup": ctx.outputs.get("backend-env", {}).get("backup") if "backend-env" in ran else None,
     }
     if not ledger.history or {k: v for k, v in ledger.history[-1].items() if k != "at"} != {
         k: v for k, v in entry.items() if k != "at"
     }:
         ledger.history.append(entry)
+    # deploy.yaml is what runs again: a rollback `status` mentioned is over.
+    ledger.extra.pop("rolled_back", None)
 
 
 def method_stages(method: Method, *, backend: bool) -> list[str]:

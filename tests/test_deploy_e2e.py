@@ -203,3 +203,106 @@ def test_lifecycle(
     # ... and a second destroy is harmless.
     again = json.loads(cli("destroy", "--yes", "--restore-backend", "--json").stdout)
     assert again["done"] == []
+
+
+# --- rollback ------------------------------------------------------------------------------------
+
+
+def test_rollback_walks_back_one_deployment_at_a_time(
+    cli: CliRunnerFn,
+    project: Path,
+    runpod_emulator: Emulator,
+    registry: Registry,
+    test_images: BaseImages,
+    repository: str,
+    host: SystemdHost,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry_env(registry, monkeypatch)
+    write_deploy_project(
+        project,
+        method=2,
+        registry_host=registry.host,
+        repository=repository,
+        base_image=test_images.python,
+        backend=backend_section(host),
+    )
+    key = runpod_emulator.api_key
+
+    def deployed() -> tuple[str, str, dict[str, Any]]:
+        template, _ = single_objects(runpod_emulator)
+        return template["imageName"], on_host(host, f"cat {ENV_FILE}"), backend_health(host)
+
+    # A: the first deployment.
+    deploy(cli)
+    first_template, endpoint = single_objects(runpod_emulator)
+    a = deployed()
+    assert a[2] == expected_backend(runpod_emulator.endpoint_url, endpoint["id"], key, method=2)
+    # B: a new image, and the backend reaches RunPod by another name: its env changes too.
+    touch_handler(project, "version B")
+    other_url = runpod_emulator.endpoint_url.replace("127.0.0.1", "localhost")
+    monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", other_url)
+    assert statuses(deploy(cli))["backend-restart"] == "done"
+    b = deployed()
+    assert b[2]["endpointUrl"] == f"{other_url}/{endpoint['id']}"
+    # C: only a new image; the backend is left alone.
+    touch_handler(project, "version C")
+    seen = statuses(deploy(cli))
+    assert seen["push"] == "done" and seen["backend-env"] == "skipped"
+    c = deployed()
+    assert len({a[0], b[0], c[0]}) == 3 and all(registry_manifest(registry, image) for image in (a[0], b[0], c[0]))
+    assert c[1:] == b[1:]
+
+    # C -> B: the image only (C did not change the backend).
+    runpod_emulator.requests.clear()
+    pid = service_pid(host)
+    document = json.loads(cli("rollback", "--yes", "--json").stdout)
+    assert (document["image"], document["previous_image"], document["template_changed"]) == (c[0], b[0], True)
+    assert deployed() == b and service_pid(host) == pid
+    assert mutations(runpod_emulator) == ["SaveTemplate"]
+    template, same_endpoint = single_objects(runpod_emulator)
+    assert template["id"] == first_template["id"] and same_endpoint["id"] == endpoint["id"]
+
+    # status says so; plan shows deploy.yaml's image (C) coming back, and nothing for the backend.
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["endpoint_id"] == endpoint["id"] and status["backend"]["healthy"] is True
+    assert status["backend"]["endpoint_id"] == endpoint["id"]
+    assert any(note.startswith("rolled back at ") and c[0] in note and b[0] in note for note in status["notes"])
+    plan = json.loads(cli("plan", "--json").stdout)
+    assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
+    [operation] = plan["operations"]
+    assert operation["kind"] == "update-template"
+    assert operation["changes"] == [{"field": "imageName", "old": b[0], "new": c[0]}]
+    assert plan["backend"]["changed"] is False
+    assert f"imageName: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
+
+    # B -> A: the image, and the env B's deployment replaced (restored, service restarted).
+    document = json.loads(cli("rollback", "--yes", "--json").stdout)
+    assert (document["image"], document["previous_image"]) == (b[0], a[0])
+    assert document["backend"].startswith("backend: restored /opt/spring-boot/.env")
+    assert deployed() == a
+    # Nothing before A.
+    result = cli("rollback", "--yes", expected_code=11)
+    assert "there is no earlier deployment to go back to" in result.stderr
+    assert deployed() == a
+
+    # deploy applies deploy.yaml again: C's image, and B's (and C's) env.
+    seen = statuses(deploy(cli))
+    assert seen["build"] == seen["push"] == "skipped" and seen["template"] == "done"
+    assert seen["backend-env"] == seen["backend-restart"] == seen["smoke-test"] == "done"
+    assert deployed()[0] == c[0] and deployed()[2] == b[2]
+    assert not any(note.startswith("rolled back") for note in json.loads(cli("status", "--json").stdout)["notes"])
+
+
+def test_rollback_after_destroy_creates_nothing(cli: CliRunnerFn, project: Path, runpod_emulator: Emulator) -> None:
+    write_deploy_project(project, method=1)
+    deploy(cli)
+    cli("destroy", "--yes")
+    deploy(cli)  # a new endpoint: a second deployment in the history
+    assert len(ledger(project).history) == 2
+    cli("destroy", "--yes")
+    runpod_emulator.requests.clear()
+    result = cli("rollback", "--yes", expected_code=11)
+    assert "there is no endpoint named 'e2e-worker' on RunPod: nothing to roll back" in result.stderr
+    assert mutations(runpod_emulator) == []
+    assert runpod_emulator.state.snapshot()["templates"] == []
