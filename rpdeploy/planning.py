@@ -137,7 +137,9 @@ def format_plan(result: PlanResult) -> str:
         if result.backend.changed:
             lines.append(f"backend {result.backend.host}: {result.backend.env_file}")
             lines += [
-                f"  {k['action']} {k['name']}: {k['old'] or '(unset)'} -> {k['new']}" for k in result.backend.keys
+                f"  {k['action']} {k['name']}: {k['old'] or '(unset)'} -> {k['new']}"
+                for k in result.backend.keys
+                if k["action"] != "unchanged"
             ]
         else:
             lines.append(f"backend {result.backend.host}: no changes")
