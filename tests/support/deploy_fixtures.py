@@ -39,7 +39,7 @@ import yaml
 
 from rpdeploy import remote
 from rpdeploy.ledger import Ledger
-from tests.support.services import Registry, SystemdHost
+from tests.support.services import REPO_ROOT, Registry, SystemdHost
 from tests.test_build import write_project
 
 #: The health URL as the host itself sees it (the restart stage polls it on the host).
@@ -272,6 +272,12 @@ def statuses(events: list[dict[str, Any]]) -> dict[str, str]:
 # --- a deploy in a subprocess, to be killed -------------------------------------------------
 
 
+def this_checkout() -> dict[str, str]:
+    """PYTHONPATH for a subprocess to import this checkout's rpdeploy, not the one pip installed."""
+    paths = [str(REPO_ROOT), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
 class DeployProcess:
     """`python -m rpdeploy deploy --json` in ``project``, its NDJSON events read as they come."""
 
@@ -283,7 +289,7 @@ class DeployProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rpdeploy", "deploy", "--json", *args],
             cwd=project,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, **this_checkout(), **(env or {})},
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=self._stderr_handle,
