@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from rpdeploy.errors import ConfigError, RpdeployError, StageError
@@ -30,8 +31,6 @@ from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.secrets import Secret
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from rpdeploy.config import Config
     from rpdeploy.fit import CheckResult as FitCheck
     from rpdeploy.runpod.controlplane import ControlPlane
@@ -194,6 +193,30 @@ def _dockerfile_run(ctx: Context) -> dict[str, Any]:
 # 3, 4: build and push.
 
 
+#: A file modified this close to the moment its stat was cached is not trusted from the cache:
+#: on a filesystem with coarse timestamps, an edit in the same tick would keep the same stat.
+_RACY_NS = 2_000_000_000
+
+
+def _worker_stat(root: Path) -> tuple[str, int]:
+    """A fingerprint of every entry under ``root`` from its stat alone (path, type, mode, size,
+    mtime, inode, link target), and the newest mtime. No file is read."""
+    found = hashlib.sha256()
+    newest = 0
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in sorted(dirs) + sorted(files):
+            path = os.path.join(folder, name)
+            info = os.lstat(path)
+            link = os.readlink(path) if os.path.islink(path) else ""
+            found.update(
+                f"{os.path.relpath(path, root)}\0{info.st_mode}\0{info.st_size}\0{info.st_mtime_ns}\0"
+                f"{info.st_ino}\0{link}\n".encode("utf-8", "surrogateescape")
+            )
+            newest = max(newest, info.st_mtime_ns)
+    return found.hexdigest(), newest
+
+
 def _build_inputs(ctx: Context) -> dict[str, Any]:
     from rpdeploy.docker_ops import build_context, context_hash
 
@@ -203,12 +226,24 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
     # worker folder is skipped with no docker call at all. (Inside the stage the build
     # plan also hashes the base image's id, which catches a re-pulled base.)
     secret_names = ["HF_TOKEN"] if config.model.bake and config.model.hf_token is not None else []
-    files = context_hash(
-        build_context(config.worker_dir),
-        buildargs={"BASE_IMAGE": config.image.base_image},
-        secret_args=secret_names,
-        platform=config.image.platform,
-    )
+    settings = {"BASE_IMAGE": config.image.base_image, "secrets": secret_names, "platform": config.image.platform}
+    # Listing the context needs the docker SDK's .dockerignore matcher, and importing the SDK
+    # (requests, paramiko) costs about 0.3 s: most of a no-change re-run. When no entry of the
+    # worker folder changed by its stat (as git's index decides), the last hash still holds.
+    signature, newest = (None, 0) if not config.worker_dir.is_dir() else _worker_stat(config.worker_dir)
+    key = fingerprint({"stat": signature, **settings})
+    cached = ctx.ledger.extra.get("build_context")
+    if signature is not None and isinstance(cached, dict) and cached.get("key") == key:
+        files = str(cached["files"])
+    else:
+        files = context_hash(
+            build_context(config.worker_dir),
+            buildargs={"BASE_IMAGE": config.image.base_image},
+            secret_args=secret_names,
+            platform=config.image.platform,
+        )
+        if signature is not None and newest < time.time_ns() - _RACY_NS:
+            ctx.ledger.extra["build_context"] = {"key": key, "files": files}
     return {"files": files, "name": config.image.name, "tag": ctx.options.tag, "no_cache": ctx.options.no_cache}
 
 
