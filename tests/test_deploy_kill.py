@@ -49,6 +49,7 @@ from tests.support.services import BaseImages, Registry, SystemdHost, SystemdHos
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.ssh, pytest.mark.slow]
 
 REPOSITORY = f"rpdeploy-e2e/kill-{uuid.uuid4().hex[:6]}"
+SLOW_DROPIN = "/etc/systemd/system/spring-boot.service.d/20-slow-start.conf"
 
 
 @pytest.fixture(scope="module")
@@ -166,10 +167,22 @@ def test_killed_in_the_middle_of_the_backend_restart(
     registry: Registry,
     shared_host: SystemdHost,
 ) -> None:
-    process = DeployProcess(kill_project)
-    process.wait_for("backend-restart", "running")
-    time.sleep(0.3)  # ssh is connected and systemctl restart under way
-    process.kill()
+    # A restart that takes two seconds, so that the kill lands while systemd is restarting it.
+    on_host(
+        shared_host,
+        f"mkdir -p {SLOW_DROPIN.rsplit('/', 1)[0]} && printf '[Service]\\nExecStartPre=/bin/sleep 2\\n' "
+        f"> {SLOW_DROPIN} && systemctl daemon-reload",
+    )
+    try:
+        process = DeployProcess(kill_project)
+        process.wait_for("backend-restart", "running")
+        deadline = time.monotonic() + 30
+        while shared_host.exec("systemctl", "is-active", "spring-boot")[1].strip() != "activating":
+            assert time.monotonic() < deadline, "the restart never started"
+            time.sleep(0.05)
+        process.kill()
+    finally:
+        on_host(shared_host, f"rm -f {SLOW_DROPIN} && systemctl daemon-reload")
     assert ledger(kill_project).stages["backend-restart"].status == "running"
 
     seen = rerun(cli)
