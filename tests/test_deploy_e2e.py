@@ -33,6 +33,7 @@ from tests.support.deploy_fixtures import (
     edit_yaml,
     expected_backend,
     ledger,
+    logged_cli,  # noqa: F401 (the cli fixture of this module)
     on_host,
     parse_events,
     registry_env,

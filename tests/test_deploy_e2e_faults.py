@@ -29,6 +29,7 @@ from tests.support.deploy_fixtures import (
     backend_section,
     expected_backend,
     ledger,
+    logged_cli,  # noqa: F401 (the cli fixture of this module)
     on_host,
     parse_events,
     registry_env,

@@ -14,6 +14,7 @@ each case edits handler.py so that its image has a layer of its own to build and
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -34,6 +35,7 @@ from tests.support.deploy_fixtures import (
     backend_section,
     expected_backend,
     ledger,
+    logged_cli,  # noqa: F401 (the cli fixture of this module)
     on_host,
     parse_events,
     registry_env,
@@ -153,6 +155,9 @@ def test_killed_in_the_middle_of_the_push(
     gate.set_mode("open")
     record = ledger(kill_project).stages["push"]
     assert record.status == "running" and not record.outputs
+    # The dead process still names itself in the lock file; the kernel released its lock.
+    holder = json.loads((kill_project / ".rpdeploy" / "deploy.lock").read_text())
+    assert holder["pid"] == process.proc.pid and holder["command"] == "deploy"
 
     seen = rerun(cli)
     assert [seen[s] for s in ("handler", "dockerfile", "build")] == ["skipped"] * 3

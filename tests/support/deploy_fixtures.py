@@ -38,7 +38,9 @@ import pytest
 import yaml
 
 from rpdeploy import remote
+from rpdeploy.emulator import Emulator
 from rpdeploy.ledger import Ledger
+from tests.conftest import CliRunnerFn
 from tests.support.services import REPO_ROOT, Registry, SystemdHost
 from tests.test_build import write_project
 
@@ -252,6 +254,38 @@ def on_host(host: SystemdHost, script: str) -> str:
     return output
 
 
+# --- failures that say what RunPod saw ------------------------------------------------------
+
+
+def emulator_log(emulator: Emulator) -> str:
+    lines = [
+        f"{r.time} {r.method} {r.path} {r.operation or ''} -> {r.status}"
+        + (f" {json.dumps(r.body)[:300]}" if r.status >= 400 else "")
+        for r in emulator.requests
+    ]
+    return "\n".join(lines) or "(none)"
+
+
+@pytest.fixture(name="cli")
+def logged_cli(cli: CliRunnerFn, runpod_emulator: Emulator) -> CliRunnerFn:
+    """The suite's ``cli``, whose failures also list the requests the emulator received.
+
+    A test module that imports ``logged_cli`` gets it as its ``cli`` fixture.
+    """
+
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return cli(*args, **kwargs)
+        except pytest.fail.Exception as exc:
+            raise pytest.fail.Exception(
+                f"{exc.msg}\n--- requests the emulator at {runpod_emulator.api_url} received\n"
+                f"{emulator_log(runpod_emulator)}",
+                pytrace=False,
+            ) from None
+
+    return run
+
+
 # --- the --json stream --------------------------------------------------------------------
 
 
@@ -363,6 +397,11 @@ class RegistryGate:
     manifest); ``stall`` holds a connection that starts a blob upload until :meth:`release` (a
     push in the middle of a layer). ``down()`` closes the port (connection refused) and ``up()``
     opens the same port again.
+
+    Only the thread using a socket closes it, after its last call; other threads only shut it
+    down (which wakes a blocked accept or recv). A socket closed under a thread blocked on it
+    keeps listening (or reading) in the kernel, and its descriptor number goes to the next
+    socket opened (the emulator's, say): that thread would then serve someone else's traffic.
     """
 
     target: tuple[str, int]
@@ -371,7 +410,8 @@ class RegistryGate:
     upload_seen: threading.Event = field(default_factory=threading.Event)
     _released: threading.Event = field(default_factory=threading.Event)
     _server: socket.socket | None = None
-    _sockets: list[socket.socket] = field(default_factory=list)
+    _acceptor: threading.Thread | None = None
+    _connections: set[socket.socket] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -389,13 +429,20 @@ class RegistryGate:
         server.listen(128)
         self.port = int(server.getsockname()[1])
         self._server = server
-        threading.Thread(target=self._accept, args=(server,), daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._acceptor.start()
 
     def down(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            server.close()
-        self._close_all()
+            with contextlib.suppress(OSError):
+                server.shutdown(socket.SHUT_RDWR)  # the accepting thread wakes, closes it and ends
+            if self._acceptor is not None:
+                self._acceptor.join(10)
+        with self._lock:
+            for sock in self._connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def set_mode(self, mode: str) -> None:
         assert mode in ("open", "deny", "stall")
@@ -407,28 +454,34 @@ class RegistryGate:
         """Let stalled connections go on (or end: their client may be gone)."""
         self._released.set()
 
-    def _close_all(self) -> None:
-        with self._lock:
-            for sock in self._sockets:
-                with contextlib.suppress(OSError):
-                    sock.close()
-            self._sockets.clear()
-
     def _accept(self, server: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._sockets += [client, upstream]
-            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+        try:
+            while True:
+                try:
+                    client, _ = server.accept()
+                except OSError:
+                    return
+                threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+        finally:
+            server.close()
+
+    def _serve(self, client: socket.socket) -> None:
+        """One connection: client to registry here, registry to client in a helper thread."""
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._connections |= {client, upstream}
+        back = threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True)
+        back.start()
+        self._pipe(client, upstream, True)
+        back.join()
+        with self._lock:
+            self._connections -= {client, upstream}
+        client.close()
+        upstream.close()
 
     def _pipe(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         tail = b""
@@ -445,6 +498,7 @@ class RegistryGate:
         except OSError:
             pass
         finally:
+            # Ends the other direction too; the sockets are closed by _serve once both ended.
             for end in (source, sink):
                 with contextlib.suppress(OSError):
                     end.shutdown(socket.SHUT_RDWR)
