@@ -121,8 +121,18 @@ class EndpointSpec:
 
 
 # Endpoint fields rpdeploy does not manage but must echo on update (full replace), in
-# their write shape. Read-only fields (id, version, createdAt, ...) are not inputs.
-_ECHOED_ENDPOINT_FIELDS = ("networkVolumeId", "minCudaVersion", "modelReferences", "type", "instanceIds")
+# their write shape. Read-only fields (id, version, createdAt, ...) are not inputs. Every
+# input field RunPod returns is here: one left out is reset by the next update.
+_ECHOED_ENDPOINT_FIELDS = (
+    "networkVolumeId",
+    "minCudaVersion",
+    "modelReferences",
+    "type",
+    "instanceIds",
+    "workersPFBTarget",
+    "compliance",
+    "flashEnvironmentId",
+)
 
 
 @dataclass(frozen=True)
