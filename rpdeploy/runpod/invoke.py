@@ -97,8 +97,9 @@ class InvokeClient:
         if response.status_code == 401:
             raise AuthError(f"{url} rejected the API key (HTTP 401)", status=401)
         if response.status_code == 404:
+            detail = _error_detail(response)
             raise ApiError(
-                f"{method} {url}: not found (HTTP 404)",
+                f"{method} {url}: not found (HTTP 404)" + (f": {detail}" if detail else ""),
                 hint="is the endpoint id right, and does the endpoint still exist? (`rpdeploy endpoint get`)",
                 status=404,
             )
@@ -109,7 +110,7 @@ class InvokeClient:
             )
         if response.status_code >= 400:
             raise ApiError(
-                f"{method} {url} failed (HTTP {response.status_code}): {redact(response.text[:300])}",
+                f"{method} {url} failed (HTTP {response.status_code}): {_error_detail(response) or '(no body)'}",
                 status=response.status_code,
                 # A 5xx may pass; whether sending again is safe is the caller's call (reads: yes).
                 retryable=response.status_code >= 500,
@@ -189,6 +190,21 @@ class InvokeClient:
             raise ApiError(f"the stream from {url} stalled", retryable=True) from exc
         except httpx.TransportError as exc:
             raise ApiError(f"the stream from {url} broke: {exc}", retryable=True) from exc
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The message in an error body (``{"error": {"message"}}``, ``{"error"}``, ``{"detail"}``), else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message: Any = None
+    if isinstance(body, dict):
+        message = body.get("error") or body.get("detail") or body.get("message")
+        if isinstance(message, dict):
+            message = message.get("message") or message
+    text = str(message) if message else response.text
+    return redact(text.strip()[:300])
 
 
 def detect_local(url: str, *, transport: httpx.BaseTransport | None = None) -> bool:
