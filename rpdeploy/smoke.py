@@ -458,7 +458,10 @@ def run_smoke(
             )
         )
         if checks[-1].passed and not client.local:
-            checks.append(_openai_models(runner, model))
+            listed, served = _openai_models(runner, model)
+            checks.append(listed)
+            # Without deploy.yaml (--url) the model's name is unknown: use the one it serves.
+            model = model or served
             checks.append(_openai_chat(runner, model))
             if settings.stream:
                 checks.append(_openai_stream(runner, model))
@@ -498,18 +501,22 @@ def _timed(runner: Runner, name: str, call: Callable[[], tuple[str, int | None, 
     )
 
 
-def _openai_models(runner: Runner, model: str) -> CheckResult:
+def _openai_models(runner: Runner, model: str) -> tuple[CheckResult, str]:
+    """The check that the model is served, and the first model served ("" if none)."""
+    listed: list[str] = []
+
     def call() -> tuple[str, int | None, str]:
-        listed = [
-            str(m.get("id")) for m in runner.client.openai_models(timeout=max(runner.remaining(), 5)).get("data", [])
-        ]
-        if model not in listed:
+        data = runner.client.openai_models(timeout=max(runner.remaining(), 5)).get("data") or []
+        listed.extend(str(m.get("id")) for m in data if isinstance(m, dict))
+        if not listed:
+            raise SmokeFailure("/openai/v1/models lists no model")
+        if model and model not in listed:
             raise SmokeFailure(
                 f"/openai/v1/models lists {listed}, not {model!r}: clients sending model={model!r} will fail"
             )
-        return "", None, f"serves {model}"
+        return "", None, f"serves {model or listed[0]}"
 
-    return _timed(runner, "openai models", call)
+    return _timed(runner, "openai models", call), listed[0] if listed else ""
 
 
 def _openai_chat(runner: Runner, model: str) -> CheckResult:
