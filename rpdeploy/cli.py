@@ -36,31 +36,32 @@ app = typer.Typer(
 )
 
 
-def _annotate_for_github(error: RpdeployError) -> None:
-    """Under GitHub Actions, errors also become annotations on the deploy.yaml lines."""
+def _annotate_for_github(error: RpdeployError, json_output: bool) -> None:
+    """Under GitHub Actions, errors also become annotations on the deploy.yaml lines.
+
+    Actions reads workflow commands from stdout; with --json, stdout belongs to the JSON
+    document, so they go to stderr there.
+    """
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
+    from rpdeploy.ci import annotation_escape, annotation_property
     from rpdeploy.secrets import redact
 
-    def escape(text: str) -> str:
-        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-    def prop(text: str) -> str:
-        return escape(text).replace(":", "%3A").replace(",", "%2C")
-
+    stream = sys.stderr if json_output else sys.stdout
     issues = error.issues if isinstance(error, ConfigError) else ()
     if not issues:
-        sys.stderr.write(f"::error title=rpdeploy::{escape(redact(error.message))}\n")
+        stream.write(f"::error title=rpdeploy::{annotation_escape(redact(error.message))}\n")
         return
     for issue in issues:
         loc = issue.location
-        props = [f"file={prop(loc.path)}"]
+        props = [f"file={annotation_property(loc.path)}"]
         if loc.line is not None:
             props.append(f"line={loc.line}")
         if loc.column is not None:
             props.append(f"col={loc.column}")
-        props.append(f"title={prop(issue.field or 'deploy.yaml')}")
-        sys.stderr.write(f"::error {','.join(props)}::{escape(redact(issue.message))}\n")
+        props.append(f"title={annotation_property(issue.field or 'deploy.yaml')}")
+        stream.write(f"::error {','.join(props)}::{annotation_escape(redact(issue.message))}\n")
+    stream.flush()
 
 
 def _report(error: RpdeployError, json_output: bool) -> None:
@@ -68,11 +69,12 @@ def _report(error: RpdeployError, json_output: bool) -> None:
     from rpdeploy.secrets import redact
 
     if json_output:
-        print_json({"ok": False, "error": error.to_dict()})
+        # One line: a valid document for one-shot commands and a valid last event for NDJSON ones.
+        print_json({"ok": False, "error": error.to_dict()}, compact=True)
     sys.stderr.write(redact(f"Error: {error}") + "\n")
     if error.hint:
         sys.stderr.write(redact(f"Hint: {error.hint}") + "\n")
-    _annotate_for_github(error)
+    _annotate_for_github(error, json_output)
 
 
 def boundary(fn: F) -> F:
@@ -126,7 +128,20 @@ backend_app = typer.Typer(
 
 
 def _register() -> None:
-    from rpdeploy.commands import backend, build, check, deploy, emulator, endpoint, init, render, smoke, validate
+    from rpdeploy.commands import (
+        backend,
+        build,
+        check,
+        completion,
+        deploy,
+        doctor,
+        emulator,
+        endpoint,
+        init,
+        render,
+        smoke,
+        validate,
+    )
 
     app.command("init")(boundary(init.init))
     app.command("render")(boundary(render.render))
@@ -151,6 +166,8 @@ def _register() -> None:
     for name in ("configure", "restart", "check", "rollback", "properties"):
         backend_app.command(name)(boundary(getattr(backend, name)))
     app.add_typer(backend_app)
+    app.command("doctor")(boundary(doctor.doctor))
+    app.command("completion")(boundary(completion.completion))
     app.command("emulator")(boundary(emulator.emulator))
 
 
