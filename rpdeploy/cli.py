@@ -82,6 +82,9 @@ def boundary(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rpdeploy.secrets import register_environment
+
+        register_environment(os.environ)
         json_output = bool(kwargs.get("json_output", False))
         try:
             return fn(*args, **kwargs)
@@ -174,6 +177,29 @@ def _register() -> None:
 _register()
 
 
+def _register_config_secrets() -> None:
+    """Best effort, for a crash report: resolve deploy.yaml's secret references so they are masked."""
+    from pathlib import Path
+
+    try:
+        from rpdeploy.config import load_config
+
+        config = load_config(Path(os.environ.get("RPDEPLOY_CONFIG", "deploy.yaml")))
+    except Exception:  # a crash report must not crash on a broken config
+        return
+    refs = [config.runpod.api_key, config.model.hf_token]
+    refs += [v for v in config.endpoint.env.values() if not isinstance(v, str)]
+    if config.image is not None and config.image.credentials is not None:
+        refs += [config.image.credentials.username, config.image.credentials.password]
+    for ref in refs:
+        if ref is None:
+            continue
+        try:
+            ref.resolve(base_dir=config.base_dir)
+        except Exception:  # unset references simply have nothing to mask
+            continue
+
+
 def main() -> None:
     """Console-script entry point."""
     try:
@@ -181,7 +207,10 @@ def main() -> None:
     except SystemExit:
         raise
     except BaseException as exc:  # a bug: show where, without locals, redacted
-        from rpdeploy.secrets import redact
+        from rpdeploy.secrets import redact, register_environment
+
+        register_environment(os.environ)
+        _register_config_secrets()
 
         if isinstance(exc, KeyboardInterrupt):
             sys.stderr.write("Interrupted.\n")
