@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, VerboseOption, emit, load, reporter
+import typer
+
+from rpdeploy.commands._common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    VerboseOption,
+    load,
+    reporter,
+    to_jsonable,
+)
 from rpdeploy.errors import PreflightError
+from rpdeploy.output import print_json, print_result
 
 
 def doctor(
@@ -25,10 +36,17 @@ def doctor(
 
     cfg = load(config)
     result = run_doctor(cfg, reporter=reporter(verbose=verbose))
+    failed = [c.name for c in result.checks if c.status == "failed"]
+    error = PreflightError(f"doctor: {', '.join(failed)} failed", hint="see the fix under each failed check")
     if json_output:
-        emit(True, {"healthy": result.ok, "checks": result.checks})
-    else:
-        emit(False, {}, format_doctor(result))
+        # One document either way: the checks, and the error when one failed.
+        document = {"ok": result.ok, "healthy": result.ok, "checks": to_jsonable(result.checks)}
+        if not result.ok:
+            document["error"] = error.to_dict()
+        print_json(document)
+        if not result.ok:
+            raise typer.Exit(error.exit_code)
+        return
+    print_result(format_doctor(result))
     if not result.ok:
-        failed = [c.name for c in result.checks if c.status == "failed"]
-        raise PreflightError(f"doctor: {', '.join(failed)} failed", hint="see the fix under each failed check")
+        raise error
