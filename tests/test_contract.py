@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -19,6 +17,7 @@ import pytest
 from rpdeploy.emulator import Emulator
 from rpdeploy.errors import EXIT_CODES
 from tests.conftest import ROOT, CliRunnerFn
+from tests.support.terminal import run_in_terminal
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 #: Commands whose output is itself the machine format (a JSON Schema, a shell script, the
@@ -173,30 +172,6 @@ def test_backend_configure_does_not_prompt_in_ci(cli: CliRunnerFn, project: Path
     assert "RUNPOD_ENDPOINT_ID=abc123def456gh" in env_file.read_text()
 
 
-def _run_on_terminal(args: list[str], env: dict[str, str], cwd: Path, timeout: float = 20) -> str:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.chdir(cwd)
-        os.execvpe(sys.executable, [sys.executable, "-m", "rpdeploy", *args], env)
-    output = b""
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-        os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return output.decode(errors="replace")
-
-
 def test_colours_only_on_a_terminal_and_never_with_no_color(project: Path) -> None:
     """`init --force` over an edited file warns (in yellow on a terminal) that it kept a copy."""
     base = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "CI", "FORCE_COLOR")}
@@ -207,10 +182,10 @@ def test_colours_only_on_a_terminal_and_never_with_no_color(project: Path) -> No
         (project / "deploy.yaml").write_text(f"# my edit {time.monotonic()}\n")
 
     edit()
-    coloured = _run_on_terminal(argv, base, project)
+    _, coloured = run_in_terminal(argv, project, env=base)
     assert "kept a copy" in coloured and ANSI.search(coloured), coloured  # the test can tell colour from none
     edit()
-    plain = _run_on_terminal(argv, {**base, "NO_COLOR": "1"}, project)
+    _, plain = run_in_terminal(argv, project, env={**base, "NO_COLOR": "1"})
     assert "kept a copy" in plain and not ANSI.search(plain)
     edit()
     piped = subprocess.run(
