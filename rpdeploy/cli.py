@@ -146,30 +146,32 @@ def _register() -> None:
         validate,
     )
 
+    # The order of `rpdeploy --help`: the everyday workflow first, then the parts on their own.
     app.command("init")(boundary(init.init))
-    app.command("render")(boundary(render.render))
     app.command("validate")(boundary(validate.validate))
-    app.command("schema")(boundary(validate.schema))
-
     app.command("check")(boundary(check.check))
-    app.command("build")(boundary(build.build))
-    app.command("deploy")(boundary(deploy.deploy))
+    app.command("doctor")(boundary(doctor.doctor))
     app.command("plan")(boundary(deploy.plan))
+    app.command("deploy")(boundary(deploy.deploy))
     app.command("status")(boundary(deploy.status))
-    app.command("destroy")(boundary(deploy.destroy))
-    app.command("rollback")(boundary(deploy.rollback))
-
-    endpoint_app.command("create")(boundary(endpoint.create))
-    endpoint_app.command("update")(boundary(endpoint.update))
-    endpoint_app.command("get")(boundary(endpoint.get))
-    endpoint_app.command("list")(boundary(endpoint.list_endpoints))
-    endpoint_app.command("delete")(boundary(endpoint.delete))
-    app.add_typer(endpoint_app)
     app.command("smoke-test")(boundary(smoke.smoke_test))
+    app.command("rollback")(boundary(deploy.rollback))
+    app.command("destroy")(boundary(deploy.destroy))
+    app.command("build")(boundary(build.build))
+    for name, command in (
+        ("create", endpoint.create),
+        ("update", endpoint.update),
+        ("get", endpoint.get),
+        ("list", endpoint.list_endpoints),
+        ("delete", endpoint.delete),
+    ):
+        endpoint_app.command(name)(boundary(command))
+    app.add_typer(endpoint_app)
     for name in ("configure", "restart", "check", "rollback", "properties"):
         backend_app.command(name)(boundary(getattr(backend, name)))
     app.add_typer(backend_app)
-    app.command("doctor")(boundary(doctor.doctor))
+    app.command("render")(boundary(render.render))
+    app.command("schema")(boundary(validate.schema))
     app.command("completion")(boundary(completion.completion))
     app.command("emulator")(boundary(emulator.emulator))
 
@@ -206,15 +208,14 @@ def main() -> None:
         app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException as exc:  # a bug: show where, without locals, redacted
         from rpdeploy.secrets import redact, register_environment
 
         register_environment(os.environ)
         _register_config_secrets()
-
-        if isinstance(exc, KeyboardInterrupt):
-            sys.stderr.write("Interrupted.\n")
-            sys.exit(EXIT_INTERRUPTED)
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(redact(text))
         sys.stderr.write("rpdeploy crashed (a bug). Please report the traceback above.\n")
