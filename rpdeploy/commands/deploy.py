@@ -21,11 +21,19 @@ from rpdeploy.commands._common import (
     reporter,
     to_jsonable,
 )
-from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError
+from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, StageError
 from rpdeploy.output import can_prompt, print_json
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
+    from rpdeploy.stages import DeployResult
+
+
+def _stage_names(incomplete: str) -> list[str]:
+    from rpdeploy.stages import STAGE_NAMES
+
+    return [name for name in STAGE_NAMES if name.startswith(incomplete)]
+
 
 EmulatorOption = Annotated[
     bool,
@@ -73,9 +81,12 @@ def _confirm_cost(config: Config, yes: bool) -> None:
 def deploy(
     config: ConfigOption = DEFAULT_CONFIG,
     from_stage: Annotated[
-        str | None, typer.Option("--from", help="Start at this stage (earlier ones must be done).")
+        str | None,
+        typer.Option("--from", help="Start at this stage (earlier ones must be done).", autocompletion=_stage_names),
     ] = None,
-    only: Annotated[str | None, typer.Option("--only", help="Run just this stage.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run just this stage.", autocompletion=_stage_names)
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run stages even when nothing changed.")] = False,
     skip_fit_check: Annotated[
         bool, typer.Option("--skip-fit-check", help="Deploy even if the model does not seem to fit the GPU.")
@@ -116,7 +127,12 @@ def deploy(
     )
     out = reporter(verbose=verbose, events=json_output)
     with target(cfg, emulator) as (effective, environ, state_dir):
-        result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
+        try:
+            result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
+        except StageError as exc:
+            _summary(cfg, None, exc)
+            raise
+    _summary(cfg, result, None)
     if json_output:
         out.event("result", ok=True, **to_jsonable(result))
         return
@@ -130,6 +146,25 @@ def deploy(
     if result.smoke and result.smoke.get("answer"):
         lines.append(f"  answer     {result.smoke['answer']!r}")
     emit(False, {}, "\n".join(lines))
+
+
+def _summary(config: Config, result: DeployResult | None, error: StageError | None) -> None:
+    """The GitHub Actions job summary (when running there)."""
+    from rpdeploy.ci import markdown_table, write_step_summary
+
+    if error is not None:
+        write_step_summary(f"### rpdeploy: deploy of `{config.endpoint.name}` failed\n\n{error}", None)
+        return
+    assert result is not None
+    rows = [(s.name, s.status, f"{s.seconds:.1f}s" if s.status == "done" else "") for s in result.stages]
+    parts = [f"### rpdeploy: deployed `{config.endpoint.name}` in {result.seconds:.1f}s", ""]
+    if result.endpoint_id:
+        parts.append(f"Endpoint `{result.endpoint_id}`")
+        parts.append("")
+    parts.append(markdown_table(["stage", "status", "time"], rows))
+    if result.smoke and result.smoke.get("answer"):
+        parts += ["", f"Smoke test answer: `{result.smoke['answer']}`"]
+    write_step_summary("\n".join(parts), None)
 
 
 def plan(

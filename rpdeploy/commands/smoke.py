@@ -4,13 +4,36 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, VerboseOption, reporter, to_jsonable
 from rpdeploy.errors import EXIT_OK, SmokeTestError
 from rpdeploy.output import print_json, print_result
+
+if TYPE_CHECKING:
+    from rpdeploy.smoke import SmokeResult
+
+
+def _summary(result: SmokeResult) -> None:
+    """The GitHub Actions job summary (when running there)."""
+    from rpdeploy.ci import markdown_table, write_step_summary
+
+    verdict = "passed" if result.passed else "FAILED"
+    rows = [(c.name, "ok" if c.passed else "FAIL", f"{c.seconds:.2f}s", c.message) for c in result.checks]
+    summary = result.summary()
+    extra = []
+    if summary.get("output_tokens") is not None:
+        extra.append(f"{summary['output_tokens']} output tokens")
+    if summary.get("cold_start_ms") is not None:
+        extra.append(f"queue/cold start {summary['cold_start_ms'] / 1000:.1f}s")
+    write_step_summary(
+        f"### rpdeploy: smoke test of `{result.target}` {verdict}\n\n"
+        + markdown_table(["check", "result", "time", "message"], rows)
+        + (f"\n\n{', '.join(extra)}" if extra else ""),
+        None,
+    )
 
 
 def smoke_test(
@@ -89,6 +112,7 @@ def smoke_test(
         )
     if junit is not None:
         write_junit(result, junit)
+    _summary(result)
     error = None
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)

@@ -7,15 +7,11 @@ network volume attached in the console, model references...) must be sent back a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpdeploy.secrets import MASK, Secret
-
-# Env var names whose values are credentials: masked whenever an env list is shown.
-SECRET_KEY_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
+from rpdeploy.secrets import MASK, SECRET_NAME, Secret
 
 
 @dataclass(frozen=True)
@@ -25,7 +21,7 @@ class EnvVar:
 
     @property
     def secret(self) -> bool:
-        return isinstance(self.value, Secret) or bool(SECRET_KEY_PATTERN.search(self.key))
+        return isinstance(self.value, Secret) or bool(SECRET_NAME.search(self.key))
 
     def reveal(self) -> str:
         return self.value.reveal() if isinstance(self.value, Secret) else self.value
