@@ -36,31 +36,32 @@ app = typer.Typer(
 )
 
 
-def _annotate_for_github(error: RpdeployError) -> None:
-    """Under GitHub Actions, errors also become annotations on the deploy.yaml lines."""
+def _annotate_for_github(error: RpdeployError, json_output: bool) -> None:
+    """Under GitHub Actions, errors also become annotations on the deploy.yaml lines.
+
+    Actions reads workflow commands from stdout; with --json, stdout belongs to the JSON
+    document, so they go to stderr there.
+    """
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
+    from rpdeploy.ci import annotation_escape, annotation_property
     from rpdeploy.secrets import redact
 
-    def escape(text: str) -> str:
-        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-    def prop(text: str) -> str:
-        return escape(text).replace(":", "%3A").replace(",", "%2C")
-
+    stream = sys.stderr if json_output else sys.stdout
     issues = error.issues if isinstance(error, ConfigError) else ()
     if not issues:
-        sys.stderr.write(f"::error title=rpdeploy::{escape(redact(error.message))}\n")
+        stream.write(f"::error title=rpdeploy::{annotation_escape(redact(error.message))}\n")
         return
     for issue in issues:
         loc = issue.location
-        props = [f"file={prop(loc.path)}"]
+        props = [f"file={annotation_property(loc.path)}"]
         if loc.line is not None:
             props.append(f"line={loc.line}")
         if loc.column is not None:
             props.append(f"col={loc.column}")
-        props.append(f"title={prop(issue.field or 'deploy.yaml')}")
-        sys.stderr.write(f"::error {','.join(props)}::{escape(redact(issue.message))}\n")
+        props.append(f"title={annotation_property(issue.field or 'deploy.yaml')}")
+        stream.write(f"::error {','.join(props)}::{annotation_escape(redact(issue.message))}\n")
+    stream.flush()
 
 
 def _report(error: RpdeployError, json_output: bool) -> None:
@@ -68,11 +69,12 @@ def _report(error: RpdeployError, json_output: bool) -> None:
     from rpdeploy.secrets import redact
 
     if json_output:
-        print_json({"ok": False, "error": error.to_dict()})
+        # One line: a valid document for one-shot commands and a valid last event for NDJSON ones.
+        print_json({"ok": False, "error": error.to_dict()}, compact=True)
     sys.stderr.write(redact(f"Error: {error}") + "\n")
     if error.hint:
         sys.stderr.write(redact(f"Hint: {error.hint}") + "\n")
-    _annotate_for_github(error)
+    _annotate_for_github(error, json_output)
 
 
 def boundary(fn: F) -> F:
@@ -80,6 +82,9 @@ def boundary(fn: F) -> F:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rpdeploy.secrets import register_environment
+
+        register_environment(os.environ)
         json_output = bool(kwargs.get("json_output", False))
         try:
             return fn(*args, **kwargs)
@@ -126,35 +131,75 @@ backend_app = typer.Typer(
 
 
 def _register() -> None:
-    from rpdeploy.commands import backend, build, check, deploy, emulator, endpoint, init, render, smoke, validate
+    from rpdeploy.commands import (
+        backend,
+        build,
+        check,
+        completion,
+        deploy,
+        doctor,
+        emulator,
+        endpoint,
+        init,
+        render,
+        smoke,
+        validate,
+    )
 
+    # The order of `rpdeploy --help`: the everyday workflow first, then the parts on their own.
     app.command("init")(boundary(init.init))
-    app.command("render")(boundary(render.render))
     app.command("validate")(boundary(validate.validate))
-    app.command("schema")(boundary(validate.schema))
-
     app.command("check")(boundary(check.check))
-    app.command("build")(boundary(build.build))
-    app.command("deploy")(boundary(deploy.deploy))
+    app.command("doctor")(boundary(doctor.doctor))
     app.command("plan")(boundary(deploy.plan))
+    app.command("deploy")(boundary(deploy.deploy))
     app.command("status")(boundary(deploy.status))
-    app.command("destroy")(boundary(deploy.destroy))
-    app.command("rollback")(boundary(deploy.rollback))
-
-    endpoint_app.command("create")(boundary(endpoint.create))
-    endpoint_app.command("update")(boundary(endpoint.update))
-    endpoint_app.command("get")(boundary(endpoint.get))
-    endpoint_app.command("list")(boundary(endpoint.list_endpoints))
-    endpoint_app.command("delete")(boundary(endpoint.delete))
-    app.add_typer(endpoint_app)
     app.command("smoke-test")(boundary(smoke.smoke_test))
+    app.command("rollback")(boundary(deploy.rollback))
+    app.command("destroy")(boundary(deploy.destroy))
+    app.command("build")(boundary(build.build))
+    for name, command in (
+        ("create", endpoint.create),
+        ("update", endpoint.update),
+        ("get", endpoint.get),
+        ("list", endpoint.list_endpoints),
+        ("delete", endpoint.delete),
+    ):
+        endpoint_app.command(name)(boundary(command))
+    app.add_typer(endpoint_app)
     for name in ("configure", "restart", "check", "rollback", "properties"):
         backend_app.command(name)(boundary(getattr(backend, name)))
     app.add_typer(backend_app)
+    app.command("render")(boundary(render.render))
+    app.command("schema")(boundary(validate.schema))
+    app.command("completion")(boundary(completion.completion))
     app.command("emulator")(boundary(emulator.emulator))
 
 
 _register()
+
+
+def _register_config_secrets() -> None:
+    """Best effort, for a crash report: resolve deploy.yaml's secret references so they are masked."""
+    from pathlib import Path
+
+    try:
+        from rpdeploy.config import load_config
+
+        config = load_config(Path(os.environ.get("RPDEPLOY_CONFIG", "deploy.yaml")))
+    except Exception:  # a crash report must not crash on a broken config
+        return
+    refs = [config.runpod.api_key, config.model.hf_token]
+    refs += [v for v in config.endpoint.env.values() if not isinstance(v, str)]
+    if config.image is not None and config.image.credentials is not None:
+        refs += [config.image.credentials.username, config.image.credentials.password]
+    for ref in refs:
+        if ref is None:
+            continue
+        try:
+            ref.resolve(base_dir=config.base_dir)
+        except Exception:  # unset references simply have nothing to mask
+            continue
 
 
 def main() -> None:
@@ -163,12 +208,14 @@ def main() -> None:
         app()
     except SystemExit:
         raise
+    except KeyboardInterrupt:
+        sys.stderr.write("Interrupted.\n")
+        sys.exit(EXIT_INTERRUPTED)
     except BaseException as exc:  # a bug: show where, without locals, redacted
-        from rpdeploy.secrets import redact
+        from rpdeploy.secrets import redact, register_environment
 
-        if isinstance(exc, KeyboardInterrupt):
-            sys.stderr.write("Interrupted.\n")
-            sys.exit(EXIT_INTERRUPTED)
+        register_environment(os.environ)
+        _register_config_secrets()
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
         sys.stderr.write(redact(text))
         sys.stderr.write("rpdeploy crashed (a bug). Please report the traceback above.\n")

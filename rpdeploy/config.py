@@ -33,7 +33,7 @@ from pydantic import (
 from rpdeploy import gpus, versions
 from rpdeploy.errors import ConfigError, ConfigIssue, Location
 from rpdeploy.methods import Method
-from rpdeploy.secrets import Secret
+from rpdeploy.secrets import SECRET_NAME, Secret
 
 DEFAULT_CONFIG = Path("deploy.yaml")
 DEFAULT_API_URL = "https://api.runpod.io"
@@ -58,8 +58,6 @@ _HOST = re.compile(
 )
 _SERVICE = re.compile(r"^[A-Za-z0-9@._-]{1,200}$")
 _CUDA = re.compile(r"^[0-9]{1,2}\.[0-9]$")
-# Env var names that smell like credentials: a literal value under one of these is refused.
-_SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
 
 
 class _Model(BaseModel):
@@ -771,7 +769,7 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
             issues.append(
                 (key_path, f"{key} is set by rpdeploy from the model: and endpoint: sections; set it there", True)
             )
-        elif isinstance(item, str) and item and _SECRETISH.search(key):
+        elif isinstance(item, str) and item and SECRET_NAME.search(key):
             issues.append(
                 (
                     key_path,

@@ -437,10 +437,14 @@ class ConsoleReporter:
         yield _PlainBoard()
 
 
-def print_json(document: Any, *, stream: IO[str] | None = None) -> None:
+def print_json(document: Any, *, stream: IO[str] | None = None, compact: bool = False) -> None:
     """Write one JSON document (redacted) to stdout: the ``--json`` result of a command."""
     out = stream if stream is not None else sys.stdout
-    out.write(json.dumps(redact_data(document), indent=2, default=str, sort_keys=False) + "\n")
+    if compact:
+        text = json.dumps(redact_data(document), default=str, separators=(",", ":"))
+    else:
+        text = json.dumps(redact_data(document), indent=2, default=str)
+    out.write(text + "\n")
     out.flush()
 
 

@@ -63,6 +63,8 @@ def _image_plan(config: Config, ledger: Ledger, environ: Mapping[str, str]) -> I
 
     if not config.method.builds_image:
         return ImagePlan(versions.WORKER_VLLM_IMAGE, False, "RunPod's pinned worker-vllm image")
+    if config.worker_dir is None or not (config.worker_dir / "Dockerfile").exists():
+        return ImagePlan(NEW_IMAGE, True, "the worker folder will be written, then built and pushed")
     build = next(stage for stage in STAGES if stage.name == "build")
     record = ledger.stages.get("build")
     pushed = ledger.output("push", "image")

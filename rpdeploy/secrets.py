@@ -9,10 +9,16 @@ text we did not produce ourselves (docker logs, remote stderr, API error message
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 MASK = "****"
+#: Names of variables whose values are credentials (API_KEY, HF_TOKEN, REGISTRY_PASSWORD...).
+SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
+# Below this, a "secret" from the environment is more likely a flag ("1", "true") than a key.
+_MIN_ENV_SECRET = 8
 # Very short values would redact ordinary words ("a", "on"); anything this short is not a
 # credential worth the noise.
 _MIN_LENGTH = 4
@@ -33,6 +39,17 @@ def register(value: str) -> None:
         _registered.add(value)
         # Longest first, so a secret that contains another is masked whole.
         _ordered = tuple(sorted(_registered, key=len, reverse=True))
+
+
+def register_environment(environ: Mapping[str, str]) -> None:
+    """Register the values of credential-named variables, before anything could print them.
+
+    Secrets deploy.yaml refers to are registered when they are resolved; this also covers
+    the ones nothing resolved yet, for a crash's traceback or another program's output.
+    """
+    for name, value in environ.items():
+        if SECRET_NAME.search(name) and len(value) >= _MIN_ENV_SECRET:
+            register(value)
 
 
 def redact(text: str) -> str:

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import json
 import os
-import pty
 import secrets as pysecrets
-import select
 import shlex
 import stat
 import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner, Result
 
 from rpdeploy import backend, remote
@@ -32,6 +27,7 @@ from rpdeploy.config import Config, parse_config
 from rpdeploy.errors import BackendError, ConfigError
 from rpdeploy.output import RecordingReporter
 from rpdeploy.secrets import Secret
+from tests.support.terminal import run_in_terminal
 
 ENDPOINT_BASE = "https://api.runpod.ai/v2"
 
@@ -546,20 +542,10 @@ def test_ssh_target_cannot_be_an_option() -> None:
 # --- the commands ---------------------------------------------------------------------------------
 
 
-def backend_app() -> typer.Typer:
-    from rpdeploy.cli import boundary
-    from rpdeploy.commands import backend as commands
-
-    app = typer.Typer(pretty_exceptions_enable=False)
-    group = typer.Typer()
-    for name in ("configure", "restart", "check", "rollback", "properties"):
-        group.command(name)(boundary(getattr(commands, name)))
-    app.add_typer(group, name="backend")
-    return app
-
-
 def run(*args: str, code: int = 0) -> Result:
-    result = CliRunner().invoke(backend_app(), ["backend", *args], catch_exceptions=False)
+    from rpdeploy.cli import app
+
+    result = CliRunner().invoke(app, ["backend", *args], catch_exceptions=False)
     assert result.exit_code == code, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
     return result
 
@@ -589,37 +575,9 @@ def test_cli_configure_check_rollback(project: Path, app_dir: Path, key: str, he
         assert key not in json.dumps(result)
 
 
-def _in_terminal(args: list[str], answer: str, cwd: Path, env: dict[str, str], timeout: float = 60) -> tuple[int, str]:
+def _in_terminal(args: list[str], answer: str, cwd: Path, env: dict[str, str]) -> tuple[int, str]:
     """Run the backend commands in a pseudo-terminal, answering the first y/N question."""
-    runner = cwd / "run_backend.py"
-    runner.write_text(
-        f"import sys\nsys.path.insert(0, {str(Path(__file__).resolve().parents[1])!r})\n"
-        "from tests.test_backend import backend_app\nbackend_app()(prog_name='rpdeploy')\n"
-    )
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.chdir(cwd)
-        os.execvpe(sys.executable, [sys.executable, str(runner), *args], env)
-    output, answered = b"", False
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if not answered and b"[y/N]" in output:
-                os.write(fd, answer.encode() + b"\r")
-                answered = True
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
+    return run_in_terminal(args, cwd, answers=[("[y/N]", answer)], env=env, timeout=60)
 
 
 def test_configure_asks_in_a_terminal_and_shows_the_masked_diff(project: Path, app_dir: Path, key: str) -> None:

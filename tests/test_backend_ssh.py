@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from rpdeploy import backend, remote
 from rpdeploy.backend import BackendRolledBackError, BackendValues
@@ -32,6 +31,7 @@ from rpdeploy.config import Config, parse_config
 from rpdeploy.errors import BackendError
 from rpdeploy.output import RecordingReporter
 from rpdeploy.secrets import Secret
+from tests.conftest import CliRunnerFn
 from tests.support.services import SystemdHost, SystemdHostFactory, make_ssh_key
 
 pytestmark = [pytest.mark.docker, pytest.mark.ssh, pytest.mark.slow]
@@ -455,17 +455,12 @@ def test_closed_and_silent_ports(project: Path, tmp_path: Path, monkeypatch: pyt
 # --- the commands -----------------------------------------------------------------------------------
 
 
-def test_cli_over_ssh(host: SystemdHost, project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_backend import backend_app
-
+def test_cli_over_ssh(host: SystemdHost, project: Path, monkeypatch: pytest.MonkeyPatch, cli: CliRunnerFn) -> None:
     key = new_key()
     monkeypatch.setenv("RUNPOD_API_KEY", key)
     host_config(project, host)
-    runner = CliRunner()
-    done = runner.invoke(backend_app(), ["backend", "configure", "--endpoint-id", "ep9", "--restart", "--json"])
-    assert done.exit_code == 0, done.stderr
-    checked = runner.invoke(backend_app(), ["backend", "check", "--json"])
-    assert checked.exit_code == 0, checked.stderr
+    done = cli("backend", "configure", "--endpoint-id", "ep9", "--restart", "--json")
+    checked = cli("backend", "check", "--json")
     document = json.loads(checked.stdout)["check"]
     assert (document["endpoint_id"], document["api_key"], document["state"], document["health_status"]) == (
         "ep9",

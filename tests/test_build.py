@@ -14,18 +14,14 @@ import os
 import stat
 import subprocess
 import tarfile
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-import typer
 import yaml
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from rpdeploy.cli import boundary
-from rpdeploy.commands import build as build_command
 from rpdeploy.config import Config, load_config
 from rpdeploy.docker_ops import (
     BuildContext,
@@ -44,6 +40,7 @@ from rpdeploy.output import RecordingReporter
 from rpdeploy.registry_auth import require_registry_auth, resolve_registry_auth
 from rpdeploy.scaffold import InitOptions, init_project, render_project
 from rpdeploy.secrets import MASK, redact
+from tests.conftest import CliRunnerFn
 
 BuildCli = Callable[..., Result]
 
@@ -51,36 +48,12 @@ BuildCli = Callable[..., Result]
 # --- helpers shared with test_build_docker.py ------------------------------------------------
 
 
-def build_app() -> typer.Typer:
-    """`rpdeploy build` alone, behind the real error boundary (cli.py registers it the same way)."""
-    app = typer.Typer(pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        """Test app."""
-
-    app.command("build")(boundary(build_command.build))
-    return app
-
-
 @pytest.fixture
-def build_cli() -> BuildCli:
+def build_cli(cli: CliRunnerFn) -> BuildCli:
     """``build_cli("--push", expected_code=6)`` runs `rpdeploy build --push`; fails with the output otherwise."""
-    app = build_app()
-    runner = CliRunner()
 
     def run(*args: object, expected_code: int = 0, env: dict[str, str] | None = None) -> Result:
-        argv = ["build", *(str(a) for a in args)]
-        result = runner.invoke(app, argv, env=env, catch_exceptions=True)
-        if result.exit_code != expected_code:
-            crash = ""
-            if result.exc_info and not isinstance(result.exception, SystemExit):
-                crash = "".join(traceback.format_exception(*result.exc_info))
-            pytest.fail(
-                f"rpdeploy {' '.join(argv)} exited {result.exit_code}, expected {expected_code}\n"
-                f"--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}\n{crash}"
-            )
-        return result
+        return cli("build", *args, expected_code=expected_code, env=env)
 
     return run
 

@@ -27,8 +27,8 @@ from rpdeploy.ledger import Ledger
 from rpdeploy.output import RecordingReporter
 from rpdeploy.registry_auth import RegistryAuth
 from rpdeploy.secrets import Secret
-from tests.support.services import BaseImages, Registry, docker_client, registry, test_images  # noqa: F401
-from tests.test_build import BuildCli, build_cli, no_docker_login, write_project  # noqa: F401
+from tests.support.services import BaseImages, Registry
+from tests.test_build import BuildCli, build_cli, no_docker_login, write_project  # noqa: F401  # noqa: F811
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.slow]
 
@@ -41,13 +41,13 @@ CREDENTIALS = {"username": "REG_USER", "password": "REG_PASS"}
 
 
 @pytest.fixture(scope="session")
-def base_image(test_images: BaseImages) -> str:  # noqa: F811
+def base_image(test_images: BaseImages) -> str:
     """The stand-in for vllm/vllm-openai, keyed by this checkout's inputs (another session cannot retag it)."""
     return test_images.python
 
 
 @pytest.fixture
-def reg_env(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:  # noqa: F811
+def reg_env(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
     """The test registry's credentials in REG_USER/REG_PASS, which deploy.yaml references."""
     monkeypatch.setenv("REG_USER", registry.username)
     monkeypatch.setenv("REG_PASS", registry.password)
@@ -55,7 +55,7 @@ def reg_env(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:  #
 
 
 @pytest.fixture
-def repository(request: pytest.FixtureRequest, docker_client: Any, registry: Registry) -> Iterator[str]:  # noqa: F811
+def repository(request: pytest.FixtureRequest, docker_client: Any, registry: Registry) -> Iterator[str]:
     """A fresh repository name; the test's local images of it are removed afterwards."""
     slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
     name = f"rpdeploy-build-test/{slug}-{uuid.uuid4().hex[:6]}"
@@ -86,7 +86,7 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def run_in(docker_client: Any, image: str, *argv: str) -> str:  # noqa: F811
+def run_in(docker_client: Any, image: str, *argv: str) -> str:
     output = docker_client.containers.run(image, list(argv), entrypoint=[], remove=True, network_disabled=True)
     return bytes(output).decode()
 
@@ -101,7 +101,7 @@ def test_build_push_and_pull_back_by_digest(
     reg_env: Registry,
     base_image: str,
     repository: str,
-    docker_client: Any,  # noqa: F811
+    docker_client: Any,
     method: int,
 ) -> None:
     project_for(project, reg_env.host, repository, base_image, method=method)
@@ -148,7 +148,7 @@ def test_unchanged_context_skips_the_build(
     reg_env: Registry,
     base_image: str,
     repository: str,
-    docker_client: Any,  # noqa: F811
+    docker_client: Any,
 ) -> None:
     project_for(project, reg_env.host, repository, base_image)
     first = json.loads(build_cli("--json").stdout)["build"]
@@ -290,7 +290,7 @@ def test_not_enough_disk_exits_5_before_building(
 # --- secrets ---------------------------------------------------------------------------------
 
 
-def _exported_filesystem_contains(docker_client: Any, image: str, needle: bytes) -> bool:  # noqa: F811
+def _exported_filesystem_contains(docker_client: Any, image: str, needle: bytes) -> bool:
     container = docker_client.containers.create(image, ["true"], entrypoint=[])
     try:
         tail = b""
@@ -309,7 +309,7 @@ def test_baked_hf_token_is_in_no_layer_history_or_output(
     reg_env: Registry,
     base_image: str,
     repository: str,
-    docker_client: Any,  # noqa: F811
+    docker_client: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     token = f"hf_rpdeployBuildTest{uuid.uuid4().hex}"
@@ -382,7 +382,7 @@ def test_registry_password_is_in_no_argv_and_no_output(
 def test_push_with_credentials_from_docker_config(
     build_cli: BuildCli,  # noqa: F811
     project: Path,
-    registry: Registry,  # noqa: F811
+    registry: Registry,
     base_image: str,
     repository: str,
     no_docker_login: Path,  # noqa: F811
@@ -466,9 +466,9 @@ class FlakyProxy:
 
 
 def test_push_retries_a_dropped_connection_and_gives_up_in_bounds(
-    registry: Registry,  # noqa: F811
-    test_images: BaseImages,  # noqa: F811
-    docker_client: Any,  # noqa: F811
+    registry: Registry,
+    test_images: BaseImages,
+    docker_client: Any,
 ) -> None:
     host, port = registry.host.split(":")
     api = connect()

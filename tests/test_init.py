@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import pty
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from rpdeploy.config import load_config
 from tests.conftest import CliRunnerFn
+from tests.support.terminal import run_in_terminal
 
 WORKER_FILES = {
     1: set(),
@@ -132,41 +129,11 @@ def test_render_for_method_1_has_nothing_to_do(cli: CliRunnerFn, project: Path) 
     assert "nothing to render" in cli("render").stdout
 
 
-def _run_in_terminal(
-    args: list[str], answers: list[tuple[str, str]], cwd: Path, timeout: float = 20
-) -> tuple[int, str]:
-    """Run ``rpdeploy`` on a real pseudo-terminal, answering each prompt as it appears."""
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env.update(NO_COLOR="1", COLUMNS="120")
-    pid, fd = pty.fork()
-    if pid == 0:  # child
-        os.chdir(cwd)
-        os.execvpe(sys.executable, [sys.executable, "-m", "rpdeploy", *args], env)
-    output, pending = b"", list(answers)
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            ready, _, _ = select.select([fd], [], [], 0.2)
-            if ready:
-                try:
-                    chunk = os.read(fd, 4096)
-                except OSError:
-                    break
-                if not chunk:
-                    break
-                output += chunk
-            if pending and pending[0][0].encode() in output.rsplit(b"\n", 1)[-1]:
-                os.write(fd, pending.pop(0)[1].encode() + b"\r")
-        _, status = os.waitpid(pid, 0)
-    finally:
-        os.close(fd)
-    return os.waitstatus_to_exitcode(status), output.decode(errors="replace")
-
-
 def test_interactive_init_asks_in_a_terminal(project: Path) -> None:
-    code, output = _run_in_terminal(
+    code, output = run_in_terminal(
         ["init"],
-        [
+        project,
+        answers=[
             ("Method", "2"),
             ("Hugging Face model id", "Qwen/Qwen2.5-1.5B-Instruct"),
             ("Endpoint name", ""),  # accept the default derived from the model
@@ -174,7 +141,6 @@ def test_interactive_init_asks_in_a_terminal(project: Path) -> None:
             ("Image registry", "127.0.0.1:5000"),
             ("Image repository", "team/qwen-small"),
         ],
-        project,
     )
     assert code == 0, output
     config = load_config(project / "deploy.yaml")

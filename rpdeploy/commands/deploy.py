@@ -21,11 +21,19 @@ from rpdeploy.commands._common import (
     reporter,
     to_jsonable,
 )
-from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, RpdeployError
+from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, StageError
 from rpdeploy.output import can_prompt, print_json
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
+    from rpdeploy.stages import DeployResult
+
+
+def _stage_names(incomplete: str) -> list[str]:
+    from rpdeploy.stages import STAGE_NAMES
+
+    return [name for name in STAGE_NAMES if name.startswith(incomplete)]
+
 
 EmulatorOption = Annotated[
     bool,
@@ -73,9 +81,12 @@ def _confirm_cost(config: Config, yes: bool) -> None:
 def deploy(
     config: ConfigOption = DEFAULT_CONFIG,
     from_stage: Annotated[
-        str | None, typer.Option("--from", help="Start at this stage (earlier ones must be done).")
+        str | None,
+        typer.Option("--from", help="Start at this stage (earlier ones must be done).", autocompletion=_stage_names),
     ] = None,
-    only: Annotated[str | None, typer.Option("--only", help="Run just this stage.")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="Run just this stage.", autocompletion=_stage_names)
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Run stages even when nothing changed.")] = False,
     skip_fit_check: Annotated[
         bool, typer.Option("--skip-fit-check", help="Deploy even if the model does not seem to fit the GPU.")
@@ -87,10 +98,7 @@ def deploy(
     emulator: EmulatorOption = False,
     yes: YesOption = False,
     verbose: VerboseOption = False,
-    # Not named json_output: the error boundary would print its own (indented) JSON error
-    # document after the NDJSON stream. deploy ends its stream with a one-line result event,
-    # success or not, and leaves the boundary the stderr message and the exit code.
-    ndjson: Annotated[
+    json_output: Annotated[
         bool, typer.Option("--json", help="Stream NDJSON events on stdout (one per stage change), then a result.")
     ] = False,
 ) -> None:
@@ -112,20 +120,20 @@ def deploy(
     """
     from rpdeploy.stages import DeployOptions, run_deploy
 
-    out = reporter(verbose=verbose, events=ndjson)
-    try:
-        cfg = load(config)
-        _confirm_cost(cfg, yes)
-        options = DeployOptions(
-            force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
-        )
-        with target(cfg, emulator) as (effective, environ, state_dir):
+    cfg = load(config)
+    _confirm_cost(cfg, yes)
+    options = DeployOptions(
+        force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
+    )
+    out = reporter(verbose=verbose, events=json_output)
+    with target(cfg, emulator) as (effective, environ, state_dir):
+        try:
             result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
-    except RpdeployError as exc:
-        if ndjson:
-            out.event("result", ok=False, error=exc.to_dict())
-        raise
-    if ndjson:
+        except StageError as exc:
+            _summary(cfg, None, exc)
+            raise
+    _summary(cfg, result, None)
+    if json_output:
         out.event("result", ok=True, **to_jsonable(result))
         return
     lines = [f"Deployed {cfg.endpoint.name!r} in {result.seconds:.1f}s"]
@@ -138,6 +146,25 @@ def deploy(
     if result.smoke and result.smoke.get("answer"):
         lines.append(f"  answer     {result.smoke['answer']!r}")
     emit(False, {}, "\n".join(lines))
+
+
+def _summary(config: Config, result: DeployResult | None, error: StageError | None) -> None:
+    """The GitHub Actions job summary (when running there)."""
+    from rpdeploy.ci import markdown_table, write_step_summary
+
+    if error is not None:
+        write_step_summary(f"### rpdeploy: deploy of `{config.endpoint.name}` failed\n\n{error}", None)
+        return
+    assert result is not None
+    rows = [(s.name, s.status, f"{s.seconds:.1f}s" if s.status == "done" else "") for s in result.stages]
+    parts = [f"### rpdeploy: deployed `{config.endpoint.name}` in {result.seconds:.1f}s", ""]
+    if result.endpoint_id:
+        parts.append(f"Endpoint `{result.endpoint_id}`")
+        parts.append("")
+    parts.append(markdown_table(["stage", "status", "time"], rows))
+    if result.smoke and result.smoke.get("answer"):
+        parts += ["", f"Smoke test answer: `{result.smoke['answer']}`"]
+    write_step_summary("\n".join(parts), None)
 
 
 def plan(

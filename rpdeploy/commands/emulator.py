@@ -12,6 +12,8 @@ from typing import Annotated, Any
 
 import typer
 
+from rpdeploy.commands._common import JsonOption
+
 
 def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on. Keep the loopback default unless you must.")] = (
@@ -37,6 +39,7 @@ def emulator(
         int,
         typer.Option(help="idleTimeout saveEndpoint uses when the field is omitted (RunPod docs: 5).", min=1),
     ] = 5,
+    json_output: JsonOption = False,
 ) -> None:
     """Run a local RunPod look-alike: GraphQL control plane and serverless invoke API.
 
@@ -44,11 +47,14 @@ def emulator(
     serves until Ctrl-C or SIGTERM. Inspect and fault it through /_emulator/state,
     /_emulator/requests and /_emulator/faults with the same key.
 
+    With --json the first line is one JSON object (api_url, endpoint_url, and api_key when
+    generated) instead of the shell assignments.
+
     Example (the first lines printed are shell assignments):
 
-        rpdeploy emulator --port 8765 --cold-start 2 > emulator.env &
-
-        sleep 1; set -a; . ./emulator.env; set +a; rpdeploy deploy
+    \b
+      rpdeploy emulator --port 8765 --cold-start 2 > emulator.env &
+      sleep 1; set -a; . ./emulator.env; set +a; rpdeploy deploy
     """
     from rpdeploy.emulator import Emulator, ids
 
@@ -71,11 +77,19 @@ def emulator(
     stop = threading.Event()
     previous = _on_signals(stop)
     try:
-        typer.echo(f"RUNPOD_API_BASE_URL={shlex.quote(server.api_url)}")
-        typer.echo(f"RUNPOD_ENDPOINT_BASE_URL={shlex.quote(server.endpoint_url)}")
-        if generated:
-            # The emulator's own throwaway key, valid nowhere else: printing it is the point.
-            typer.echo(f"RUNPOD_API_KEY={shlex.quote(server.api_key)}")
+        if json_output:
+            from rpdeploy.output import print_json
+
+            document = {"ok": True, "api_url": server.api_url, "endpoint_url": server.endpoint_url}
+            if generated:
+                document["api_key"] = server.api_key
+            print_json(document, compact=True)
+        else:
+            typer.echo(f"RUNPOD_API_BASE_URL={shlex.quote(server.api_url)}")
+            typer.echo(f"RUNPOD_ENDPOINT_BASE_URL={shlex.quote(server.endpoint_url)}")
+            if generated:
+                # The emulator's own throwaway key, valid nowhere else: printing it is the point.
+                typer.echo(f"RUNPOD_API_KEY={shlex.quote(server.api_key)}")
         source = "generated" if generated else f"from ${api_key_env}"
         typer.echo(f"RunPod emulator serving on {server.api_url} (API key {source}); Ctrl-C to stop", err=True)
         while not stop.wait(0.5):

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Read what exists and show the exact changes, without sending any.")
 ]
+#: Ledger stages whose outputs describe the endpoint (or depend on it): void once it is deleted.
+DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test")
 ImageOption = Annotated[
     str | None,
     typer.Option("--image", help="Image to run (methods 2/3), e.g. registry/repo@sha256:...; default: the last push."),
@@ -51,6 +53,17 @@ def _ensure(config_path: Any, image: str | None, dry_run: bool, require_existing
         )  # fmt: skip
         ledger.save()
     return config, ensured
+
+
+def _forget_deleted(config: Config) -> None:
+    """Drop the ledger's records of what was just deleted: a stale endpoint id would send the
+    smoke test (and a resumed deploy) to an endpoint that is gone. Same stages as `destroy`."""
+    from rpdeploy.ledger import Ledger
+
+    ledger = Ledger.load(config.state_dir)
+    dropped = [ledger.stages.pop(name, None) for name in DELETED_STAGES]
+    if any(dropped):
+        ledger.save()
 
 
 def _show(ensured: EnsureResult, dry_run: bool) -> str:
@@ -217,6 +230,8 @@ def delete(
     with connect(cfg) as cp:
         _, _, operations = plan_delete(cp, cfg)
         if dry_run or not operations:
+            if not operations and not dry_run:
+                _forget_deleted(cfg)  # gone already (deleted in the console?): so is our record of it
             text = (
                 "Nothing to delete."
                 if not operations
@@ -233,6 +248,7 @@ def delete(
                 raise MissingValueError("confirmation", flag="--yes")
             typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
         result = delete_deployment(cp, cfg, reporter())
+    _forget_deleted(cfg)
     emit(
         json_output,
         {"deleted": result, "operations": [{"kind": o.kind, "target": o.target} for o in result.operations]},

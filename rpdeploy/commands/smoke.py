@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, VerboseOption, reporter, to_jsonable
 from rpdeploy.errors import EXIT_OK, SmokeTestError
 from rpdeploy.output import print_json, print_result
+
+if TYPE_CHECKING:
+    from rpdeploy.smoke import SmokeResult
+
+
+def _summary(result: SmokeResult) -> None:
+    """The GitHub Actions job summary (when running there)."""
+    from rpdeploy.ci import markdown_table, write_step_summary
+
+    verdict = "passed" if result.passed else "FAILED"
+    rows = [(c.name, "ok" if c.passed else "FAIL", f"{c.seconds:.2f}s", c.message) for c in result.checks]
+    summary = result.summary()
+    extra = []
+    if summary.get("output_tokens") is not None:
+        extra.append(f"{summary['output_tokens']} output tokens")
+    if summary.get("cold_start_ms") is not None:
+        extra.append(f"queue/cold start {summary['cold_start_ms'] / 1000:.1f}s")
+    write_step_summary(
+        f"### rpdeploy: smoke test of `{result.target}` {verdict}\n\n"
+        + markdown_table(["check", "result", "time", "message"], rows)
+        + (f"\n\n{', '.join(extra)}" if extra else ""),
+        None,
+    )
 
 
 def smoke_test(
@@ -55,6 +79,7 @@ def smoke_test(
     """
     from rpdeploy.methods import Method
     from rpdeploy.runpod.invoke import InvokeClient
+    from rpdeploy.secrets import Secret
     from rpdeploy.smoke import SmokeSettings, format_report, resolve_target, run_smoke, write_junit
 
     cfg = None
@@ -74,8 +99,12 @@ def smoke_test(
     )
     target = resolve_target(cfg, endpoint_id=endpoint_id, url=url)
     api_key = None
-    if cfg is not None and not target.local:
-        api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
+    if not target.local:
+        if cfg is not None:
+            api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
+        elif os.environ.get("RUNPOD_API_KEY", "").strip():
+            # --url to a RunPod endpoint outside a project: the key from where deploy.yaml's default looks.
+            api_key = Secret(os.environ["RUNPOD_API_KEY"].strip(), "env:RUNPOD_API_KEY")
     model = cfg.model.public_name if cfg else ""
     with InvokeClient(target.base_url, api_key=api_key, local=target.local) as client:
         result = run_smoke(
@@ -83,18 +112,25 @@ def smoke_test(
         )
     if junit is not None:
         write_junit(result, junit)
+    _summary(result)
+    error = None
+    if not result.passed:
+        failed = next(c for c in result.checks if not c.passed)
+        error = SmokeTestError(
+            f"smoke test of {result.target} failed: {failed.name}: {failed.message}",
+            hint="the report above lists every check; `rpdeploy status` shows the endpoint's workers"
+            if not target.local
+            else "the worker's own output (its terminal) has the traceback",
+        )
     if json_output:
         document = {"ok": result.passed, "summary": result.summary(), "result": to_jsonable(result)}
-        if not result.passed:
-            document["error"] = SmokeTestError("smoke test failed").to_dict()
+        if error is not None:
+            document["error"] = error.to_dict()
         print_json(document)
     else:
         print_result(format_report(result))
-    if not result.passed:
-        failed = ", ".join(c.name for c in result.checks if not c.passed)
+    if error is not None:
         if json_output:
             raise typer.Exit(SmokeTestError.exit_code)
-        raise SmokeTestError(
-            f"smoke test failed: {failed}", hint=next(c.message for c in result.checks if not c.passed)
-        )
+        raise error
     raise typer.Exit(EXIT_OK)

@@ -456,8 +456,19 @@ def ensure_registry_auth(
 
 
 def plan_delete(cp: ControlPlane, config: Config) -> tuple[Endpoint | None, Template | None, tuple[Operation, ...]]:
-    endpoint = find_endpoint(cp.list_endpoints(), config.endpoint.name)
-    template = find_template(cp.list_templates(), config.endpoint.template)
+    endpoints = cp.list_endpoints()
+    templates = cp.list_templates()
+    endpoint = find_endpoint(endpoints, config.endpoint.name)
+    if endpoint is not None:
+        # The endpoint's own template, whatever deploy.yaml names it now (template_name may have
+        # changed since): going by name alone would leave it behind.
+        template = next((t for t in templates if t.id == endpoint.template_id), None)
+    else:
+        # No endpoint (an earlier delete stopped halfway): the template named in deploy.yaml,
+        # unless another endpoint uses it (RunPod would refuse, and it is not ours to delete).
+        template = find_template(templates, config.endpoint.template)
+        if template is not None and any(e.template_id == template.id for e in endpoints):
+            template = None
     operations: list[Operation] = []
     if endpoint is not None:
         if endpoint.workers_min or endpoint.workers_max:
@@ -491,7 +502,7 @@ def delete_deployment(cp: ControlPlane, config: Config, reporter: Reporter | Non
         reporter.info(f"Deleting template {template.name!r}")
         cp.delete_template(template.name)
     else:
-        notes.append(f"no template named {config.endpoint.template!r}")
+        notes.append(f"no template named {config.endpoint.template!r} (or it belongs to another endpoint)")
     return DeleteResult(
         name=config.endpoint.name,
         operations=operations,

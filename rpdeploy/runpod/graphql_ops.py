@@ -15,9 +15,9 @@ TEMPLATE_FIELDS = """
 
 ENDPOINT_FIELDS = """
     id name templateId gpuIds gpuCount idleTimeout scalerType scalerValue workersMin workersMax
-    locations networkVolumeId networkVolumeIds { networkVolumeId dataCenterId } executionTimeoutMs
-    allowedCudaVersions minCudaVersion flashBootType modelReferences type version createdAt
-    instanceIds
+    workersPFBTarget locations networkVolumeId networkVolumeIds { networkVolumeId dataCenterId }
+    executionTimeoutMs allowedCudaVersions minCudaVersion flashBootType modelReferences compliance
+    flashEnvironmentId type version createdAt instanceIds
 """
 
 MYSELF = """

@@ -19,8 +19,30 @@ if TYPE_CHECKING:
     import httpx
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"})
-#: RunPod holds /runsync open at most this long (its documented ``wait`` range is 1-300 s).
-MAX_RUNSYNC_WAIT_MS = 300_000
+#: RunPod's documented range for ``/runsync?wait=`` (ms); without it RunPod holds ~90 s.
+MIN_RUNSYNC_WAIT_MS, MAX_RUNSYNC_WAIT_MS = 1_000, 300_000
+DEFAULT_RUNSYNC_HOLD = 90.0
+#: Extra read time on top of a /runsync hold: RunPod's "~90 s" is not exact.
+HOLD_MARGIN = 30.0
+
+
+class RateLimitedError(ApiError):
+    """HTTP 429: the request was refused before anything was done, so it is safe to send again."""
+
+    def __init__(self, message: str, *, retry_after: float | None) -> None:
+        super().__init__(message, status=429, retryable=True)
+        self.retry_after = retry_after
+
+
+class NoAnswerError(ApiError):
+    """The server did not answer within the read timeout (it may still act on the request)."""
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, min(float(value), 300.0)) if value else None
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to our own pause
 
 
 class InvokeClient:
@@ -65,7 +87,7 @@ class InvokeClient:
                 method, url, json=body, timeout=httpx.Timeout(timeout or self._timeout, connect=10.0)
             )
         except httpx.TimeoutException as exc:
-            raise ApiError(f"{method} {url} did not answer in time", retryable=True) from exc
+            raise NoAnswerError(f"{method} {url} did not answer in time", retryable=True) from exc
         except httpx.TransportError as exc:
             raise ApiError(
                 f"cannot reach {url}: {type(exc).__name__}: {exc}",
@@ -75,17 +97,23 @@ class InvokeClient:
         if response.status_code == 401:
             raise AuthError(f"{url} rejected the API key (HTTP 401)", status=401)
         if response.status_code == 404:
+            detail = _error_detail(response)
             raise ApiError(
-                f"{method} {url}: not found (HTTP 404)",
+                f"{method} {url}: not found (HTTP 404)" + (f": {detail}" if detail else ""),
                 hint="is the endpoint id right, and does the endpoint still exist? (`rpdeploy endpoint get`)",
                 status=404,
             )
         if response.status_code == 429:
-            raise ApiError(f"{url} is rate-limiting requests (HTTP 429)", status=429, retryable=True)
+            raise RateLimitedError(
+                f"{url} is rate-limiting requests (HTTP 429)",
+                retry_after=_retry_after(response.headers.get("Retry-After")),
+            )
         if response.status_code >= 400:
             raise ApiError(
-                f"{method} {url} failed (HTTP {response.status_code}): {redact(response.text[:300])}",
+                f"{method} {url} failed (HTTP {response.status_code}): {_error_detail(response) or '(no body)'}",
                 status=response.status_code,
+                # A 5xx may pass; whether sending again is safe is the caller's call (reads: yes).
+                retryable=response.status_code >= 500,
             )
         try:
             return response.json()
@@ -94,11 +122,22 @@ class InvokeClient:
 
     # --- jobs -----------------------------------------------------------------------
 
-    def runsync(self, job_input: dict[str, Any], *, wait_ms: int) -> dict[str, Any]:
-        """Submit a job and hold the connection until it ends or ``wait_ms`` passes."""
-        wait_ms = max(1000, min(wait_ms, MAX_RUNSYNC_WAIT_MS))
-        path = "/runsync" if self.local else f"/runsync?wait={wait_ms}"
-        result: dict[str, Any] = self._request("POST", path, body={"input": job_input}, timeout=wait_ms / 1000 + 30)
+    def runsync(
+        self, job_input: dict[str, Any], *, wait_ms: int | None = None, timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Submit a job; the answer comes when it ends or when the hold runs out (then poll /status).
+
+        ``wait_ms`` asks RunPod for a shorter (or longer) hold than its ~90 s default; the
+        local test server has no hold (it runs the job inside the request). ``timeout`` is
+        the read timeout, by default the hold plus a margin.
+        """
+        path = "/runsync"
+        if wait_ms is not None and not self.local:
+            wait_ms = max(MIN_RUNSYNC_WAIT_MS, min(wait_ms, MAX_RUNSYNC_WAIT_MS))
+            path += f"?wait={wait_ms}"
+        if timeout is None:
+            timeout = (wait_ms / 1000 if wait_ms is not None else DEFAULT_RUNSYNC_HOLD) + HOLD_MARGIN
+        result: dict[str, Any] = self._request("POST", path, body={"input": job_input}, timeout=timeout)
         return result
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -151,6 +190,21 @@ class InvokeClient:
             raise ApiError(f"the stream from {url} stalled", retryable=True) from exc
         except httpx.TransportError as exc:
             raise ApiError(f"the stream from {url} broke: {exc}", retryable=True) from exc
+
+
+def _error_detail(response: httpx.Response) -> str:
+    """The message in an error body (``{"error": {"message"}}``, ``{"error"}``, ``{"detail"}``), else its text."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message: Any = None
+    if isinstance(body, dict):
+        message = body.get("error") or body.get("detail") or body.get("message")
+        if isinstance(message, dict):
+            message = message.get("message") or message
+    text = str(message) if message else response.text
+    return redact(text.strip()[:300])
 
 
 def detect_local(url: str, *, transport: httpx.BaseTransport | None = None) -> bool:

@@ -7,15 +7,11 @@ network volume attached in the console, model references...) must be sent back a
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpdeploy.secrets import MASK, Secret
-
-# Env var names whose values are credentials: masked whenever an env list is shown.
-SECRET_KEY_PATTERN = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL)", re.IGNORECASE)
+from rpdeploy.secrets import MASK, SECRET_NAME, Secret
 
 
 @dataclass(frozen=True)
@@ -25,7 +21,7 @@ class EnvVar:
 
     @property
     def secret(self) -> bool:
-        return isinstance(self.value, Secret) or bool(SECRET_KEY_PATTERN.search(self.key))
+        return isinstance(self.value, Secret) or bool(SECRET_NAME.search(self.key))
 
     def reveal(self) -> str:
         return self.value.reveal() if isinstance(self.value, Secret) else self.value
@@ -121,8 +117,18 @@ class EndpointSpec:
 
 
 # Endpoint fields rpdeploy does not manage but must echo on update (full replace), in
-# their write shape. Read-only fields (id, version, createdAt, ...) are not inputs.
-_ECHOED_ENDPOINT_FIELDS = ("networkVolumeId", "minCudaVersion", "modelReferences", "type", "instanceIds")
+# their write shape. Read-only fields (id, version, createdAt, ...) are not inputs. Every
+# input field RunPod returns is here: one left out is reset by the next update.
+_ECHOED_ENDPOINT_FIELDS = (
+    "networkVolumeId",
+    "minCudaVersion",
+    "modelReferences",
+    "type",
+    "instanceIds",
+    "workersPFBTarget",
+    "compliance",
+    "flashEnvironmentId",
+)
 
 
 @dataclass(frozen=True)

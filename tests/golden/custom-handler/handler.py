@@ -63,22 +63,13 @@ MAX_NUM_SEQS = int(_env("MAX_NUM_SEQS", '0')) or None
 TENSOR_PARALLEL_SIZE = int(_env("TENSOR_PARALLEL_SIZE", '1'))
 TRUST_REMOTE_CODE = _env_bool("TRUST_REMOTE_CODE", False)
 ENFORCE_EAGER = _env_bool("ENFORCE_EAGER", False)
-# Jobs this worker runs at once. vLLM batches them on the GPU; more than the KV cache holds
-# only queues inside the worker instead of letting RunPod start another one.
-MAX_CONCURRENCY = int(_env("MAX_CONCURRENCY", '30'))
 # vLLM's own default is 16 tokens, which silently truncates most answers.
 DEFAULT_MAX_TOKENS = int(_env("DEFAULT_MAX_TOKENS", "512"))
 
-ENGINE: AsyncLLMEngine | None = None
 
-
-class InputError(ValueError):
-    """The job's input is wrong: reported to the caller, the worker keeps running."""
-
-
-def build_engine() -> AsyncLLMEngine:
-    """Load the model once per worker, before the first job is taken."""
-    args = AsyncEngineArgs(
+def engine_args() -> AsyncEngineArgs:
+    """vLLM's engine settings, from the values above."""
+    return AsyncEngineArgs(
         model=MODEL_PATH,
         revision=MODEL_REVISION if MODEL_PATH == MODEL_NAME else None,
         served_model_name=SERVED_MODEL_NAME,
@@ -92,7 +83,22 @@ def build_engine() -> AsyncLLMEngine:
         trust_remote_code=TRUST_REMOTE_CODE,
         enforce_eager=ENFORCE_EAGER,
     )
-    return AsyncLLMEngine.from_engine_args(args)
+
+
+# Jobs this worker runs at once. vLLM batches them on the GPU; more than the KV cache holds
+# only queues inside the worker instead of letting RunPod start another one.
+MAX_CONCURRENCY = int(_env("MAX_CONCURRENCY", '30'))
+
+ENGINE: AsyncLLMEngine | None = None
+
+
+class InputError(ValueError):
+    """The job's input is wrong: reported to the caller, the worker keeps running."""
+
+
+def build_engine() -> AsyncLLMEngine:
+    """Load the model once per worker, before the first job is taken."""
+    return AsyncLLMEngine.from_engine_args(engine_args())
 
 
 def prepare(job_input: dict[str, Any]) -> dict[str, Any]:

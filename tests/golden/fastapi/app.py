@@ -57,6 +57,25 @@ ENFORCE_EAGER = _env_bool("ENFORCE_EAGER", False)
 # vLLM's own default is 16 tokens, which silently truncates most answers.
 DEFAULT_MAX_TOKENS = int(_env("DEFAULT_MAX_TOKENS", "512"))
 
+
+def engine_args() -> AsyncEngineArgs:
+    """vLLM's engine settings, from the values above."""
+    return AsyncEngineArgs(
+        model=MODEL_PATH,
+        revision=MODEL_REVISION if MODEL_PATH == MODEL_NAME else None,
+        served_model_name=SERVED_MODEL_NAME,
+        max_model_len=MAX_MODEL_LEN,
+        gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
+        dtype=DTYPE,
+        quantization=QUANTIZATION,
+        kv_cache_dtype=KV_CACHE_DTYPE,
+        max_num_seqs=MAX_NUM_SEQS,
+        tensor_parallel_size=TENSOR_PARALLEL_SIZE,
+        trust_remote_code=TRUST_REMOTE_CODE,
+        enforce_eager=ENFORCE_EAGER,
+    )
+
+
 _engine: AsyncLLMEngine | None = None
 
 
@@ -64,22 +83,7 @@ def load_engine() -> AsyncLLMEngine:
     """Load the model once per process (idempotent)."""
     global _engine
     if _engine is None:
-        _engine = AsyncLLMEngine.from_engine_args(
-            AsyncEngineArgs(
-                model=MODEL_PATH,
-                revision=MODEL_REVISION if MODEL_PATH == MODEL_NAME else None,
-                served_model_name=SERVED_MODEL_NAME,
-                max_model_len=MAX_MODEL_LEN,
-                gpu_memory_utilization=GPU_MEMORY_UTILIZATION,
-                dtype=DTYPE,
-                quantization=QUANTIZATION,
-                kv_cache_dtype=KV_CACHE_DTYPE,
-                max_num_seqs=MAX_NUM_SEQS,
-                tensor_parallel_size=TENSOR_PARALLEL_SIZE,
-                trust_remote_code=TRUST_REMOTE_CODE,
-                enforce_eager=ENFORCE_EAGER,
-            )
-        )
+        _engine = AsyncLLMEngine.from_engine_args(engine_args())
     return _engine
 
 

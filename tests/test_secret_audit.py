@@ -1,0 +1,275 @@
+"""Secret hygiene audit: distinctive secret values, every command, and everywhere they must not be.
+
+Each secret has a value no output would contain by chance. Commands run as real processes
+(`python -m rpdeploy`, so the crash handler is exercised too) while a thread reads every
+process's argv on this machine (the systemd host's processes included: its container shares
+the kernel). Afterwards stdout, stderr, the ledger, the worker files, the pushed image
+(history, config and file system) and the backend host's journal are searched.
+
+Where a secret is *meant* to go is not searched: RunPod's template env (the emulator's state)
+and the backend's env file.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rpdeploy.emulator import Emulator
+from tests.support.services import BaseImages, Registry, SystemdHost
+
+pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.ssh, pytest.mark.slow]
+
+SECRETS = {
+    "RUNPOD_API_KEY": "rpa_AUDITKEY_3f9c2e71b8d44a05",
+    "HF_TOKEN": "hf_AUDITTOKEN_a81d03c5e2f7",
+    "AUDIT_APP_SECRET": "appsecret_AUDIT_77c1e94b20",
+}
+
+
+@dataclass
+class ArgvWatch:
+    """Samples /proc/*/cmdline in the background; remembers any argv holding a secret."""
+
+    needles: tuple[str, ...]
+    hits: list[str] = field(default_factory=list)
+    samples: int = 0
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                        argv = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if any(needle in argv for needle in self.needles):
+                    self.hits.append(argv[:200])
+            self.samples += 1
+            self.stop.wait(0.02)
+
+
+@pytest.fixture
+def argv_watch(registry: Registry) -> Iterator[ArgvWatch]:
+    watch = ArgvWatch((*SECRETS.values(), registry.password))
+    thread = threading.Thread(target=watch.run, daemon=True)
+    thread.start()
+    yield watch
+    watch.stop.set()
+    thread.join(timeout=5)
+
+
+@dataclass
+class Audit:
+    project: Path
+    env: dict[str, str]
+    needles: tuple[str, ...]
+    outputs: list[tuple[str, str]] = field(default_factory=list)
+
+    def run(
+        self, *args: str, expect: int = 0, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        process = subprocess.run(
+            [sys.executable, "-m", "rpdeploy", *args],
+            cwd=self.project,
+            env={**self.env, **(extra_env or {})},
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        label = " ".join(args)
+        assert process.returncode == expect, f"{label}: exit {process.returncode}\n{process.stdout}\n{process.stderr}"
+        self.outputs.append((label, process.stdout + process.stderr))
+        return process
+
+    def leaks(self, text: str) -> list[str]:
+        return [name for name, value in self.named() if value in text]
+
+    def named(self) -> list[tuple[str, str]]:
+        return [(f"secret #{i}", needle) for i, needle in enumerate(self.needles)]
+
+
+def _deploy_yaml(base_image: str, registry: Registry, host: SystemdHost) -> str:
+    return f"""\
+method: custom-handler
+model:
+  name: Qwen/Qwen2.5-0.5B-Instruct
+  hf_token: HF_TOKEN
+  bake: true
+image:
+  registry: {registry.host}
+  repository: audit/secret-worker
+  base_image: {base_image}
+  credentials: {{username: AUDIT_REG_USER, password: AUDIT_REG_PASSWORD}}
+endpoint:
+  name: audit-endpoint
+  env:
+    APP_SECRET: {{env: AUDIT_APP_SECRET}}
+    PLAIN_SETTING: visible
+backend:
+  host: root@127.0.0.1:{host.port}
+  identity_file: {host.identity_file}
+  mode: systemd
+  health_url: http://127.0.0.1:8080/actuator/health
+  health_timeout: 60
+smoke_test:
+  timeout: 60
+"""
+
+
+@pytest.fixture
+def audit_emulator() -> Iterator[Emulator]:
+    # The audit's own key: it must travel everywhere a real key does, or nothing is tested.
+    with Emulator(SECRETS["RUNPOD_API_KEY"], cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+        yield emu
+
+
+@pytest.fixture
+def audit(
+    tmp_path: Path,
+    audit_emulator: Emulator,
+    registry: Registry,
+    test_images: BaseImages,
+    systemd_host: SystemdHost,
+) -> Audit:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "deploy.yaml").write_text(_deploy_yaml(test_images.python, registry, systemd_host))
+    ssh_config = tmp_path / "ssh_config"
+    ssh_config.write_text(f"UserKnownHostsFile {systemd_host.known_hosts_file}\nStrictHostKeyChecking yes\n")
+    docker_config = tmp_path / "docker-config"
+    docker_config.mkdir()
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "CI": "true",
+        "DOCKER_CONFIG": str(docker_config),
+        "RPDEPLOY_SSH_CONFIG": str(ssh_config),
+        "RUNPOD_API_BASE_URL": audit_emulator.api_url,
+        "RUNPOD_ENDPOINT_BASE_URL": audit_emulator.endpoint_url,
+        "AUDIT_REG_USER": registry.username,
+        "AUDIT_REG_PASSWORD": registry.password,
+        **SECRETS,
+    }
+    key = systemd_host.identity_file.read_text().strip().splitlines()
+    return Audit(project, env, (*SECRETS.values(), registry.password, key[1], key[-2]))
+
+
+def _crash_hook(tmp_path: Path) -> dict[str, str]:
+    """A sitecustomize that makes `rpdeploy validate` hit a bug whose message holds the key."""
+    hooks = tmp_path / "crash-hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(
+        "import functools, os\n"
+        "import rpdeploy.commands.validate as validate\n"
+        "@functools.wraps(validate.validate)\n"
+        "def broken(*args, **kwargs):\n"
+        "    token = os.environ['RUNPOD_API_KEY']\n"
+        "    raise RuntimeError(f'unexpected state with {token}')\n"
+        "validate.validate = broken\n"
+    )
+    return {"PYTHONPATH": str(hooks)}
+
+
+def test_no_secret_leaks_anywhere(
+    audit: Audit, argv_watch: ArgvWatch, audit_emulator: Emulator, systemd_host: SystemdHost, docker_client: Any,
+    registry: Registry, tmp_path: Path,
+) -> None:  # fmt: skip
+    # Success paths, people's output and machines' output, quiet and verbose.
+    audit.run("validate")
+    audit.run("validate", "--json")
+    audit.run("check", "--offline", "--json")
+    audit.run("doctor", "--json")
+    audit.run("plan")
+    audit.run("deploy", "--verbose")
+    audit.run("deploy", "--json", "--force")
+    audit.run("status", "--json")
+    audit.run("plan", "--json")
+    audit.run("smoke-test", "--json", "--junit", "smoke.xml")
+    audit.run("endpoint", "get", "--json")
+    audit.run("endpoint", "list")
+    audit.run("endpoint", "update", "--dry-run", "--json")
+    audit.run("backend", "check", "--json")
+    audit.run("backend", "configure", "--endpoint-id", "abcdefgh123456", "--dry-run", "--json")
+    audit.run("backend", "properties", "--endpoint-id", "abcdefgh123456")
+    audit.run("build", "--json", "--verbose")
+
+    # Failure paths: a wrong key, a wrong registry password, a refused SSH port, a worker error
+    # that echoes a secret back, and a crash whose message holds the key.
+    audit.run("endpoint", "list", "--json", expect=8, extra_env={"RUNPOD_API_KEY": "rpa_wrongkey_0000000000"})
+    wrong_registry = {"AUDIT_REG_PASSWORD": SECRETS["AUDIT_APP_SECRET"] + "x"}
+    audit.run("build", "--push", "--no-cache", "--verbose", expect=6, extra_env=wrong_registry)
+    audit_emulator.faults.job_error_output(message=f"tokenizer rejected {SECRETS['HF_TOKEN']}", count=1)
+    audit.run("smoke-test", "--verbose", expect=10)
+    crash = audit.run("validate", expect=1, extra_env=_crash_hook(tmp_path))
+    assert "RuntimeError: unexpected state with ****" in crash.stderr  # the traceback is there, redacted
+    config = audit.project / "deploy.yaml"
+    config.write_text(config.read_text().replace(f"127.0.0.1:{systemd_host.port}", "127.0.0.1:1"))
+    audit.run("deploy", "--force", "--only", "backend-env", expect=9)
+
+    argv_watch.stop.set()
+    findings: list[str] = []
+    for label, text in audit.outputs:
+        findings += [f"output of `{label}`: {name}" for name in audit.leaks(text)]
+    for path in audit.project.rglob("*"):
+        if path.is_file():
+            findings += [
+                f"file {path.relative_to(audit.project)}: {n}" for n in audit.leaks(path.read_text(errors="replace"))
+            ]
+    findings += [f"argv: {hit}" for hit in argv_watch.hits]
+    assert argv_watch.samples > 50  # the watcher really ran through the commands
+
+    # The pushed image: history, config and every file of every layer.
+    from rpdeploy.ledger import Ledger
+
+    pushed = Ledger.load(audit.project / ".rpdeploy").output("push", "image")
+    assert pushed, "deploy pushed an image"
+    image = docker_client.images.pull(pushed, auth_config=registry.auth_config)
+    history = " ".join(str(entry) for entry in image.history())
+    findings += [f"image history: {n}" for n in audit.leaks(history + str(image.attrs))]
+    container = docker_client.containers.create(image.id, command=["true"])
+    try:
+        with tempfile.TemporaryFile() as archive:
+            for chunk in container.export():
+                archive.write(chunk)
+            archive.seek(0)
+            with tarfile.open(fileobj=archive) as tar:
+                for member in tar:
+                    handle = tar.extractfile(member) if member.isfile() and member.size < 50_000_000 else None
+                    if handle is not None:
+                        content = handle.read().decode(errors="replace")
+                        findings += [f"image file {member.name}: {n}" for n in audit.leaks(content)]
+    finally:
+        container.remove(force=True)
+
+    # The backend host's journal (sudo logs its commands there) and its shell histories.
+    code, journal = systemd_host.exec(
+        "sh", "-c", "journalctl --no-pager 2>/dev/null; cat /root/.*history 2>/dev/null; true"
+    )
+    assert code == 0 and "spring-boot" in journal  # the journal was really read
+    findings += [f"backend journal: {n}" for n in audit.leaks(journal)]
+    assert findings == []
+
+
+def test_the_audit_can_see_a_leak(audit: Audit) -> None:
+    """The same search finds a secret that is printed: the audit is not blind."""
+    process = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ['HF_TOKEN'])"],
+        env=audit.env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert audit.leaks(process.stdout)
