@@ -1,12 +1,12 @@
 """A fault in each stage of a real deploy, then a clean resume once the fault is gone.
 
 Method 2 with a backend: the real engine builds, a proxy in front of the test registry can be
-closed or made to hang up on uploads, RunPod is the emulator (with its fault switches), the
-backend is a booted systemd host. For each fault the deploy must stop at the stage, name it,
-exit with the documented code (5 docker, 6 registry, 7 API, 9 backend, 10 smoke test), end its
-``--json`` stream with a one-line failed result, and once the fault is gone a re-run must skip
-every stage before it and finish, converged: one template, one endpoint, the image in the
-registry, the backend on the endpoint.
+closed or made to deny the push, RunPod is the emulator (with its fault switches), the backend
+is a booted systemd host. For each fault the deploy must stop at the stage, name it, exit with
+the documented code (5 docker, 6 registry, 7 API, 9 backend, 10 smoke test), end its ``--json``
+stream with a one-line error document naming the stage, and once the fault is gone a re-run
+must skip every stage before it and finish, converged: one template, one endpoint, the image
+in the registry, the backend on the endpoint.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def test_fault_then_resume(cli: CliRunnerFn, case: Case, registry: Registry, fau
     assert [seen[s] for s in ALL_STAGES[:position]] == ["done"] * position
     assert not set(ALL_STAGES[position + 1 :]) & set(seen)  # nothing ran after it
     end = events[-1]
-    assert end["event"] == "result" and end["ok"] is False
+    assert end["ok"] is False  # the error document, on one line: the last of the NDJSON stream
     assert end["error"]["stage"] == stage and end["error"]["exit_code"] == code
     assert end["error"]["message"].startswith(f"stage {stage!r} failed: ") and words in end["error"]["message"]
     assert f"Error: stage {stage!r} failed: " in result.stderr
