@@ -34,12 +34,12 @@ from tests.support.deploy_fixtures import (
     backend_health,
     backend_section,
     expected_backend,
+    gated_repository,
     ledger,
     logged_cli,  # noqa: F401 (the cli fixture of this module)
     on_host,
     parse_events,
     registry_env,
-    registry_gate,
     registry_manifest,
     statuses,
     touch_handler,
@@ -63,11 +63,8 @@ def shared_host(systemd_host_factory: SystemdHostFactory) -> Iterator[SystemdHos
 @pytest.fixture(scope="module")
 def gate(registry: Registry, docker_client: Any) -> Iterator[RegistryGate]:
     """The registry behind a proxy the test can stall; images of the shared repository removed at the end."""
-    with registry_gate(registry) as opened:
+    with gated_repository(registry, docker_client, REPOSITORY) as opened:
         yield opened
-        for image in docker_client.images.list(name=f"{opened.host}/{REPOSITORY}"):
-            for ref in image.tags:
-                docker_client.images.remove(ref, force=True)
 
 
 @pytest.fixture

@@ -514,3 +514,13 @@ def registry_gate(registry: Registry) -> Iterator[RegistryGate]:
     finally:
         gate.release()
         gate.down()
+
+
+@contextlib.contextmanager
+def gated_repository(registry: Registry, docker_client: Any, repository: str) -> Iterator[RegistryGate]:
+    """:func:`registry_gate`, then the local images of ``repository`` (pushed through it) removed."""
+    with registry_gate(registry) as opened:
+        yield opened
+        for image in docker_client.images.list(name=f"{opened.host}/{repository}"):
+            for ref in image.tags:
+                docker_client.images.remove(ref, force=True)
