@@ -21,6 +21,7 @@ import enum
 import json
 import logging
 import os
+import uuid
 from collections.abc import AsyncGenerator, Iterable
 from typing import Any
 
@@ -54,6 +55,9 @@ class AsyncLLM(EngineClient):
         )
         self.renderer = BaseRenderer(self.model_config, StandinTokenizer.for_model(self.model_config))
         self._dead = False
+        # Upstream appends a random suffix to each request id (InputProcessor.assign_request_id)
+        # and abort() maps the caller's id to the running requests: an id may be used again.
+        self._running: dict[str, set[str]] = {}
         self._aborted: set[str] = set()
         self._warned_raw = False
 
@@ -94,7 +98,8 @@ class AsyncLLM(EngineClient):
         return self.renderer.get_tokenizer()  # type: ignore[no-any-return]
 
     async def abort(self, request_id: str | Iterable[str], internal: bool = False) -> None:
-        self._aborted.update([request_id] if isinstance(request_id, str) else request_id)
+        for rid in [request_id] if isinstance(request_id, str) else request_id:
+            self._aborted.update({rid} if internal else self._running.get(rid, set()))
 
     def shutdown(self, timeout: float | None = None) -> None:
         self._dead = True
@@ -116,6 +121,8 @@ class AsyncLLM(EngineClient):
         reasoning_ended: bool | None = None,
         reasoning_parser_kwargs: dict[str, Any] | None = None,
     ) -> AsyncGenerator[RequestOutput, None]:
+        internal_id = f"{request_id}-{uuid.uuid4().hex[:8]}"
+        self._running.setdefault(request_id, set()).add(internal_id)
         try:
             if self.errored:
                 raise EngineDeadError()
@@ -123,16 +130,21 @@ class AsyncLLM(EngineClient):
                 raise TypeError(f"params must be SamplingParams, but got {type(sampling_params).__name__}")
             text, ids, rendered = self._engine_input(prompt)
             params = self._admit(request_id, text, ids, rendered, sampling_params)
-            async for output in self._run(request_id, text, ids, params):
+            async for output in self._run(request_id, internal_id, text, ids, params):
                 yield output
         except (asyncio.CancelledError, GeneratorExit):
-            await self.abort(request_id, internal=True)
+            await self.abort(internal_id, internal=True)
             raise
         except (EngineDeadError, VLLMClientError):
             raise
         except Exception as exc:
-            await self.abort(request_id, internal=True)
+            await self.abort(internal_id, internal=True)
             raise EngineGenerateError() from exc
+        finally:
+            self._aborted.discard(internal_id)
+            self._running[request_id].discard(internal_id)
+            if not self._running[request_id]:
+                del self._running[request_id]
 
     def _engine_input(self, prompt: Any) -> tuple[str, list[int], bool]:
         tokenizer: Any = self.renderer.get_tokenizer()
@@ -184,7 +196,7 @@ class AsyncLLM(EngineClient):
         return params
 
     async def _run(
-        self, request_id: str, text: str, ids: list[int], params: SamplingParams
+        self, request_id: str, internal_id: str, text: str, ids: list[int], params: SamplingParams
     ) -> AsyncGenerator[RequestOutput, None]:
         tokenizer: Any = self.renderer.get_tokenizer()
         spoken = [w for w in tokenizer.strip_markup(text).split() if w not in ("system", "user", "assistant")]
@@ -194,7 +206,7 @@ class AsyncLLM(EngineClient):
         count = min(len(words), limit)
         sent = 0
         for step in range(1, count + 1):
-            if request_id in self._aborted:
+            if internal_id in self._aborted:
                 return
             if "__standin_die__" in text:
                 self._dead = True  # as if the engine core process had crashed (a CUDA error, say)
