@@ -502,6 +502,14 @@ BAD_USES = {
         "    await engine.model_config.get_diff_sampling_param()",
         "ModelConfig.get_diff_sampling_param() is a plain function",
     ),
+    "a tokenizer method vLLM lacks": (
+        "    engine.get_tokenizer().encode_batch(['x'])",
+        "TokenizerLike.encode_batch is not in the contract",
+    ),
+    "a tokenizer property called": (
+        "    engine.get_tokenizer().bos_token_id()",
+        "TokenizerLike.bos_token_id is a property, not a method: it cannot be called",
+    ),
     "too many positional arguments": (
         "    await engine.renderer.render_cmpl_async([], None, None)",
         "BaseRenderer.render_cmpl_async() takes at most 2 positional arguments, got 3",
@@ -518,6 +526,15 @@ def test_the_template_check_reports_misuse(contract: dict[str, Any], case: str) 
     doctored = source.replace(anchor, line + "\n" + anchor)
     problems = template_differences(contract, doctored, "handler.py").problems
     assert len(problems) == 1 and expected in problems[0], problems
+
+
+def test_the_template_check_follows_the_tokenizer(contract: dict[str, Any]) -> None:
+    source = _rendered("custom-handler")["handler.py"]
+    anchor = "    return dict(engine.model_config.get_diff_sampling_param())\n"
+    use = "    tokenizer = engine.get_tokenizer()\n    tokenizer.apply_chat_template([], tokenize=False)\n"
+    report = template_differences(contract, source.replace(anchor, use + anchor), "handler.py")
+    assert report.problems == []
+    assert "vllm.tokenizers.protocol.TokenizerLike.apply_chat_template" in report.resolved
 
 
 def test_the_template_check_reports_an_import_outside_the_contract(contract: dict[str, Any]) -> None:

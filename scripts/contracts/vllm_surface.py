@@ -114,6 +114,10 @@ SURFACE: dict[str, dict[str, Any]] = {
     "vllm.renderers.ChatParams": {"fields": True, "members": []},
     "vllm.renderers.TokenizeParams": {"fields": True, "members": ["max_input_tokens"]},
     "vllm.inputs.engine.TokensInput": {"fields": True, "members": []},
+    "vllm.tokenizers.TokenizerLike": {
+        "fields": False,
+        "members": ["apply_chat_template", "bos_token_id", "decode", "encode", "eos_token_id", "max_chars_per_token"],
+    },
 }
 
 #: Modules whose every exception class is part of the contract.

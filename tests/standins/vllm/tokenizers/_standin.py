@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 from vllm.config.model import ModelConfig, _model_file, _read_json
+from vllm.tokenizers.protocol import TokenizerLike
 
 _CHATML = ("<|im_start|>", "<|im_end|>", "<|endoftext|>")
 _FIRST_WORD_ID = 1000
@@ -27,7 +29,7 @@ def _token_text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-class StandinTokenizer:
+class StandinTokenizer(TokenizerLike):
     def __init__(self, bos_token: str | None, eos_token: str, add_bos_token: bool) -> None:
         self.bos_token = bos_token
         self.eos_token = eos_token
@@ -36,7 +38,6 @@ class StandinTokenizer:
         self._special_ids = {text: index + 1 for index, text in enumerate(dict.fromkeys(specials))}
         self._words: dict[int, str] = {v: k for k, v in self._special_ids.items()}
         self._split = re.compile("(" + "|".join(re.escape(t) for t in self._special_ids) + ")")
-        self.max_chars_per_token = 64  # upstream: the longest token, in characters
 
     @classmethod
     def for_model(cls, config: ModelConfig) -> StandinTokenizer:
@@ -48,47 +49,57 @@ class StandinTokenizer:
         )
 
     @property
-    def bos_token_id(self) -> int | None:
-        return self._special_ids.get(self.bos_token) if self.bos_token else None
+    def bos_token_id(self) -> int:  # None when the tokenizer has no BOS, as in transformers
+        return self._special_ids.get(self.bos_token) if self.bos_token else None  # type: ignore[return-value]
 
     @property
-    def eos_token_id(self) -> int | None:
+    def eos_token_id(self) -> int:
         return self._special_ids[self.eos_token]
+
+    @property
+    def max_chars_per_token(self) -> int:
+        return 64  # upstream: the length of the longest token in the vocabulary
 
     def _word_id(self, word: str) -> int:
         token = _FIRST_WORD_ID + zlib.crc32(word.encode()) % 150_000
         self._words.setdefault(token, word)
         return token
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+    def encode(
+        self,
+        text: str,
+        truncation: bool | None = None,
+        max_length: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> list[int]:
         ids = [self.bos_token_id] if add_special_tokens and self.add_bos_token else []
         for piece in self._split.split(text):
             if piece in self._special_ids:
                 ids.append(self._special_ids[piece])
             else:
                 ids.extend(self._word_id(word) for word in piece.split())
-        return [i for i in ids if i is not None]
+        ids = [i for i in ids if i is not None]
+        return ids[:max_length] if truncation and max_length is not None else ids
 
     def __call__(self, text: str, add_special_tokens: bool = True, **_: Any) -> dict[str, list[int]]:
         return {"input_ids": self.encode(text, add_special_tokens=add_special_tokens)}
 
-    def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
-        words = [self._words.get(i, "") for i in ids]
+    def decode(self, ids: Sequence[int] | int, skip_special_tokens: bool = False) -> str:
+        words = [self._words.get(i, "") for i in ([ids] if isinstance(ids, int) else ids)]
         if skip_special_tokens:
             words = [w for w in words if w not in self._special_ids]
         return " ".join(w for w in words if w)
 
     def apply_chat_template(
-        self,
-        conversation: list[dict[str, Any]],
-        add_generation_prompt: bool = False,
-        continue_final_message: bool = False,
-        tokenize: bool = True,
-        **_: Any,
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> str | list[int]:
+        # The keyword arguments Hugging Face's apply_chat_template takes and its defaults.
+        add_generation_prompt = bool(kwargs.get("add_generation_prompt", False))
+        continue_final_message = bool(kwargs.get("continue_final_message", False))
+        tokenize = bool(kwargs.get("tokenize", True))
         parts = [self.bos_token or ""]
-        for index, message in enumerate(conversation):
-            last = index == len(conversation) - 1
+        for index, message in enumerate(messages):
+            last = index == len(messages) - 1
             end = "" if (continue_final_message and last) else "<|im_end|>\n"
             parts.append(f"<|im_start|>{message['role']}\n{message['content']}{end}")
         if add_generation_prompt and not continue_final_message:
