@@ -448,7 +448,6 @@ MUST_RESOLVE = {
     "vllm.outputs.RequestOutput.outputs",
     "vllm.outputs.CompletionOutput.text",
     "vllm.outputs.CompletionOutput.token_ids",
-    "vllm.sampling_params.SamplingParams.max_tokens",
     "vllm.SamplingParams()",
     "vllm.AsyncEngineArgs()",
     "vllm.renderers.TokenizeParams()",

@@ -118,15 +118,16 @@ def sampling_defaults(engine: AsyncLLMEngine) -> dict[str, Any]:
     return dict(engine.model_config.get_diff_sampling_param())
 
 
-def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any]) -> SamplingParams:
+def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any], max_tokens: int) -> SamplingParams:
     """SamplingParams from a request's values: unset ones come from the model, then from vLLM.
 
-    Raises vLLM's own errors: VLLMValidationError for a bad value, TypeError for an unknown name.
+    ``max_tokens`` is limit_max_tokens()'s answer. Raises vLLM's own errors: VLLMValidationError
+    for a bad value, TypeError for an unknown name.
     """
     given = {name: value for name, value in values.items() if value is not None}
     for name, neutral in NEUTRAL_SAMPLING.items():
         given.setdefault(name, defaults.get(name, neutral))
-    given.setdefault("max_tokens", None)  # None: limit_max_tokens() decides once the prompt is rendered
+    given["max_tokens"] = max_tokens
     return SamplingParams(**given)
 
 
@@ -267,9 +268,9 @@ async def _request(engine: AsyncLLMEngine, job_input: dict[str, Any]) -> tuple[A
         # messages... (`vllm serve` answers 400 to these, vllm/entrypoints/serve/utils/error_response.py)
         raise InputError(f"invalid input: {exc}") from None
     try:
-        sampling_params = make_sampling_params(values, SAMPLING_DEFAULTS)
         prompt_tokens = len(engine_input["prompt_token_ids"])
-        sampling_params.max_tokens = limit_max_tokens(engine, requested, prompt_tokens, SAMPLING_DEFAULTS)
+        max_tokens = limit_max_tokens(engine, requested, prompt_tokens, SAMPLING_DEFAULTS)
+        sampling_params = make_sampling_params(values, SAMPLING_DEFAULTS, max_tokens)
     except (VLLMClientError, TypeError) as exc:
         # VLLMValidationError for a bad value (not a ValueError), TypeError for an unknown name.
         raise InputError(f"invalid sampling_params: {exc}") from None

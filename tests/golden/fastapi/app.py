@@ -122,15 +122,16 @@ def sampling_defaults(engine: AsyncLLMEngine) -> dict[str, Any]:
     return dict(engine.model_config.get_diff_sampling_param())
 
 
-def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any]) -> SamplingParams:
+def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any], max_tokens: int) -> SamplingParams:
     """SamplingParams from a request's values: unset ones come from the model, then from vLLM.
 
-    Raises vLLM's own errors: VLLMValidationError for a bad value, TypeError for an unknown name.
+    ``max_tokens`` is limit_max_tokens()'s answer. Raises vLLM's own errors: VLLMValidationError
+    for a bad value, TypeError for an unknown name.
     """
     given = {name: value for name, value in values.items() if value is not None}
     for name, neutral in NEUTRAL_SAMPLING.items():
         given.setdefault(name, defaults.get(name, neutral))
-    given.setdefault("max_tokens", None)  # None: limit_max_tokens() decides once the prompt is rendered
+    given["max_tokens"] = max_tokens
     return SamplingParams(**given)
 
 
@@ -362,10 +363,9 @@ def _usage(final: RequestOutput) -> dict[str, int]:
 
 
 def _sampling_params(request: _Sampling, engine_input: Any, engine: AsyncLLMEngine) -> SamplingParams:
-    params = make_sampling_params(request.sampling_values(), _sampling_defaults)
     prompt_tokens = len(engine_input["prompt_token_ids"])
-    params.max_tokens = limit_max_tokens(engine, request.max_tokens, prompt_tokens, _sampling_defaults)
-    return params
+    max_tokens = limit_max_tokens(engine, request.max_tokens, prompt_tokens, _sampling_defaults)
+    return make_sampling_params(request.sampling_values(), _sampling_defaults, max_tokens)
 
 
 def _live_engine() -> AsyncLLMEngine:
