@@ -162,7 +162,9 @@ async def render_prompt(engine: AsyncLLMEngine, prompt: str, max_tokens: int | N
     return engine_input
 
 
-def limit_max_tokens(engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]) -> int:
+def limit_max_tokens(
+    engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]
+) -> int:
     """max_tokens as `vllm serve` sets it: the request's, else the model's default, within the context."""
     model = engine.model_config
     room = model.max_model_len - prompt_tokens
@@ -201,7 +203,9 @@ def exit_soon(reason: str) -> None:
     if _exiting:
         return
     _exiting = True
-    log.critical("the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS)
+    log.critical(
+        "the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS
+    )
     timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(1,))
     timer.daemon = True
     timer.start()
@@ -286,8 +290,9 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
 
 
 def _engine_died(exc: BaseException) -> dict[str, Any]:
-    exit_soon(describe_engine_error(exc))
-    return {"error": f"the vLLM engine died ({describe_engine_error(exc)}); this worker exits and RunPod starts another"}
+    reason = describe_engine_error(exc)
+    exit_soon(reason)
+    return {"error": f"the vLLM engine died ({reason}); this worker exits and RunPod starts another"}
 
 
 async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:

@@ -166,7 +166,9 @@ async def render_prompt(engine: AsyncLLMEngine, prompt: str, max_tokens: int | N
     return engine_input
 
 
-def limit_max_tokens(engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]) -> int:
+def limit_max_tokens(
+    engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]
+) -> int:
     """max_tokens as `vllm serve` sets it: the request's, else the model's default, within the context."""
     model = engine.model_config
     room = model.max_model_len - prompt_tokens
@@ -205,7 +207,9 @@ def exit_soon(reason: str) -> None:
     if _exiting:
         return
     _exiting = True
-    log.critical("the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS)
+    log.critical(
+        "the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS
+    )
     timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(1,))
     timer.daemon = True
     timer.start()
