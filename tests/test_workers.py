@@ -67,7 +67,6 @@ def _running(folder: Path, method: int, env: dict[str, str] | None = None) -> It
         "VLLM_STANDIN_REQUESTS": str(requests),
         "MAX_MODEL_LEN": str(MAX_MODEL_LEN),
         "MAX_CONCURRENCY": "3",
-        "HF_HUB_CACHE": str(folder / "empty-hub"),  # the stand-in finds no model files unless a test adds them
         **(env or {}),
     }
     with local_worker(project / "worker", env=full_env) as worker:

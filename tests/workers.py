@@ -36,7 +36,14 @@ class LocalWorker:
 def local_worker(folder: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0) -> Iterator[LocalWorker]:
     """Start the worker in ``folder`` under the runpod SDK's local API server; stop it after."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(STANDINS), "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(STANDINS),
+        "PYTHONUNBUFFERED": "1",
+        # The stand-in reads model files (generation_config.json...) from the HF cache: not this machine's.
+        "HF_HUB_CACHE": str(folder / ".hf-hub-cache"),
+        **(env or {}),
+    }
     full_env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     log = folder / f"worker-{port}.log"
     with log.open("wb") as sink:
