@@ -123,9 +123,9 @@ def test_the_committed_contract_matches_the_wheel(tmp_path: Path) -> None:
     gen = generator()
     version = gen.pinned_version()
     cached = sorted(gen.cache_dir().glob(f"vllm-{version}-*.whl"))
-    if not cached and os.environ.get("CI") != "true":
-        pytest.skip(f"no vllm-{version} wheel in {gen.cache_dir()} (CI downloads it: ~300 MB)")
-    wheel = cached[0] if cached else gen.fetch_wheel(version)
+    if not cached:  # .ci/run's contracts phase downloads it (~300 MB) before the tests
+        pytest.skip(f"no vllm-{version} wheel in {gen.cache_dir()}: run scripts/contracts/vllm_surface.py --check once")
+    wheel = cached[0]
     text = gen.render(gen.contract_document(wheel))
     committed = gen.contract_path(version)
     assert gen.difference(committed, text) is None, "run python scripts/contracts/vllm_surface.py"
