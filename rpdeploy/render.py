@@ -210,6 +210,7 @@ class WorkerContext:
     smoke_prompt: str
     smoke_max_tokens: int
     runpod_version: str = versions.RUNPOD_SDK_VERSION
+    vllm_version: str = versions.VLLM_BASE_IMAGE.rpartition(":")[2].removeprefix("v")
     rpdeploy_version: str = __version__
 
     @classmethod

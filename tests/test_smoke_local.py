@@ -3,7 +3,8 @@
 Each worker is what `rpdeploy init` writes, run as `python handler.py --rp_serve_api` by the
 runpod SDK with the stand-in vLLM (no GPU). The SDK's local server differs from RunPod
 (reference 6.5): no endpoint id in the path, no ``/health`` or ``/cancel``, ``/status`` is a
-POST that runs the job. A prompt containing ``__standin_fail__`` makes the stand-in fail.
+POST that runs the job. A prompt containing ``__standin_fail__`` makes the stand-in's generation
+fail (vLLM's EngineGenerateError, caused by a RuntimeError).
 """
 
 from __future__ import annotations
@@ -102,10 +103,16 @@ def test_a_worker_error_fails_the_smoke_test(
     if method == 2:
         # The handler yields {"error": ...}; the local server returns it as COMPLETED output.
         assert check["status"] == "COMPLETED"
-        assert check["message"].startswith("job COMPLETED but the worker returned an error: generation failed")
+        assert check["message"].startswith(
+            "job COMPLETED but the worker returned an error: generation failed: EngineGenerateError (caused by "
+            "RuntimeError: stand-in: the model failed while generating"
+        )
     else:
-        # The FastAPI app answers 500 with vLLM's error object; the job itself completes.
-        assert check["message"] == "the app answered HTTP 500: RuntimeError: generation failed (stand-in)"
+        # The FastAPI app answers 500 in vLLM's error shape, naming the cause; the job itself completes.
+        assert check["message"] == (
+            "the app answered HTTP 500: generation failed: EngineGenerateError (caused by RuntimeError: "
+            "stand-in: the model failed while generating (__standin_fail__))"
+        )
     assert document["error"]["message"] == f"smoke test of {running.url} failed: {check['name']}: {check['message']}"
     assert "the worker's own output" in document["error"]["hint"]
     assert running.process.poll() is None  # the worker survives, and answers the next one

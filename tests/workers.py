@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -34,7 +36,14 @@ class LocalWorker:
 def local_worker(folder: Path, *, env: dict[str, str] | None = None, timeout: float = 30.0) -> Iterator[LocalWorker]:
     """Start the worker in ``folder`` under the runpod SDK's local API server; stop it after."""
     port = free_port()
-    full_env = {**os.environ, "PYTHONPATH": str(STANDINS), "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(STANDINS),
+        "PYTHONUNBUFFERED": "1",
+        # The stand-in reads model files (generation_config.json...) from the HF cache: not this machine's.
+        "HF_HUB_CACHE": str(folder / ".hf-hub-cache"),
+        **(env or {}),
+    }
     full_env.pop("RUNPOD_WEBHOOK_GET_JOB", None)
     log = folder / f"worker-{port}.log"
     with log.open("wb") as sink:
@@ -67,3 +76,22 @@ def local_worker(folder: Path, *, env: dict[str, str] | None = None, timeout: fl
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def cached_model(hub: Path, repo_id: str, files: dict[str, Any], commit: str = "0123456789abcdef") -> Path:
+    """A model in the Hugging Face cache layout (``models--ORG--NAME/snapshots/COMMIT``, ``refs/main``)."""
+    repo = hub / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (snapshot / name).write_text(json.dumps(content))
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(commit)
+    return snapshot
+
+
+def engine_requests(record: Path) -> list[dict[str, Any]]:
+    """What the stand-in engine received, one entry per generate() call (VLLM_STANDIN_REQUESTS)."""
+    if not record.is_file():
+        return []
+    return [json.loads(line) for line in record.read_text().splitlines() if line.strip()]

@@ -9,13 +9,16 @@ Job input (the "input" object of /run or /runsync):
     {"messages": [{"role": "user", "content": "Hi!"}]}      chat, formatted by the model's chat template
     "sampling_params": {"max_tokens": 256, "temperature": 0.7, ...}    vLLM SamplingParams fields
     "stream": true                          yield text pieces while generating (read /stream/{job_id})
+Sampling values the job leaves out come from the model's generation_config.json and max_tokens
+defaults to the rest of the context, as with `vllm serve` (method 1).
 
 Output: a list, because the handler is a generator whose items RunPod collects:
     [{"text": "...", "finish_reason": "stop", "model": "...",
       "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}}]
 With "stream": true, every item but the last carries only new "text"; the last one carries
-"finish_reason" and "usage". Bad input produces {"error": "..."}: RunPod marks that job
-failed and the worker goes on serving the next one.
+"finish_reason" and "usage". Bad input produces {"error": "..."} with vLLM's own message:
+RunPod marks that job failed and the worker goes on serving the next one. If the vLLM engine
+itself dies (a CUDA error, say), the job fails and the worker exits, so RunPod starts a new one.
 
 Run it on your machine (needs a GPU, or a stand-in `vllm` package):
     python handler.py --rp_serve_api --rp_api_port 8000
@@ -24,16 +27,19 @@ Run it on your machine (needs a GPU, or a stand-in `vllm` package):
 
 from __future__ import annotations
 
-import asyncio
+import json
 import logging
 import os
-import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import runpod
-from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+from vllm import AsyncEngineArgs, AsyncLLMEngine, RequestOutput, SamplingParams
+from vllm.exceptions import VLLMClientError, VLLMValidationError
+from vllm.renderers import ChatParams, TokenizeParams
+from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
 
 log = logging.getLogger("worker")
 
@@ -63,8 +69,11 @@ MAX_NUM_SEQS = int(_env("MAX_NUM_SEQS", '0')) or None
 TENSOR_PARALLEL_SIZE = int(_env("TENSOR_PARALLEL_SIZE", '1'))
 TRUST_REMOTE_CODE = _env_bool("TRUST_REMOTE_CODE", False)
 ENFORCE_EAGER = _env_bool("ENFORCE_EAGER", False)
-# vLLM's own default is 16 tokens, which silently truncates most answers.
-DEFAULT_MAX_TOKENS = int(_env("DEFAULT_MAX_TOKENS", "512"))
+# Where the sampling defaults come from, as `vllm serve --generation-config` (worker-vllm reads
+# the same variables): "auto" is the model's generation_config.json, "vllm" vLLM's neutral values,
+# or a folder. OVERRIDE_GENERATION_CONFIG is JSON laid over it, e.g. '{"max_new_tokens": 512}'.
+GENERATION_CONFIG = _env("GENERATION_CONFIG", "auto")
+OVERRIDE_GENERATION_CONFIG = json.loads(_env("OVERRIDE_GENERATION_CONFIG", "{}"))
 
 
 def engine_args() -> AsyncEngineArgs:
@@ -82,7 +91,124 @@ def engine_args() -> AsyncEngineArgs:
         tensor_parallel_size=TENSOR_PARALLEL_SIZE,
         trust_remote_code=TRUST_REMOTE_CODE,
         enforce_eager=ENFORCE_EAGER,
+        generation_config=GENERATION_CONFIG,
+        override_generation_config=OVERRIDE_GENERATION_CONFIG,
     )
+
+
+# --- Requests the way `vllm serve` (method 1) handles them --------------------------------
+# Methods 1, 2 and 3 run the same vLLM (0.27.1), so they take the same steps: a prompt is
+# rendered by the engine's own renderer (chat template, special tokens, context-length checks;
+# its output is what generate() takes without vLLM's deprecated raw-prompt path), sampling
+# parameters a request leaves out come from the model's generation_config, and max_tokens
+# defaults to the rest of the context. Upstream: vllm/renderers/online_renderer.py
+# (preprocess_chat), vllm/entrypoints/openai/chat_completion/protocol.py (to_sampling_params),
+# vllm/entrypoints/serve/utils/api_utils.py (get_max_tokens).
+
+#: vLLM's own values for the sampling parameters a model's generation_config may change.
+NEUTRAL_SAMPLING = {"repetition_penalty": 1.0, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}
+#: Seconds the runpod SDK gets to report the failed job before a worker with a dead engine exits.
+EXIT_GRACE_SECONDS = 3.0
+
+_exiting = False
+
+
+def sampling_defaults(engine: AsyncLLMEngine) -> dict[str, Any]:
+    """The model's sampling defaults (its generation_config.json), read once per worker like `vllm serve`."""
+    return dict(engine.model_config.get_diff_sampling_param())
+
+
+def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any], max_tokens: int) -> SamplingParams:
+    """SamplingParams from a request's values: unset ones come from the model, then from vLLM.
+
+    ``max_tokens`` is limit_max_tokens()'s answer. Raises vLLM's own errors: VLLMValidationError
+    for a bad value, TypeError for an unknown name.
+    """
+    given = {name: value for name, value in values.items() if value is not None}
+    for name, neutral in NEUTRAL_SAMPLING.items():
+        given.setdefault(name, defaults.get(name, neutral))
+    given["max_tokens"] = max_tokens
+    return SamplingParams(**given)
+
+
+def _tokenize_params(engine: AsyncLLMEngine, max_tokens: int | None, *, chat: bool) -> TokenizeParams:
+    return TokenizeParams(
+        max_total_tokens=engine.model_config.max_model_len,
+        max_output_tokens=max_tokens or 0,
+        # A chat template writes BOS and the like into the text itself: adding special tokens
+        # again would double them (vLLM's default_chat_tok_params). Plain prompts get them.
+        add_special_tokens=not chat,
+        max_total_tokens_param="max_model_len",
+        max_output_tokens_param="max_tokens",
+    )
+
+
+async def render_chat(engine: AsyncLLMEngine, messages: list[dict[str, Any]], max_tokens: int | None) -> Any:
+    """The engine input for chat messages, through the model's chat template."""
+    chat = ChatParams(
+        chat_template_kwargs={"add_generation_prompt": True, "continue_final_message": False, "tokenize": False}
+    )
+    _, (engine_input,) = await engine.renderer.render_chat_async(
+        [messages], chat, _tokenize_params(engine, max_tokens, chat=True)
+    )
+    return engine_input
+
+
+async def render_prompt(engine: AsyncLLMEngine, prompt: str, max_tokens: int | None) -> Any:
+    """The engine input for a plain-text prompt."""
+    (engine_input,) = await engine.renderer.render_cmpl_async(
+        [{"prompt": prompt}], _tokenize_params(engine, max_tokens, chat=False)
+    )
+    return engine_input
+
+
+def limit_max_tokens(
+    engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]
+) -> int:
+    """max_tokens as `vllm serve` sets it: the request's, else the model's default, within the context."""
+    model = engine.model_config
+    room = model.max_model_len - prompt_tokens
+    if room < 0:
+        raise VLLMValidationError(
+            f"Input length ({prompt_tokens}) exceeds model's maximum context length ({model.max_model_len}).",
+            parameter="input_tokens",
+            value=prompt_tokens,
+        )
+    cap = (
+        defaults.get("max_tokens")
+        if model.generation_config not in ("auto", "vllm")
+        else model.override_generation_config.get("max_new_tokens")
+    )
+    wanted = requested if requested is not None else defaults.get("max_tokens")
+    return min(value for value in (room, wanted, cap) if value is not None)
+
+
+def describe_engine_error(exc: BaseException) -> str:
+    """What went wrong. vLLM's EngineGenerateError has an empty message: the cause says what happened."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def exit_soon(reason: str) -> None:
+    """The engine is dead and will fail every job: exit, so RunPod starts a fresh worker.
+
+    `vllm serve` shuts its server down the same way (vllm/entrypoints/launcher.py). os._exit, not
+    sys.exit: inside a job, SystemExit only ends that job's task (the runpod SDK exits the same way
+    on a failed fitness check, runpod/serverless/modules/rp_fitness.py).
+    """
+    global _exiting
+    if _exiting:
+        return
+    _exiting = True
+    log.critical(
+        "the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS
+    )
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
 
 
 # Jobs this worker runs at once. vLLM batches them on the GPU; more than the KV cache holds
@@ -90,6 +216,7 @@ def engine_args() -> AsyncEngineArgs:
 MAX_CONCURRENCY = int(_env("MAX_CONCURRENCY", '30'))
 
 ENGINE: AsyncLLMEngine | None = None
+SAMPLING_DEFAULTS: dict[str, Any] = {}
 
 
 class InputError(ValueError):
@@ -111,34 +238,47 @@ def finish(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-async def _prompt_for(job_input: dict[str, Any]) -> str:
+def _messages(job_input: dict[str, Any]) -> list[dict[str, Any]] | None:
     messages = job_input.get("messages")
-    prompt = job_input.get("prompt")
-    if messages is not None and prompt is not None:
+    if messages is not None and job_input.get("prompt") is not None:
         raise InputError("give either 'prompt' or 'messages', not both")
-    if messages is not None:
-        if not isinstance(messages, list) or not messages:
-            raise InputError("'messages' must be a non-empty list of {role, content} objects")
-        for index, message in enumerate(messages):
-            if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
-                raise InputError(f"messages[{index}] must be an object with 'role' and 'content'")
-        assert ENGINE is not None
-        tokenizer = await ENGINE.get_tokenizer()
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
-    if isinstance(prompt, str) and prompt:
-        return prompt
-    raise InputError("input needs 'prompt' (a non-empty string) or 'messages' (a list)")
+    if messages is None:
+        prompt = job_input.get("prompt")
+        if not isinstance(prompt, str) or not prompt:
+            raise InputError("input needs 'prompt' (a non-empty string) or 'messages' (a list)")
+        return None
+    if not isinstance(messages, list) or not messages:
+        raise InputError("'messages' must be a non-empty list of {role, content} objects")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str) or "content" not in message:
+            raise InputError(f"messages[{index}] must be an object with 'role' and 'content'")
+    return messages
 
 
-def _sampling_params(job_input: dict[str, Any]) -> SamplingParams:
-    params = job_input.get("sampling_params") or {}
-    if not isinstance(params, dict):
+async def _request(engine: AsyncLLMEngine, job_input: dict[str, Any]) -> tuple[Any, SamplingParams]:
+    """The rendered prompt and the sampling parameters for one job (InputError if either is refused)."""
+    messages = _messages(job_input)
+    values = job_input.get("sampling_params") or {}
+    if not isinstance(values, dict):
         raise InputError("'sampling_params' must be an object")
-    params = {"max_tokens": DEFAULT_MAX_TOKENS, **params}
+    requested = values.get("max_tokens")
     try:
-        return SamplingParams(**params)
-    except (TypeError, ValueError) as exc:
+        if messages is not None:
+            engine_input = await render_chat(engine, messages, requested)
+        else:
+            engine_input = await render_prompt(engine, job_input["prompt"], requested)
+    except (VLLMClientError, ValueError, TypeError) as exc:
+        # vLLM's own message: the prompt does not fit the context, the chat template refused the
+        # messages... (`vllm serve` answers 400 to these, vllm/entrypoints/serve/utils/error_response.py)
+        raise InputError(f"invalid input: {exc}") from None
+    try:
+        prompt_tokens = len(engine_input["prompt_token_ids"])
+        max_tokens = limit_max_tokens(engine, requested, prompt_tokens, SAMPLING_DEFAULTS)
+        sampling_params = make_sampling_params(values, SAMPLING_DEFAULTS, max_tokens)
+    except (VLLMClientError, TypeError) as exc:
+        # VLLMValidationError for a bad value (not a ValueError), TypeError for an unknown name.
         raise InputError(f"invalid sampling_params: {exc}") from None
+    return engine_input, sampling_params
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
@@ -149,8 +289,19 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
     }
 
 
+def _engine_died(exc: BaseException) -> dict[str, Any]:
+    reason = describe_engine_error(exc)
+    exit_soon(reason)
+    return {"error": f"the vLLM engine died ({reason}); this worker exits and RunPod starts another"}
+
+
 async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     """Generate for one job. Yields the answer once, or its pieces when streaming."""
+    assert ENGINE is not None
+    engine = ENGINE
+    if engine.errored:
+        yield _engine_died(engine.dead_error)
+        return
     job_input = job.get("input")
     request_id = f"{job.get('id', 'local')}-{uuid.uuid4().hex[:8]}"
     try:
@@ -158,34 +309,32 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
             raise InputError("input must be a JSON object")
         job_input = prepare(job_input)
         stream = bool(job_input.get("stream", False))
-        prompt = await _prompt_for(job_input)
-        sampling_params = _sampling_params(job_input)
+        engine_input, sampling_params = await _request(engine, job_input)
     except InputError as exc:
         yield {"error": str(exc)}
         return
 
-    assert ENGINE is not None
     sent = 0
-    final = None
+    final: RequestOutput | None = None
     try:
-        async for output in ENGINE.generate(prompt, sampling_params, request_id):
+        # generate() is an async generator: iterate it. If RunPod cancels the job (timeout or
+        # /cancel), vLLM aborts the request itself and frees its place in the batch.
+        async for output in engine.generate(engine_input, sampling_params, request_id):
             final = output
             if stream:
                 text = output.outputs[0].text
                 if len(text) > sent:
                     yield {"text": text[sent:], "finish_reason": None}
                     sent = len(text)
-    except asyncio.CancelledError:
-        # RunPod cancelled the job (timeout or /cancel): free its place in the batch.
-        await ENGINE.abort(request_id)
-        raise
-    except Exception as exc:
-        if getattr(ENGINE, "errored", False):
-            # The engine itself is dead (CUDA error, OOM): exit so RunPod replaces this
-            # worker, instead of failing every job that reaches it from now on.
-            log.critical("vLLM engine died: %s", exc)
-            sys.exit(1)
-        yield {"error": f"generation failed: {exc}"}
+    except EngineDeadError as exc:
+        yield _engine_died(exc)
+        return
+    except EngineGenerateError as exc:
+        log.error("job %s: generation failed: %s", job.get("id"), describe_engine_error(exc))
+        yield {"error": f"generation failed: {describe_engine_error(exc)}"}
+        return
+    except VLLMClientError as exc:
+        yield {"error": f"vLLM refused the request: {exc}"}
         return
 
     if final is None:
@@ -205,6 +354,9 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Load under __main__ only: vLLM may spawn processes that import this file again.
     ENGINE = build_engine()
+    SAMPLING_DEFAULTS = sampling_defaults(ENGINE)
+    if SAMPLING_DEFAULTS:
+        log.info("sampling defaults from the model's generation config: %s", SAMPLING_DEFAULTS)
     runpod.serverless.start(
         {
             "handler": handler,

@@ -6,6 +6,12 @@ routes, auth, logging. `rpdeploy render` never overwrites it once you have chang
 Routes: POST /v1/chat/completions, POST /v1/completions (both with "stream": true as
 server-sent events), GET /v1/models, GET /health.
 
+It answers like `vllm serve` (method 1): prompts go through vLLM's own renderer and chat
+template, sampling values a request leaves out come from the model's generation_config.json,
+and errors map to the same HTTP statuses (a refused value is a 400 with vLLM's message, a
+failed generation a 500 that says what failed). If the vLLM engine dies, /health answers 503
+and the process exits, so RunPod starts a new worker.
+
 On RunPod, handler.py receives jobs {"method", "path", "body"} and calls this app
 in-process. On your own machine it also runs standalone (needs a GPU, or a stand-in
 `vllm` package):
@@ -15,7 +21,9 @@ in-process. On your own machine it also runs standalone (needs a GPU, or a stand
 from __future__ import annotations
 
 import json
+import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +34,18 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from vllm import AsyncEngineArgs, AsyncLLMEngine, SamplingParams
+from vllm import AsyncEngineArgs, AsyncLLMEngine, RequestOutput, SamplingParams
+from vllm.exceptions import (
+    VLLMClientError,
+    VLLMError,
+    VLLMNotFoundError,
+    VLLMUnprocessableEntityError,
+    VLLMValidationError,
+)
+from vllm.renderers import ChatParams, TokenizeParams
+from vllm.v1.engine.exceptions import EngineDeadError, EngineGenerateError
+
+log = logging.getLogger("worker")
 
 
 def _env(name: str, default: str) -> str:
@@ -54,8 +73,11 @@ MAX_NUM_SEQS = int(_env("MAX_NUM_SEQS", '0')) or None
 TENSOR_PARALLEL_SIZE = int(_env("TENSOR_PARALLEL_SIZE", '1'))
 TRUST_REMOTE_CODE = _env_bool("TRUST_REMOTE_CODE", False)
 ENFORCE_EAGER = _env_bool("ENFORCE_EAGER", False)
-# vLLM's own default is 16 tokens, which silently truncates most answers.
-DEFAULT_MAX_TOKENS = int(_env("DEFAULT_MAX_TOKENS", "512"))
+# Where the sampling defaults come from, as `vllm serve --generation-config` (worker-vllm reads
+# the same variables): "auto" is the model's generation_config.json, "vllm" vLLM's neutral values,
+# or a folder. OVERRIDE_GENERATION_CONFIG is JSON laid over it, e.g. '{"max_new_tokens": 512}'.
+GENERATION_CONFIG = _env("GENERATION_CONFIG", "auto")
+OVERRIDE_GENERATION_CONFIG = json.loads(_env("OVERRIDE_GENERATION_CONFIG", "{}"))
 
 
 def engine_args() -> AsyncEngineArgs:
@@ -73,17 +95,138 @@ def engine_args() -> AsyncEngineArgs:
         tensor_parallel_size=TENSOR_PARALLEL_SIZE,
         trust_remote_code=TRUST_REMOTE_CODE,
         enforce_eager=ENFORCE_EAGER,
+        generation_config=GENERATION_CONFIG,
+        override_generation_config=OVERRIDE_GENERATION_CONFIG,
     )
 
 
+# --- Requests the way `vllm serve` (method 1) handles them --------------------------------
+# Methods 1, 2 and 3 run the same vLLM (0.27.1), so they take the same steps: a prompt is
+# rendered by the engine's own renderer (chat template, special tokens, context-length checks;
+# its output is what generate() takes without vLLM's deprecated raw-prompt path), sampling
+# parameters a request leaves out come from the model's generation_config, and max_tokens
+# defaults to the rest of the context. Upstream: vllm/renderers/online_renderer.py
+# (preprocess_chat), vllm/entrypoints/openai/chat_completion/protocol.py (to_sampling_params),
+# vllm/entrypoints/serve/utils/api_utils.py (get_max_tokens).
+
+#: vLLM's own values for the sampling parameters a model's generation_config may change.
+NEUTRAL_SAMPLING = {"repetition_penalty": 1.0, "temperature": 1.0, "top_p": 1.0, "top_k": 0, "min_p": 0.0}
+#: Seconds the runpod SDK gets to report the failed job before a worker with a dead engine exits.
+EXIT_GRACE_SECONDS = 3.0
+
+_exiting = False
+
+
+def sampling_defaults(engine: AsyncLLMEngine) -> dict[str, Any]:
+    """The model's sampling defaults (its generation_config.json), read once per worker like `vllm serve`."""
+    return dict(engine.model_config.get_diff_sampling_param())
+
+
+def make_sampling_params(values: dict[str, Any], defaults: dict[str, Any], max_tokens: int) -> SamplingParams:
+    """SamplingParams from a request's values: unset ones come from the model, then from vLLM.
+
+    ``max_tokens`` is limit_max_tokens()'s answer. Raises vLLM's own errors: VLLMValidationError
+    for a bad value, TypeError for an unknown name.
+    """
+    given = {name: value for name, value in values.items() if value is not None}
+    for name, neutral in NEUTRAL_SAMPLING.items():
+        given.setdefault(name, defaults.get(name, neutral))
+    given["max_tokens"] = max_tokens
+    return SamplingParams(**given)
+
+
+def _tokenize_params(engine: AsyncLLMEngine, max_tokens: int | None, *, chat: bool) -> TokenizeParams:
+    return TokenizeParams(
+        max_total_tokens=engine.model_config.max_model_len,
+        max_output_tokens=max_tokens or 0,
+        # A chat template writes BOS and the like into the text itself: adding special tokens
+        # again would double them (vLLM's default_chat_tok_params). Plain prompts get them.
+        add_special_tokens=not chat,
+        max_total_tokens_param="max_model_len",
+        max_output_tokens_param="max_tokens",
+    )
+
+
+async def render_chat(engine: AsyncLLMEngine, messages: list[dict[str, Any]], max_tokens: int | None) -> Any:
+    """The engine input for chat messages, through the model's chat template."""
+    chat = ChatParams(
+        chat_template_kwargs={"add_generation_prompt": True, "continue_final_message": False, "tokenize": False}
+    )
+    _, (engine_input,) = await engine.renderer.render_chat_async(
+        [messages], chat, _tokenize_params(engine, max_tokens, chat=True)
+    )
+    return engine_input
+
+
+async def render_prompt(engine: AsyncLLMEngine, prompt: str, max_tokens: int | None) -> Any:
+    """The engine input for a plain-text prompt."""
+    (engine_input,) = await engine.renderer.render_cmpl_async(
+        [{"prompt": prompt}], _tokenize_params(engine, max_tokens, chat=False)
+    )
+    return engine_input
+
+
+def limit_max_tokens(
+    engine: AsyncLLMEngine, requested: int | None, prompt_tokens: int, defaults: dict[str, Any]
+) -> int:
+    """max_tokens as `vllm serve` sets it: the request's, else the model's default, within the context."""
+    model = engine.model_config
+    room = model.max_model_len - prompt_tokens
+    if room < 0:
+        raise VLLMValidationError(
+            f"Input length ({prompt_tokens}) exceeds model's maximum context length ({model.max_model_len}).",
+            parameter="input_tokens",
+            value=prompt_tokens,
+        )
+    cap = (
+        defaults.get("max_tokens")
+        if model.generation_config not in ("auto", "vllm")
+        else model.override_generation_config.get("max_new_tokens")
+    )
+    wanted = requested if requested is not None else defaults.get("max_tokens")
+    return min(value for value in (room, wanted, cap) if value is not None)
+
+
+def describe_engine_error(exc: BaseException) -> str:
+    """What went wrong. vLLM's EngineGenerateError has an empty message: the cause says what happened."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    cause = exc.__cause__
+    if cause is not None:
+        text += f" (caused by {type(cause).__name__}: {cause})"
+    return text
+
+
+def exit_soon(reason: str) -> None:
+    """The engine is dead and will fail every job: exit, so RunPod starts a fresh worker.
+
+    `vllm serve` shuts its server down the same way (vllm/entrypoints/launcher.py). os._exit, not
+    sys.exit: inside a job, SystemExit only ends that job's task (the runpod SDK exits the same way
+    on a failed fitness check, runpod/serverless/modules/rp_fitness.py).
+    """
+    global _exiting
+    if _exiting:
+        return
+    _exiting = True
+    log.critical(
+        "the vLLM engine is dead (%s): exiting in %.0f s so RunPod replaces this worker", reason, EXIT_GRACE_SECONDS
+    )
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(1,))
+    timer.daemon = True
+    timer.start()
+
+
 _engine: AsyncLLMEngine | None = None
+_sampling_defaults: dict[str, Any] = {}
 
 
 def load_engine() -> AsyncLLMEngine:
     """Load the model once per process (idempotent)."""
-    global _engine
+    global _engine, _sampling_defaults
     if _engine is None:
         _engine = AsyncLLMEngine.from_engine_args(engine_args())
+        _sampling_defaults = sampling_defaults(_engine)
+        if _sampling_defaults:
+            log.info("sampling defaults from the model's generation config: %s", _sampling_defaults)
     return _engine
 
 
@@ -98,26 +241,69 @@ async def _lifespan(_: FastAPI) -> AsyncIterator[None]:
 app = FastAPI(title=f"{SERVED_MODEL_NAME} on vLLM", lifespan=_lifespan)
 
 
+# --- errors, mapped as `vllm serve` maps them (vllm/entrypoints/serve/utils/error_response.py) ---
+
+
 class APIError(Exception):
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> None:
+    def __init__(self, status: int, message: str, kind: str = "BadRequestError", param: str | None = None) -> None:
         super().__init__(message)
-        self.status, self.message, self.kind, self.code = status, message, kind, code
+        self.status, self.message, self.kind, self.param = status, message, kind, param
 
 
-def _error_body(message: str, kind: str, code: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+def _error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def _error_for(exc: BaseException) -> APIError:
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, VLLMValidationError):
+        return APIError(400, str(exc), "BadRequestError", exc.parameter)
+    if isinstance(exc, VLLMUnprocessableEntityError):
+        return APIError(422, str(exc), "UnprocessableEntityError", exc.parameter)
+    if isinstance(exc, VLLMNotFoundError):
+        return APIError(404, str(exc), "NotFoundError")
+    if isinstance(exc, VLLMClientError):
+        return APIError(400, str(exc), "BadRequestError")
+    if isinstance(exc, EngineDeadError):
+        exit_soon(describe_engine_error(exc))
+        return APIError(500, f"the vLLM engine died: {describe_engine_error(exc)}", "InternalServerError")
+    if isinstance(exc, EngineGenerateError):
+        return APIError(500, f"generation failed: {describe_engine_error(exc)}", "InternalServerError")
+    if isinstance(exc, (ValueError, TypeError, OverflowError)):
+        # `vllm serve` still answers 400 to these: parts of vLLM raise them for bad input.
+        return APIError(400, str(exc), "BadRequestError")
+    return APIError(500, f"{type(exc).__name__}: {exc}", "InternalServerError")
+
+
+def _error_response(exc: BaseException) -> JSONResponse:
+    error = _error_for(exc)
+    if error.status >= 500:
+        log.error("request failed: %s", error.message)
+    return JSONResponse(_error_body(error.message, error.kind, error.status, error.param), status_code=error.status)
 
 
 @app.exception_handler(APIError)
 async def _api_error(_: Request, exc: APIError) -> JSONResponse:
-    return JSONResponse(_error_body(exc.message, exc.kind, exc.code), status_code=exc.status)
+    return _error_response(exc)
+
+
+@app.exception_handler(VLLMError)
+async def _vllm_error(_: Request, exc: VLLMError) -> JSONResponse:
+    return _error_response(exc)
+
+
+@app.exception_handler(ValueError)
+@app.exception_handler(TypeError)
+async def _bad_value(_: Request, exc: Exception) -> JSONResponse:
+    return _error_response(exc)
 
 
 @app.exception_handler(Exception)
 async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    # A failed generation answers HTTP 500 in OpenAI's error shape (as vLLM's server does)
-    # instead of failing the whole RunPod job with a traceback.
-    return JSONResponse(_error_body(f"{type(exc).__name__}: {exc}", "server_error"), status_code=500)
+    # Anything else answers HTTP 500 in OpenAI's error shape, as vLLM's server does, instead
+    # of failing the whole RunPod job with a traceback.
+    return _error_response(exc)
 
 
 @app.exception_handler(RequestValidationError)
@@ -125,24 +311,28 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     problems = "; ".join(
         f"{'.'.join(str(p) for p in error['loc'] if p != 'body')}: {error['msg']}" for error in exc.errors()
     )
-    return JSONResponse(_error_body(f"invalid request: {problems}", "invalid_request_error"), status_code=400)
+    return JSONResponse(_error_body(f"invalid request: {problems}", "BadRequestError", 400), status_code=400)
+
+
+# --- requests -----------------------------------------------------------------------------
 
 
 class ChatMessage(BaseModel):
     role: str
-    content: str
+    content: str | list[dict[str, Any]]
 
 
 class _Sampling(BaseModel):
     # Unknown fields are refused rather than ignored: a misspelt parameter should not
-    # silently fall back to a default.
+    # silently fall back to a default. Values are checked by vLLM itself (SamplingParams).
     model_config = ConfigDict(extra="forbid")
 
     model: str | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
     top_k: int | None = None
+    min_p: float | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     presence_penalty: float | None = None
@@ -151,17 +341,8 @@ class _Sampling(BaseModel):
     stream: bool = False
     user: str | None = None
 
-    def sampling_params(self) -> SamplingParams:
-        fields = {"max_tokens": self.max_tokens or DEFAULT_MAX_TOKENS}
-        for name in ("temperature", "top_p", "top_k", "stop", "seed", "presence_penalty",
-                     "frequency_penalty", "repetition_penalty"):
-            value = getattr(self, name)
-            if value is not None:
-                fields[name] = value
-        try:
-            return SamplingParams(**fields)
-        except (TypeError, ValueError) as exc:
-            raise APIError(400, f"invalid sampling parameters: {exc}") from None
+    def sampling_values(self) -> dict[str, Any]:
+        return self.model_dump(exclude={"model", "stream", "user", "messages", "prompt"})
 
 
 class ChatCompletionRequest(_Sampling):
@@ -174,65 +355,87 @@ class CompletionRequest(_Sampling):
 
 def _check_model(requested: str | None) -> None:
     if requested is not None and requested != SERVED_MODEL_NAME:
-        raise APIError(404, f"model {requested!r} is not served here; use {SERVED_MODEL_NAME!r}",
-                       "invalid_request_error", "model_not_found")
+        raise APIError(404, f"The model `{requested}` does not exist; this worker serves `{SERVED_MODEL_NAME}`.",
+                       "NotFoundError", "model")
 
 
-def _usage(final: Any) -> dict[str, int]:
+def _usage(final: RequestOutput) -> dict[str, int]:
     prompt_tokens = len(final.prompt_token_ids or [])
     completion_tokens = len(final.outputs[0].token_ids)
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
 
 
-async def _generate(prompt: str, params: SamplingParams) -> AsyncIterator[Any]:
+def _sampling_params(request: _Sampling, engine_input: Any, engine: AsyncLLMEngine) -> SamplingParams:
+    prompt_tokens = len(engine_input["prompt_token_ids"])
+    max_tokens = limit_max_tokens(engine, request.max_tokens, prompt_tokens, _sampling_defaults)
+    return make_sampling_params(request.sampling_values(), _sampling_defaults, max_tokens)
+
+
+def _live_engine() -> AsyncLLMEngine:
     engine = load_engine()
-    request_id = uuid.uuid4().hex
-    try:
-        async for output in engine.generate(prompt, params, request_id):
-            yield output
-    except BaseException:
-        # Cancelled or failed mid-way: free the request's place in the batch.
-        await engine.abort(request_id)
-        raise
+    if engine.errored:
+        raise engine.dead_error
+    return engine
 
 
 def _sse(data: Any) -> str:
     return f"data: {json.dumps(data)}\n\n"
 
 
-async def _stream(kind: str, prompt: str, params: SamplingParams) -> AsyncIterator[str]:
+async def _stream(
+    kind: str, engine: AsyncLLMEngine, engine_input: Any, params: SamplingParams
+) -> AsyncIterator[str]:
     created, ident = int(time.time()), f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-    sent, final = 0, None
-    async for output in _generate(prompt, params):
-        final = output
-        text = output.outputs[0].text
-        if len(text) > sent:
-            piece, sent = text[sent:], len(text)
-            choice = {"index": 0, "delta": {"content": piece}} if kind == "chat" else {"index": 0, "text": piece}
+    sent = 0
+    final: RequestOutput | None = None
+    try:
+        # An async generator: iterate it. A client that goes away cancels this task, and vLLM
+        # aborts the request itself.
+        async for output in engine.generate(engine_input, params, ident):
+            final = output
+            text = output.outputs[0].text
+            if len(text) > sent:
+                piece, sent = text[sent:], len(text)
+                choice = {"index": 0, "delta": {"content": piece}} if kind == "chat" else {"index": 0, "text": piece}
+                yield _sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME,
+                            "choices": [{**choice, "finish_reason": None}]})
+    except Exception as exc:
+        # The 200 status line is already sent: report the error as the last event, as vLLM does.
+        error = _error_for(exc)
+        log.error("stream %s failed: %s", ident, error.message)
+        yield _sse(_error_body(error.message, error.kind, error.status, error.param))
+    else:
+        if final is not None:
+            done = {"index": 0, "delta": {}} if kind == "chat" else {"index": 0, "text": ""}
             yield _sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME,
-                        "choices": [{**choice, "finish_reason": None}]})
-    if final is not None:
-        done = {"index": 0, "delta": {}} if kind == "chat" else {"index": 0, "text": ""}
-        yield _sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME,
-                    "choices": [{**done, "finish_reason": final.outputs[0].finish_reason}],
-                    "usage": _usage(final)})
+                        "choices": [{**done, "finish_reason": final.outputs[0].finish_reason}],
+                        "usage": _usage(final)})
     yield "data: [DONE]\n\n"
 
 
-async def _complete(prompt: str, params: SamplingParams) -> Any:
-    final = None
-    async for output in _generate(prompt, params):
+async def _complete(engine: AsyncLLMEngine, engine_input: Any, params: SamplingParams) -> RequestOutput:
+    final: RequestOutput | None = None
+    async for output in engine.generate(engine_input, params, uuid.uuid4().hex):
         final = output
     if final is None:
-        raise APIError(500, "the engine returned no output", "server_error")
+        raise APIError(500, "the engine returned no output", "InternalServerError")
     return final
 
 
+# --- routes -------------------------------------------------------------------------------
+
+
 @app.get("/health")
-async def health() -> dict[str, Any]:
-    return {"status": "ok", "model": SERVED_MODEL_NAME, "engine_loaded": _engine is not None}
+async def health() -> JSONResponse:
+    engine = load_engine()
+    try:
+        await engine.check_health()
+    except EngineDeadError as exc:
+        exit_soon(describe_engine_error(exc))
+        return JSONResponse({"status": "engine dead", "model": SERVED_MODEL_NAME}, status_code=503)
+    return JSONResponse({"status": "ok", "model": SERVED_MODEL_NAME, "engine_loaded": True})
 
 
 @app.get("/v1/models")
@@ -244,13 +447,13 @@ async def models() -> dict[str, Any]:
 @app.post("/v1/chat/completions", response_model=None)
 async def chat_completions(request: ChatCompletionRequest) -> Any:
     _check_model(request.model)
-    params = request.sampling_params()
-    tokenizer = await load_engine().get_tokenizer()
-    prompt = tokenizer.apply_chat_template([m.model_dump() for m in request.messages],
-                                           tokenize=False, add_generation_prompt=True)
+    engine = _live_engine()
+    messages = [m.model_dump() for m in request.messages]
+    engine_input = await render_chat(engine, messages, request.max_tokens)
+    params = _sampling_params(request, engine_input, engine)
     if request.stream:
-        return StreamingResponse(_stream("chat", prompt, params), media_type="text/event-stream")
-    final = await _complete(prompt, params)
+        return StreamingResponse(_stream("chat", engine, engine_input, params), media_type="text/event-stream")
+    final = await _complete(engine, engine_input, params)
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
         "model": SERVED_MODEL_NAME,
@@ -263,10 +466,12 @@ async def chat_completions(request: ChatCompletionRequest) -> Any:
 @app.post("/v1/completions", response_model=None)
 async def completions(request: CompletionRequest) -> Any:
     _check_model(request.model)
-    params = request.sampling_params()
+    engine = _live_engine()
+    engine_input = await render_prompt(engine, request.prompt, request.max_tokens)
+    params = _sampling_params(request, engine_input, engine)
     if request.stream:
-        return StreamingResponse(_stream("text", request.prompt, params), media_type="text/event-stream")
-    final = await _complete(request.prompt, params)
+        return StreamingResponse(_stream("text", engine, engine_input, params), media_type="text/event-stream")
+    final = await _complete(engine, engine_input, params)
     return {
         "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
         "model": SERVED_MODEL_NAME,

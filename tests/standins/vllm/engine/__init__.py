@@ -1,0 +1,1 @@
+"""Stand-in package (upstream: vllm/engine/__init__.py)."""

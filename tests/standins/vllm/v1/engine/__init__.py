@@ -1,0 +1,1 @@
+"""Stand-in package (upstream: vllm/v1/engine/__init__.py)."""
