@@ -92,7 +92,7 @@ def baked_image(docker_client: Any, test_images: BaseImages) -> Iterator[str]:
 @pytest.mark.slow
 def test_model_is_baked_offline_without_the_token(docker_client: Any, baked_image: str) -> None:
     assert run(docker_client, baked_image).strip() == "1.12.0"
-    assert run(docker_client, baked_image, "cat", "/models/model/token_seen") == "yes"
+    assert run(docker_client, baked_image, "sh", "-c", "cat /models/model/token_seen; echo") == "yes\n"
     size = run(docker_client, baked_image, "stat", "-c", "%s", "/models/model/model.safetensors")
     assert int(size) == 1024 * 1024
     image = docker_client.images.get(baked_image)
