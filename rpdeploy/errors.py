@@ -13,6 +13,7 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── DockerError                   5  engine unreachable, build failed, not enough disk
     ├── RegistryError                 6  registry login or push failed
     ├── ApiError                      7  RunPod control plane / invoke API failed
+    │   ├── NotOursError              7  a same-named endpoint/template is not this deployment's
     │   └── AuthError                 8  RunPod API key missing, invalid or without permission
     ├── BackendError                  9  SSH, env file, restart or health check of the backend
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
@@ -174,6 +175,11 @@ class ApiError(RpdeployError):
         data = super().to_dict()
         data["status"] = self.status
         return data
+
+
+class NotOursError(ApiError):
+    """An endpoint or template with the name deploy.yaml gives exists on RunPod, but nothing
+    says it is this deployment's (no ownership mark, or another deployment's). Exit 7."""
 
 
 class AuthError(ApiError):
