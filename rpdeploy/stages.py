@@ -703,6 +703,7 @@ def run_deploy(
     with DeployLock(folder, command="deploy"):
         ledger = Ledger.load(folder)
         ctx = Context(config, reporter, ledger, options, environ)
+        ctx.owner()  # what the ledger says this deployment made, before stages overwrite their records
         if config.image is not None:
             from rpdeploy.docker_ops import refuse_placeholder
 
