@@ -240,7 +240,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (FileConflictError.exit_code, "a generated file was edited by you (not overwritten), or a template failed"),
     (DockerError.exit_code, "docker engine unreachable, image build failed, base image unpullable, or not enough disk"),
     (RegistryError.exit_code, "registry credentials missing or refused, registry unreachable, or push failed"),
-    (ApiError.exit_code, "RunPod API error (validation, network, rate limit, server error)"),
+    (
+        ApiError.exit_code,
+        "RunPod API error (validation, network, rate limit, server error), or a same-named object that is not "
+        "this deployment's",
+    ),
     (AuthError.exit_code, "RunPod API key missing, invalid or without permission"),
     (BackendError.exit_code, "backend host: SSH, env file, restart or health check failed"),
     (SmokeTestError.exit_code, "smoke test failed: the endpoint did not answer correctly"),

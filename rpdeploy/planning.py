@@ -407,7 +407,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 image=str(previous["image"]),
                 owner=owner,
                 registry_auth_id=str(auth_id),
-                command="rollback",
+                command="deploy",  # rollback takes no --adopt: deploy does the adopting
             )
             template = apply_template(cp, spec, live, reporter)
         # Recorded before the backend is touched: a failure there must not hide that the

@@ -672,9 +672,11 @@ class ControlPlane:
 
         A pool must be one ``serverlessGpuPools`` lists, and a GPU type id is not a pool
         (ctl AGENTS.md: gpuIds "wants gpu *pool* ids ... not the gpu *type* ids"). An
-        exclusion RunPod does not recognise is ignored silently, not rejected (DESIGN.md,
-        issue 13): so a wrong exclusion list quietly widens a GPU pin, which is exactly what
-        a client must not rely on the server to catch.
+        exclusion RunPod does not recognise is ignored silently, not rejected: "upstream
+        accepts unrecognized exclusions silently, so a typo would otherwise produce a filter
+        that does nothing" (RunPod's REST v2 OpenAPI, BaseEndpointGpuConfig.excludedTypes,
+        docs api-reference-v2/openapi.json). So a wrong exclusion list quietly widens a GPU
+        pin, which is exactly what a client must not rely on the server to catch.
         """
         tokens = [token.strip() for token in value.split(",")]
         if any(not token for token in tokens):

@@ -143,8 +143,8 @@ def test_template_must_be_serverless_and_unbound(api: Api) -> None:
 
 
 def test_unknown_exclusions_are_ignored_silently(api: Api, emulator: Emulator) -> None:
-    # RunPod ignores an exclusion it does not recognise (DESIGN.md, issue 13): the pin widens
-    # without a word, so the server is no safety net for a wrong exclusion list.
+    # "upstream accepts unrecognized exclusions silently" (RunPod's REST v2 OpenAPI,
+    # BaseEndpointGpuConfig.excludedTypes): the pin widens without a word.
     gpu_ids = "AMPERE_24,-NVIDIA H100 80GB HBM3,-NVIDIA Imaginary 9000"
     endpoint = api.endpoint(name="loose-pin", gpuIds=gpu_ids)
 
