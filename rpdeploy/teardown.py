@@ -34,6 +34,8 @@ DEFAULT_WAIT = 180.0
 #: Ledger stages that describe the endpoint (or depend on it): void once it is deleted.
 DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test")
 _IN_USE = "in use"
+#: The longest pause between two deleteTemplate attempts, in seconds.
+POLL_CAP = 5.0
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,12 @@ def delete_deployment(
     endpoint, template = plan.endpoint, plan.template
     notes: list[str] = []
     if endpoint is None and template is None:
-        forget_endpoint(ledger)
-        ledger.extra.pop(PENDING_DELETE, None)
-        ledger.save()
+        # Gone already (deleted in the console?): so is the ledger's record of it.
+        stale = [name for name in DELETED_STAGES if name in ledger.stages]
+        if stale or pending is not None:
+            forget_endpoint(ledger)
+            ledger.extra.pop(PENDING_DELETE, None)
+            ledger.save()
         notes.append(f"nothing named {config.endpoint.name!r} (endpoint) or {config.endpoint.template!r} (template)")
         return DeleteResult(config.endpoint.name, (), notes=tuple(notes))
 
@@ -183,4 +188,5 @@ def _delete_template(
                     ) from exc
                 reporter.event("delete", step="template-in-use", template=template.name, waited=round(waited, 1))
                 status.update(message)
-                sleep(min(2.0 ** min(attempt - 1, 3), 10.0, max(wait - waited, 0.05)))
+                # 1, 2, 4, then every 5 s: RunPod answers within 2 minutes, and each ask is one request.
+                sleep(min(2.0 ** min(attempt - 1, 3), POLL_CAP, max(wait - waited, 0.05)))
