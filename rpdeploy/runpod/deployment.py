@@ -52,7 +52,6 @@ OperationKind = Literal[
     "update-template",
     "create-endpoint",
     "update-endpoint",
-    "move-endpoint-to-template",
     "scale-to-zero",
     "delete-endpoint",
     "delete-template",
