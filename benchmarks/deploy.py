@@ -52,7 +52,15 @@ from rpdeploy.stages import DeployOptions, DeployResult, run_deploy
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_ENV = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test")) / "registry.env"
 MUTATIONS = frozenset(
-    {"SaveTemplate", "SaveEndpoint", "DeleteEndpoint", "DeleteTemplate", "SaveRegistryAuth", "UpdateRegistryAuth"}
+    {
+        "SaveTemplate",
+        "SaveEndpoint",
+        "UpdateEndpointTemplate",
+        "DeleteEndpoint",
+        "DeleteTemplate",
+        "SaveRegistryAuth",
+        "UpdateRegistryAuth",
+    }
 )
 KEY = "rpa_BENCH_emulator_key_0123456789"
 

@@ -339,6 +339,7 @@ MANAGED_ENV = frozenset(
         "ENFORCE_EAGER",
         "MAX_CONCURRENCY",
         "HF_TOKEN",
+        "RPDEPLOY_DEPLOYMENT",  # the ownership mark (rpdeploy.runpod.deployment.MARK_KEY)
     }
 )
 
@@ -586,6 +587,12 @@ class Config(_Model):
     """deploy.yaml."""
 
     version: Literal[1] = Field(default=1, description="Format version of this file.")
+    deployment_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Marks what this deployment makes on RunPod, so an endpoint of the same name made "
+        "elsewhere is never taken over (written by `rpdeploy init`; default: endpoint.name).",
+    )
     method: MethodField = Field(description="1 worker-vllm, 2 custom-handler, 3 fastapi.")
     model: ModelConfig
     image: ImageConfig | None = Field(default=None, description="Methods 2 and 3: where our image goes.")
@@ -609,6 +616,15 @@ class Config(_Model):
     @property
     def state_dir(self) -> Path:
         return self.base_dir / ".rpdeploy"
+
+    @property
+    def deployment_mark(self) -> str:
+        """The ownership mark this deployment writes on its template (RPDEPLOY_DEPLOYMENT).
+
+        From deploy.yaml, so every machine (a laptop, CI) and a lost ledger agree on it; a
+        file without ``deployment_id`` falls back to the endpoint's name.
+        """
+        return self.deployment_id or self.endpoint.name
 
     @property
     def worker_dir(self) -> Path | None:

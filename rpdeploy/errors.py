@@ -13,6 +13,7 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── DockerError                   5  engine unreachable, build failed, not enough disk
     ├── RegistryError                 6  registry login or push failed
     ├── ApiError                      7  RunPod control plane / invoke API failed
+    │   ├── NotOursError              7  a same-named endpoint/template is not this deployment's
     │   └── AuthError                 8  RunPod API key missing, invalid or without permission
     ├── BackendError                  9  SSH, env file, restart or health check of the backend
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
@@ -176,6 +177,11 @@ class ApiError(RpdeployError):
         return data
 
 
+class NotOursError(ApiError):
+    """An endpoint or template with the name deploy.yaml gives exists on RunPod, but nothing
+    says it is this deployment's (no ownership mark, or another deployment's). Exit 7."""
+
+
 class AuthError(ApiError):
     """The RunPod API key is missing, invalid, or lacks permission."""
 
@@ -234,7 +240,11 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (FileConflictError.exit_code, "a generated file was edited by you (not overwritten), or a template failed"),
     (DockerError.exit_code, "docker engine unreachable, image build failed, base image unpullable, or not enough disk"),
     (RegistryError.exit_code, "registry credentials missing or refused, registry unreachable, or push failed"),
-    (ApiError.exit_code, "RunPod API error (validation, network, rate limit, server error)"),
+    (
+        ApiError.exit_code,
+        "RunPod API error (validation, network, rate limit, server error), or a same-named object that is not "
+        "this deployment's",
+    ),
     (AuthError.exit_code, "RunPod API key missing, invalid or without permission"),
     (BackendError.exit_code, "backend host: SSH, env file, restart or health check failed"),
     (SmokeTestError.exit_code, "smoke test failed: the endpoint did not answer correctly"),

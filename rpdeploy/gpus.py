@@ -1,11 +1,14 @@
-"""RunPod GPU types and serverless pools: the built-in table.
+"""RunPod GPU types and serverless pools: names, memory sizes and list prices.
 
-The control plane resolves pools at run time (``serverlessGpuPools``); this table is the
-fallback when it cannot, and the source of memory sizes (fit check) and list prices (cost
-preview). Sources: RunPod docs ``references/gpu-types.mdx`` and the serverless pricing table
-(flex price per second, dated in ``versions.PRICE_TABLE_DATE``). RunPod's docs disagree on
-where the L4 sits (``AMPERE_24`` in most pages, ``ADA_24`` in one), which is why pools are
-looked up live first.
+This table is what deploy.yaml's GPU names (``L4``) mean, the source of memory sizes (fit
+check) and of list prices (cost preview). Sources: RunPod docs ``references/gpu-types.mdx``
+and the serverless pricing table (flex price per second, dated in
+``versions.PRICE_TABLE_DATE``). It never decides which cards an endpoint may run on: a pool
+can gain a card the table does not know, and RunPod ignores an exclusion it does not
+recognise, so a ``gpuIds`` built from a stale table quietly lets other cards in. ``gpuIds``
+is built only from RunPod's live pool list (:func:`gpu_ids_for`). (RunPod's docs disagree
+on where the L4 sits, ``AMPERE_24`` in most pages and ``ADA_24`` in one; the live list
+settles it.)
 """
 
 from __future__ import annotations
@@ -100,25 +103,55 @@ def suggest_gpu(name: str) -> str | None:
     return gpu.short if gpu else None
 
 
-def pool_members(pool_id: str, pools: dict[str, tuple[str, ...]] | None = None) -> tuple[str, ...]:
-    """GPU type ids in a pool, from a live mapping when given, else from the table."""
-    if pools is not None and pool_id in pools:
-        return pools[pool_id]
+def pool_members(pool_id: str) -> tuple[str, ...]:
+    """GPU type ids this table places in a pool (for the emulator's default pool answer)."""
     return tuple(gpu.id for gpu in GPU_TYPES if gpu.pool == pool_id)
 
 
-def gpu_ids_for(gpu: GpuType, pools: dict[str, tuple[str, ...]] | None = None) -> str:
+@dataclass(frozen=True)
+class GpuSelection:
+    """A ``gpuIds`` value as what it means: pools allowed, GPU types excluded from them.
+
+    Order carries no meaning to RunPod, so two values with the same sets are the same
+    selection (runpod flash normalises ``gpuIds`` "for stable comparisons" the same way).
+    """
+
+    pools: frozenset[str]
+    exclusions: frozenset[str]
+
+    @classmethod
+    def parse(cls, gpu_ids: str) -> GpuSelection:
+        tokens = [token.strip() for token in gpu_ids.split(",") if token.strip()]
+        return cls(
+            pools=frozenset(t for t in tokens if not t.startswith("-")),
+            exclusions=frozenset(t[1:].strip() for t in tokens if t.startswith("-")),
+        )
+
+    def text(self) -> str:
+        """The canonical string: pools, then exclusions, each sorted."""
+        return ",".join([*sorted(self.pools), *(f"-{t}" for t in sorted(self.exclusions))])
+
+    def allowed(self, pools: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
+        """The GPU type ids this selection lets RunPod use, given the live pool membership."""
+        members = [t for pool in sorted(self.pools) for t in pools.get(pool, ())]
+        return tuple(dict.fromkeys(t for t in members if t not in self.exclusions))
+
+
+class PoolError(ValueError):
+    """The live pool list does not hold the GPU type."""
+
+
+def gpu_ids_for(gpu: GpuType, pools: dict[str, tuple[str, ...]]) -> str:
     """The ``gpuIds`` value that lets RunPod use exactly this GPU type and nothing else.
 
-    ``gpuIds`` takes pool ids, plus ``-<type id>`` exclusions: "AMPERE_24,-NVIDIA RTX
-    A5000,-NVIDIA GeForce RTX 3090" means "an L4". With a live mapping, the pool is the one
-    RunPod says holds the type (so a move from AMPERE_24 to ADA_24 is followed).
+    ``gpuIds`` takes pool ids, plus ``-<type id>`` exclusions: "AMPERE_24,-NVIDIA GeForce
+    RTX 3090,-NVIDIA RTX A5000" means "an L4". ``pools`` is RunPod's live answer
+    (``serverlessGpuPools``): the pools are the ones holding the type now (normally one),
+    and every other member of them, including types this table has never heard of, is
+    excluded.
     """
-    pool = gpu.pool
-    if pools is not None:
-        for pool_id, members in pools.items():
-            if gpu.id in members:
-                pool = pool_id
-                break
-    others = [member for member in pool_members(pool, pools) if member != gpu.id]
-    return ",".join([pool, *(f"-{member}" for member in others)])
+    holders = frozenset(pool_id for pool_id, members in pools.items() if gpu.id in members)
+    if not holders:
+        raise PoolError(f"RunPod lists no serverless pool with {gpu.id}")
+    others = frozenset(member for pool in holders for member in pools[pool] if member != gpu.id)
+    return GpuSelection(holders, others).text()

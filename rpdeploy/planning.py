@@ -96,8 +96,19 @@ def make_plan(
     check = check_deployment(config, reporter=reporter, environ=environ)
     image = _image_plan(config, ledger, environ)
     notes: list[str] = []
+    from rpdeploy.runpod.deployment import ownership
+
     with connect(config, environ) as cp:
-        ensured = ensure_endpoint(cp, config, image=image.image, dry_run=True, reporter=reporter, environ=environ)
+        ensured = ensure_endpoint(
+            cp,
+            config,
+            image=image.image,
+            dry_run=True,
+            owner=ownership(config, ledger=ledger),
+            command="deploy",
+            reporter=reporter,
+            environ=environ,
+        )
     endpoint = ensured.plan.endpoint
     backend = None
     if config.backend is not None:
@@ -269,32 +280,46 @@ def format_status(result: StatusResult) -> str:
 class DestroyResult:
     done: tuple[str, ...]
     notes: tuple[str, ...]
+    #: Seconds spent waiting for RunPod to release the template.
+    waited: float = 0.0
 
 
 def destroy_deployment(
     config: Config,
     *,
     restore_backend: bool,
+    adopt: bool = False,
+    wait: float | None = None,
     reporter: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
     state_dir: Path | None = None,
 ) -> DestroyResult:
-    """Scale to zero, delete the endpoint and its template; optionally restore the backend."""
-    from rpdeploy.runpod.deployment import connect, delete_deployment
+    """Scale to zero, delete the endpoint and its template; optionally restore the backend.
+
+    The delete records each step in the ledger as it goes (``rpdeploy.teardown``), so a
+    destroy that was killed, or that gave up waiting for RunPod to release the template,
+    finishes when run again.
+    """
+    from rpdeploy.runpod.deployment import connect
+    from rpdeploy.teardown import DEFAULT_WAIT, delete_deployment
 
     reporter = reporter or NullReporter()
     folder = state_dir or config.state_dir
     with DeployLock(folder, command="destroy"):
-        ledger = Ledger.load(folder)
         with connect(config, environ) as cp:
-            deleted = delete_deployment(cp, config, reporter)
+            deleted = delete_deployment(
+                cp,
+                config,
+                state_dir=folder,
+                adopt=adopt,
+                wait=DEFAULT_WAIT if wait is None else wait,
+                command="destroy",
+                reporter=reporter,
+            )
         done = [f"{op.kind} {op.target}" for op in deleted.operations]
         notes = list(deleted.notes)
-        # The endpoint and template are gone: their ledger entries would only mislead a resume.
-        # Saved before the backend is touched, so a backend failure cannot leave them behind.
-        for name in ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test"):
-            ledger.stages.pop(name, None)
-        ledger.save()
+        # Loaded after the delete, which kept the ledger right step by step.
+        ledger = Ledger.load(folder)
         if restore_backend and config.backend is not None:
             first = next((h.get("backend_backup") for h in ledger.history if h.get("backend_backup")), None)
             if first is None:
@@ -306,7 +331,7 @@ def destroy_deployment(
                 # without this, a second destroy would look for the spent backup and fail.
                 ledger.history.clear()
                 ledger.save()
-    return DestroyResult(tuple(done), tuple(notes))
+    return DestroyResult(tuple(done), tuple(notes), deleted.waited)
 
 
 def _restore_backend(config: Config, backup: str, reporter: Reporter) -> str:
@@ -353,7 +378,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
     one further back (not forward again), and the backup it restores is the one the removed
     deployment made of its predecessor's env. The next ``deploy`` applies deploy.yaml again.
     """
-    from rpdeploy.runpod.deployment import apply_template, connect, find_endpoint, plan_template
+    from rpdeploy.runpod.deployment import apply_template, connect, find_endpoint, ownership, plan_template
 
     reporter = reporter or NullReporter()
     with DeployLock(config.state_dir, command="rollback"):
@@ -365,9 +390,11 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
             )
         current, previous = ledger.history[-1], ledger.history[-2]
         auth_id = ledger.output("account", "registry_auth_id") or ""
+        owner = ownership(config, ledger=ledger)
         with connect(config) as cp:
             endpoints = cp.list_endpoints()
-            if find_endpoint(endpoints, config.endpoint.name) is None:
+            templates = cp.list_templates()
+            if find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner) is None:
                 # Saving the template now would create one that no endpoint uses.
                 raise PreflightError(
                     f"there is no endpoint named {config.endpoint.name!r} on RunPod: nothing to roll back",
@@ -375,10 +402,12 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 )
             spec, live, operation = plan_template(
                 config,
-                templates=cp.list_templates(),
+                templates=templates,
                 endpoints=endpoints,
                 image=str(previous["image"]),
+                owner=owner,
                 registry_auth_id=str(auth_id),
+                command="deploy",  # rollback takes no --adopt: deploy does the adopting
             )
             template = apply_template(cp, spec, live, reporter)
         # Recorded before the backend is touched: a failure there must not hide that the

@@ -254,6 +254,7 @@ class InitContext:
     repository: str = ""
     backend_host: str | None = None
     backend_mode: str = "dotenv"
+    deployment_id: str = ""
     rpdeploy_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)
 

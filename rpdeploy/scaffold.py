@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -187,6 +188,7 @@ def init_project(
             repository=repository,
             backend_host=options.backend_host,
             backend_mode=options.backend_mode,
+            deployment_id=_existing_deployment_id(base_dir) or secrets.token_hex(8),
         )
     )
     # Validate before writing anything: a bad --model or --name is reported with the
@@ -206,6 +208,23 @@ def init_project(
         steps.append("rpdeploy build --push")
     steps.append("rpdeploy deploy")
     return InitResult(config_path="deploy.yaml", method=config.method, write=result, next_steps=tuple(steps))
+
+
+def _existing_deployment_id(base_dir: Path) -> str | None:
+    """The deployment id of a deploy.yaml already there: a re-run of init must keep it, or the
+    objects the deployment made on RunPod would no longer carry its mark.
+
+    A new one is random (not derived from the names), so two projects that pick the same
+    endpoint name still tell their objects apart.
+    """
+    import yaml
+
+    try:
+        document = yaml.safe_load((base_dir / "deploy.yaml").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+    value = document.get("deployment_id") if isinstance(document, dict) else None
+    return value if isinstance(value, str) and value else None
 
 
 def worker_files(config: Config, *, only: frozenset[str] | None = None) -> dict[str, str]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from rpdeploy.config import Config
     from rpdeploy.fit import CheckResult as FitCheck
     from rpdeploy.runpod.controlplane import ControlPlane
+    from rpdeploy.runpod.deployment import Ownership
     from rpdeploy.runpod.models import Endpoint, Template
 
 
@@ -45,6 +46,8 @@ class DeployOptions:
     skip_fit_check: bool = False
     tag: str | None = None
     no_cache: bool = False
+    #: Take over a same-named endpoint/template that does not carry this deployment's mark.
+    adopt: bool = False
 
 
 @dataclass
@@ -63,6 +66,8 @@ class Context:
     _endpoints: list[Endpoint] | None = None
     _templates: list[Template] | None = None
     _fit: FitCheck | None = None
+    _owner: Ownership | None = None
+    _gpu_ids: str | None = None
 
     def cp(self) -> ControlPlane:
         if self._cp is None:
@@ -80,6 +85,22 @@ class Context:
         if self._templates is None:
             self._templates = self.cp().list_templates()
         return self._templates
+
+    def owner(self) -> Ownership:
+        """What is this deployment's on RunPod: its mark, and the ids the ledger had when the run began."""
+        if self._owner is None:
+            from rpdeploy.runpod.deployment import ownership
+
+            self._owner = ownership(self.config, ledger=self.ledger, adopt=self.options.adopt)
+        return self._owner
+
+    def gpu_ids(self) -> str:
+        """``gpuIds`` from RunPod's live pools, read once per run (a pool can change between runs)."""
+        if self._gpu_ids is None:
+            from rpdeploy.runpod.deployment import resolve_gpu_ids
+
+            self._gpu_ids = resolve_gpu_ids(self.cp(), self.config, self.reporter)
+        return self._gpu_ids
 
     def changed_runpod(self) -> None:
         """Forget cached reads after a mutation."""
@@ -341,11 +362,11 @@ def _account_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _account_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.runpod.deployment import ensure_registry_auth, registry_credentials, resolve_gpu_ids
+    from rpdeploy.runpod.deployment import ensure_registry_auth, registry_credentials
 
     cp = ctx.cp()
     account = cp.account()
-    gpu_ids = resolve_gpu_ids(cp, ctx.config, ctx.reporter)
+    gpu_ids = ctx.gpu_ids()
     auth_id = ""
     creds = registry_credentials(ctx.config, ctx.environ)
     if creds is not None and ctx.config.image is not None:
@@ -395,6 +416,7 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         templates=ctx.templates(),
         endpoints=ctx.endpoints(),
         image=_image(ctx),
+        owner=ctx.owner(),
         registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
         environ=ctx.environ,
     )
@@ -456,7 +478,9 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
     spec = desired_endpoint(
         ctx.config,
         template_id=ctx.outputs.get("template", {}).get("template_id", ""),
-        gpu_ids=ctx.outputs.get("account", {}).get("gpu_ids", ""),
+        # Live on every run: a card RunPod added to the pool must be excluded even when
+        # nothing in deploy.yaml changed.
+        gpu_ids=ctx.gpu_ids(),
     )
     return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
 
@@ -467,8 +491,10 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
     spec, live, operation = plan_endpoint_only(
         ctx.config,
         endpoints=ctx.endpoints(),
+        templates=ctx.templates(),
         template_id=ctx.outputs["template"]["template_id"],
-        gpu_ids=ctx.outputs["account"]["gpu_ids"],
+        gpu_ids=ctx.gpu_ids(),
+        owner=ctx.owner(),
     )
     for change in operation.changes if operation and live is not None else ():
         ctx.reporter.info(f"  {change}")
@@ -677,6 +703,7 @@ def run_deploy(
     with DeployLock(folder, command="deploy"):
         ledger = Ledger.load(folder)
         ctx = Context(config, reporter, ledger, options, environ)
+        ctx.owner()  # what the ledger says this deployment made, before stages overwrite their records
         if config.image is not None:
             from rpdeploy.docker_ops import refuse_placeholder
 

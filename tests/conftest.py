@@ -53,6 +53,9 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
 
 CliRunnerFn = Callable[..., Result]
 
+#: Seconds the test emulators keep a template "in use" after its endpoint is deleted.
+TEST_TEMPLATE_DELETE_DELAY = 0.3
+
 
 @pytest.fixture
 def cli() -> CliRunnerFn:
@@ -90,17 +93,30 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def runpod_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """A RunPod emulator over real HTTP, with RUNPOD_* pointed at it (fast timings)."""
+    """A RunPod emulator over real HTTP, with RUNPOD_* pointed at it (fast timings).
+
+    Templates stay "in use" for 0.3 s after their endpoint is deleted instead of RunPod's
+    2 minutes (the fault switch; ``emu.faults.clear()`` brings the 2 minutes back).
+    """
     from rpdeploy.emulator import Emulator
 
     with Emulator("rpa_TEST_emulator_key_0123456789", cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+        emu.faults.template_delete_delay(TEST_TEMPLATE_DELETE_DELAY)
         for name, value in emu.env().items():
             monkeypatch.setenv(name, value)
         yield emu
 
 
 MUTATIONS = frozenset(
-    {"SaveTemplate", "SaveEndpoint", "DeleteEndpoint", "DeleteTemplate", "SaveRegistryAuth", "UpdateRegistryAuth"}
+    {
+        "SaveTemplate",
+        "SaveEndpoint",
+        "UpdateEndpointTemplate",
+        "DeleteEndpoint",
+        "DeleteTemplate",
+        "SaveRegistryAuth",
+        "UpdateRegistryAuth",
+    }
 )
 
 

@@ -248,6 +248,7 @@ def test_schema_is_valid_json_schema_and_covers_every_section(cli: CliRunnerFn) 
     assert schema["$schema"].startswith("https://json-schema.org/")
     assert set(schema["properties"]) == {
         "version",
+        "deployment_id",
         "method",
         "model",
         "image",

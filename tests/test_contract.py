@@ -80,12 +80,12 @@ SHAPES: dict[str, set[str]] = {
     "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "changes_pending"},
     "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes"},
     "endpoint create": {"ok", "dry_run", "operations", "endpoint"},
-    "endpoint get": {"ok", "id", "version", "fields", "urls"},
+    "endpoint get": {"ok", "id", "version", "fields", "gpus", "urls"},
     "endpoint list": {"ok", "endpoints"},
     "smoke-test": {"ok", "summary", "result"},
     "doctor": {"ok", "healthy", "checks"},
     "build": {"ok", "built", "image", "reason"},  # worker-vllm: nothing to build
-    "destroy": {"ok", "done", "notes"},
+    "destroy": {"ok", "done", "notes", "waited"},
 }
 
 

@@ -78,6 +78,11 @@ def stored_endpoint(emulator: Emulator) -> dict[str, Any]:
     return {k: v for k, v in endpoint.items() if k not in ("workers", "queue", "pods")}
 
 
+def distinct(names: list[str | None]) -> list[str | None]:
+    """``names`` with repeats in a row collapsed (a retried request counts once)."""
+    return [name for index, name in enumerate(names) if index == 0 or names[index - 1] != name]
+
+
 def errors_in(result: Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.startswith("Error:")]
 
@@ -135,10 +140,11 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
     updated = cli("endpoint", "update")
     assert "updated (1 change(s))" in updated.stdout and "workersMax: 2 -> 3" in updated.stdout
     after = stored_endpoint(emulator)
-    # Same endpoint, one field changed; the rest of the stored object is exactly as it was.
-    assert after["id"] == before["id"] and after["workersMax"] == 3
-    assert {k: v for k, v in after.items() if k != "workersMax"} == {
-        k: v for k, v in before.items() if k != "workersMax"
+    # Same endpoint, one field changed; the rest of the stored object is exactly as it was
+    # (RunPod sets workersStandby to workersMax on every save).
+    assert after["id"] == before["id"] and after["workersMax"] == 3 and after["workersStandby"] == 3
+    assert {k: v for k, v in after.items() if k not in ("workersMax", "workersStandby")} == {
+        k: v for k, v in before.items() if k not in ("workersMax", "workersStandby")
     }
     assert emulator.state.snapshot()["templates"][0] == template_before
     assert mutations(emulator) == ["SaveEndpoint"]
@@ -156,13 +162,15 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
     assert deleted["deleted"]["endpoint_id"] == before["id"]
     state = emulator.state.snapshot()
     assert state["endpoints"] == [] and state["templates"] == [] and state["jobs"] == []
-    assert mutations(emulator) == ["SaveEndpoint", "DeleteEndpoint", "DeleteTemplate"]
+    # The template is asked for again until RunPod lets it go (the emulator holds it 0.3 s).
+    assert distinct(mutations(emulator)) == ["SaveEndpoint", "DeleteEndpoint", "DeleteTemplate"]
     scale = emulator.requests.graphql("SaveEndpoint")[0].variables
     assert scale is not None
     assert (scale["input"]["workersMin"], scale["input"]["workersMax"]) == (0, 0)
     assert scale["input"]["gpuIds"] == before["gpuIds"] and scale["input"]["idleTimeout"] == before["idleTimeout"]
+    sent = len(mutations(emulator))
     assert cli("endpoint", "delete", "--yes").stdout.strip() == "Nothing to delete."
-    assert mutations(emulator) == ["SaveEndpoint", "DeleteEndpoint", "DeleteTemplate"]
+    assert len(mutations(emulator)) == sent
     gone = cli("endpoint", "get", expected_code=7)
     assert "no endpoint 'qwen25-7b-instruct' on RunPod" in gone.stderr
     no_secrets(emulator, created, updated, refused, gone)
@@ -182,17 +190,27 @@ def test_an_update_keeps_what_was_set_outside_rpdeploy(cli: CliRunnerFn, config:
         live.flash_environment_id = "env-1234"
     before = stored_endpoint(emulator)
     write_config(config.parent, workers_max=4)
+    emulator.requests.clear()
     cli("endpoint", "update")
     after = stored_endpoint(emulator)
     assert after["workersMax"] == 4
     changed = {k for k in before if before[k] != after[k]}
-    assert changed == {"workersMax"}, {k: (before[k], after[k]) for k in changed}
-    # And scaling to zero before a delete keeps them too (the endpoint is sent back whole).
+    assert changed == {"workersMax", "workersStandby"}, {k: (before[k], after[k]) for k in changed}
+    # They were kept by leaving them out: RunPod writes those fields only when sent, and
+    # echoing them does harm (runpod-mcp endpoint-gpu-ids.ts). The template is never sent on
+    # an update either (it changes through updateEndpointTemplate).
+    [sent] = emulator.requests.graphql("SaveEndpoint")
+    assert sent.variables is not None
+    left_out = {"modelReferences", "compliance", "networkVolumeIds", "type", "templateId"}
+    assert not left_out & set(sent.variables["input"])
+    assert sent.variables["input"]["minCudaVersion"] == "12.8"  # an update would not reset it; echoed anyway
+    # And scaling to zero before a delete keeps them too.
     emulator.requests.clear()
+    with emulator.state.lock:
+        emulator.state.endpoints[after["id"]].workers_max = 2  # a delete scales it to zero first
     cli("endpoint", "delete", "--yes")
     scale = emulator.requests.graphql("SaveEndpoint")[0].variables
-    assert scale is not None
-    assert scale["input"]["workersPFBTarget"] == 1 and scale["input"]["networkVolumeId"] == volume.id
+    assert scale is not None and not left_out & set(scale["input"])
 
 
 def test_delete_removes_the_endpoints_own_template_even_after_a_rename(
@@ -236,7 +254,7 @@ def test_dry_run_create_shows_the_operations_and_sends_nothing(
     assert (template_op["kind"], template_op["target"]) == ("create-template", "qwen25-7b-instruct-template")
     assert (endpoint_op["kind"], endpoint_op["target"]) == ("create-endpoint", "qwen25-7b-instruct")
     fields = {c["field"]: c["new"] for c in endpoint_op["changes"]}
-    assert fields["gpuIds"] == "AMPERE_24,-NVIDIA RTX A5000,-NVIDIA GeForce RTX 3090"
+    assert fields["gpuIds"] == "AMPERE_24,-NVIDIA GeForce RTX 3090,-NVIDIA RTX A5000"
     assert fields["workersMax"] == 2 and fields["allowedCudaVersions"] == "13.0"
     text = cli("endpoint", "create", "--dry-run")
     assert text.stdout.startswith("Would send:\n  create-template 'qwen25-7b-instruct-template'")
@@ -268,19 +286,22 @@ def test_get_and_list(cli: CliRunnerFn, config: Path, emulator: Emulator) -> Non
             "workers_min": e["workersMin"],
             "workers_max": e["workersMax"],
             "gpu_ids": e["gpuIds"],
+            "gpus": "NVIDIA L4",
         }
         for e in (ours, theirs)
     ]
     lines = cli("endpoint", "list").stdout.splitlines()
     assert lines == [
-        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  {ours['gpuIds']}",
-        f"{theirs['id']}  someone-else  workers 0..1  {theirs['gpuIds']}",
+        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  NVIDIA L4  ({ours['gpuIds']})",
+        f"{theirs['id']}  someone-else  workers 0..1  NVIDIA L4  ({theirs['gpuIds']})",
     ]
 
     got = document(cli("endpoint", "get", "--json"))
-    assert set(got) == {"ok", "id", "version", "fields", "urls"}
+    assert set(got) == {"ok", "id", "version", "fields", "gpus", "urls"}
+    assert got["gpus"] == "NVIDIA L4" and got["fields"]["gpuIds"].startswith("AMPERE_24,-")
     assert got["id"] == ours["id"] and got["version"] == ours["version"]
-    assert got["fields"] == {key: ours[key] for key in got["fields"]}
+    # RunPod stores an empty locations as null (runpod-mcp: `locations || null`); shown as "".
+    assert got["fields"] == {key: ours[key] if key != "locations" else "" for key in got["fields"]}
     assert set(got["fields"]) >= {"name", "templateId", "gpuIds", "workersMin", "workersMax", "idleTimeout"}
     assert got["urls"]["health"] == f"{emulator.endpoint_url}/{ours['id']}/health"
     by_id = document(cli("endpoint", "get", "--id", theirs["id"], "--json"))
@@ -288,6 +309,7 @@ def test_get_and_list(cli: CliRunnerFn, config: Path, emulator: Emulator) -> Non
     text = cli("endpoint", "get").stdout
     assert text.splitlines()[0] == f"Endpoint 'qwen25-7b-instruct' ({ours['id']}), version {ours['version']}"
     assert f"health               {emulator.endpoint_url}/{ours['id']}/health" in text
+    assert f"gpuIds               {ours['gpuIds']}\n  gpus                 NVIDIA L4\n" in text
     missing = cli("endpoint", "get", "--id", "zzzzzzzzzzzzzz", expected_code=7)
     assert errors_in(missing) == ["Error: no endpoint zzzzzzzzzzzzzz on RunPod"]
     assert [r.operation for r in emulator.requests.graphql() if r.operation in ("SaveEndpoint",)] == [
@@ -419,7 +441,10 @@ def test_a_server_error_on_a_read_is_retried(cli: CliRunnerFn, config: Path, emu
     emulator.faults.graphql_http_status(503, count=2)
     listed = cli("endpoint", "list", "--json")
     assert len(document(listed)["endpoints"]) == 1
-    assert [r.status for r in emulator.requests if r.path == "/graphql"] == [503, 503, 200]
+    # The endpoints (asked three times), then the GPU pools that name their GPUs.
+    sent = [r for r in emulator.requests if r.path == "/graphql"]
+    assert [r.status for r in sent] == [503, 503, 200, 200]
+    assert [r.operation for r in sent[2:]] == ["Endpoints", "ServerlessGpuPools"]
     no_secrets(emulator, listed)
 
 
@@ -462,12 +487,25 @@ def test_a_template_used_by_another_endpoint_is_left_alone(cli: CliRunnerFn, pro
     other = project / "other"
     other.mkdir()
     write_config(other, name="another-endpoint", template_name="qwen25-7b-instruct-template")
+    [template] = emulator.state.snapshot()["templates"]
     result = cli("endpoint", "create", "--config", other / "deploy.yaml", expected_code=7)
     assert errors_in(result) == [
+        "Error: RunPod already has objects with the names deploy.yaml gives, and nothing says they are this "
+        "deployment's:"
+    ]
+    assert (
+        f"\n  - template 'qwen25-7b-instruct-template' ({template['id']}): marked "
+        "RPDEPLOY_DEPLOYMENT=qwen25-7b-instruct, this deployment is another-endpoint\n"
+    ) in result.stderr
+    assert "rpdeploy endpoint create --adopt" in result.stderr
+    # Even adopted, a template bound to another endpoint stays that endpoint's.
+    adopted = cli("endpoint", "create", "--adopt", "--config", other / "deploy.yaml", expected_code=7)
+    assert errors_in(adopted) == [
         "Error: template 'qwen25-7b-instruct-template' is used by endpoint 'qwen25-7b-instruct' "
         f"({emulator.state.snapshot()['endpoints'][0]['id']}), not by 'another-endpoint'"
     ]
     assert len(emulator.state.snapshot()["endpoints"]) == 1
+    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
 
 
 # --- the core, with a client timeout short enough to test -------------------------------------
@@ -580,9 +618,9 @@ def test_a_template_name_taken_meanwhile_is_refused_with_one_message(config: Pat
 
 
 def _plan(cp: Any, cfg: Any) -> Any:
-    from rpdeploy.runpod.deployment import plan_endpoint, resolve_gpu_ids, worker_image
+    from rpdeploy.runpod.deployment import ownership, plan_endpoint, resolve_gpu_ids, worker_image
 
-    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpu_ids=resolve_gpu_ids(cp, cfg))
+    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpu_ids=resolve_gpu_ids(cp, cfg), owner=ownership(cfg))
 
 
 def _until(condition: Any, timeout: float = 5.0) -> None:

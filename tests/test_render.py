@@ -96,6 +96,7 @@ def test_deploy_yaml_for_each_method_matches_golden() -> None:
                 model_name="Qwen/Qwen2.5-7B-Instruct",
                 endpoint_name="qwen2-5-7b-instruct",
                 repository="acme/qwen-worker",
+                deployment_id="0123456789abcdef",
             )
         )
     _compare("init", files)

@@ -222,6 +222,18 @@ def test_no_secret_leaks_anywhere(
     config.write_text(config.read_text().replace(f"127.0.0.1:{systemd_host.port}", "127.0.0.1:1"))
     audit.run("deploy", "--force", "--only", "backend-env", expect=9)
 
+    # Deleting: RunPod holding the template (the wait gives up, naming what is left), the
+    # re-run that finishes, then a same-named endpoint that is not this deployment's, whose
+    # template holds secrets of its own.
+    audit_emulator.faults.template_delete_delay(60)
+    audit.run("destroy", "--yes", "--wait", "1", expect=7)
+    audit_emulator.faults.clear()
+    audit_emulator.faults.template_delete_delay(0)
+    audit.run("destroy", "--yes", "--json")
+    _stranger(audit_emulator, "audit-endpoint", SECRETS["HF_TOKEN"])
+    audit.run("endpoint", "delete", "--yes", expect=7)
+    audit.run("deploy", "--json", expect=7)
+
     argv_watch.stop.set()
     findings: list[str] = []
     for label, text in audit.outputs:
@@ -264,6 +276,30 @@ def test_no_secret_leaks_anywhere(
     assert code == 0 and "spring-boot" in journal  # the journal was really read
     findings += [f"backend journal: {n}" for n in audit.leaks(journal)]
     assert findings == []
+
+
+def _stranger(emulator: Emulator, name: str, secret: str) -> None:
+    """An endpoint named like ours, made outside rpdeploy, its template holding a secret."""
+    import httpx
+
+    def gql(query: str, variables: dict[str, Any]) -> Any:
+        answer = httpx.post(
+            emulator.graphql_url,
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {emulator.api_key}"},
+        )
+        assert answer.status_code == 200 and "errors" not in answer.json(), answer.text
+        return answer.json()["data"]
+
+    template = gql(
+        "mutation($input: SaveTemplateInput) { saveTemplate(input: $input) { id } }",
+        {"input": {"name": f"{name}-elsewhere", "imageName": "acme/w:1", "dockerArgs": "", "containerDiskInGb": 5,
+                   "volumeInGb": 0, "isServerless": True, "env": [{"key": "HF_TOKEN", "value": secret}]}},
+    )["saveTemplate"]  # fmt: skip
+    gql(
+        "mutation($input: EndpointInput!) { saveEndpoint(input: $input) { id } }",
+        {"input": {"name": name, "templateId": template["id"], "gpuIds": "AMPERE_24"}},
+    )
 
 
 def test_the_audit_can_see_a_leak(audit: Audit) -> None:

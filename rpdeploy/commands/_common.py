@@ -37,6 +37,23 @@ YesOption = Annotated[
     bool,
     typer.Option("--yes", "-y", help="Do not ask for confirmation; accept defaults for anything not given."),
 ]
+AdoptOption = Annotated[
+    bool,
+    typer.Option(
+        "--adopt",
+        help="Take over an endpoint/template with deploy.yaml's names that does not carry this deployment's "
+        "mark (env RPDEPLOY_DEPLOYMENT on the template), e.g. one made before rpdeploy marked its objects.",
+    ),
+]
+WaitOption = Annotated[
+    float,
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for RunPod to release the template once the endpoint is deleted "
+        "(RunPod: up to 2 minutes); a re-run finishes what is left.",
+    ),
+]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show more detail on stderr.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite files you edited (a backup is kept).")]
 

@@ -12,9 +12,11 @@ import typer
 
 from rpdeploy.commands._common import (
     DEFAULT_CONFIG,
+    AdoptOption,
     ConfigOption,
     JsonOption,
     VerboseOption,
+    WaitOption,
     YesOption,
     emit,
     load,
@@ -95,6 +97,7 @@ def deploy(
         str | None, typer.Option("--tag", help="Image tag (methods 2/3) instead of the git/content one.")
     ] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the image from scratch.")] = False,
+    adopt: AdoptOption = False,
     emulator: EmulatorOption = False,
     yes: YesOption = False,
     verbose: VerboseOption = False,
@@ -123,7 +126,13 @@ def deploy(
     cfg = load(config)
     _confirm_cost(cfg, yes)
     options = DeployOptions(
-        force=force, from_stage=from_stage, only=only, skip_fit_check=skip_fit_check, tag=tag, no_cache=no_cache
+        force=force,
+        from_stage=from_stage,
+        only=only,
+        skip_fit_check=skip_fit_check,
+        tag=tag,
+        no_cache=no_cache,
+        adopt=adopt,
     )
     out = reporter(verbose=verbose, events=json_output)
     with target(cfg, emulator) as (effective, environ, state_dir):
@@ -222,13 +231,18 @@ def destroy(
     restore_backend: Annotated[
         bool, typer.Option("--restore-backend", help="Also put the backend's env back as it was before rpdeploy.")
     ] = False,
+    adopt: AdoptOption = False,
+    wait: WaitOption = 180.0,
     emulator: EmulatorOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Delete the endpoint and its template (scaled to zero first); optionally restore the backend.
 
-    Asks for confirmation on a terminal; in CI pass --yes. Running it again is harmless.
+    RunPod holds a template for up to 2 minutes after its endpoint is deleted: destroy waits
+    for it (--wait), and a destroy that was stopped or gave up finishes when run again. Only
+    this deployment's endpoint and template are deleted (see --adopt). Asks for confirmation
+    on a terminal; in CI pass --yes. Running it again is harmless.
 
     Examples:
 
@@ -245,7 +259,13 @@ def destroy(
         typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
     with target(cfg, emulator) as (effective, environ, state_dir):
         result = destroy_deployment(
-            effective, restore_backend=restore_backend, reporter=reporter(), environ=environ, state_dir=state_dir
+            effective,
+            restore_backend=restore_backend,
+            adopt=adopt,
+            wait=wait,
+            reporter=reporter(),
+            environ=environ,
+            state_dir=state_dir,
         )
     done = [f"  {op}" for op in result.done] or ["  nothing was left to delete"]
     emit(json_output, to_jsonable(result), "Destroyed:\n" + "\n".join(done))

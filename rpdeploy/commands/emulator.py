@@ -35,10 +35,12 @@ def emulator(
         typer.Option(help="Seconds /runsync waits before handing back a running job (RunPod: 90).", min=0),
     ] = 90.0,
     concurrency: Annotated[int, typer.Option(help="Jobs one worker runs at once.", min=1)] = 4,
-    idle_timeout_default: Annotated[
-        int,
-        typer.Option(help="idleTimeout saveEndpoint uses when the field is omitted (RunPod docs: 5).", min=1),
-    ] = 5,
+    template_delete_delay: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a template stays in use after its endpoint is deleted (RunPod docs: up to 120).", min=0
+        ),
+    ] = 120.0,
     json_output: JsonOption = False,
 ) -> None:
     """Run a local RunPod look-alike: GraphQL control plane and serverless invoke API.
@@ -68,7 +70,7 @@ def emulator(
         execution_time=execution_time,
         runsync_wait=runsync_wait,
         concurrency=concurrency,
-        idle_timeout_default=idle_timeout_default,
+        template_delete_delay=template_delete_delay,
     )
     try:
         server.start()

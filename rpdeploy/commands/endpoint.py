@@ -6,7 +6,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, YesOption, emit, load, reporter
+from rpdeploy.commands._common import (
+    DEFAULT_CONFIG,
+    AdoptOption,
+    ConfigOption,
+    JsonOption,
+    WaitOption,
+    YesOption,
+    emit,
+    load,
+    reporter,
+)
 from rpdeploy.errors import MissingValueError
 from rpdeploy.output import can_prompt
 
@@ -17,8 +27,6 @@ if TYPE_CHECKING:
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Read what exists and show the exact changes, without sending any.")
 ]
-#: Ledger stages whose outputs describe the endpoint (or depend on it): void once it is deleted.
-DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test")
 ImageOption = Annotated[
     str | None,
     typer.Option("--image", help="Image to run (methods 2/3), e.g. registry/repo@sha256:...; default: the last push."),
@@ -34,15 +42,24 @@ def _image(config: Config, image: str | None) -> str | None:
     return str(pushed) if pushed else None
 
 
-def _ensure(config_path: Any, image: str | None, dry_run: bool, require_existing: bool) -> tuple[Config, EnsureResult]:
+def _ensure(
+    config_path: Any, image: str | None, dry_run: bool, require_existing: bool, adopt: bool, command: str
+) -> tuple[Config, EnsureResult]:
     from rpdeploy.ledger import Ledger
-    from rpdeploy.runpod.deployment import connect, ensure_endpoint
+    from rpdeploy.runpod.deployment import connect, ensure_endpoint, ownership
 
     config = load(config_path)
     out = reporter()
     with connect(config) as cp:
         ensured = ensure_endpoint(
-            cp, config, image=_image(config, image), dry_run=dry_run, require_existing=require_existing, reporter=out
+            cp,
+            config,
+            image=_image(config, image),
+            dry_run=dry_run,
+            require_existing=require_existing,
+            owner=ownership(config, adopt=adopt),
+            command=command,
+            reporter=out,
         )
     if ensured.result is not None:
         ledger = Ledger.load(config.state_dir)
@@ -53,17 +70,6 @@ def _ensure(config_path: Any, image: str | None, dry_run: bool, require_existing
         )  # fmt: skip
         ledger.save()
     return config, ensured
-
-
-def _forget_deleted(config: Config) -> None:
-    """Drop the ledger's records of what was just deleted: a stale endpoint id would send the
-    smoke test (and a resumed deploy) to an endpoint that is gone. Same stages as `destroy`."""
-    from rpdeploy.ledger import Ledger
-
-    ledger = Ledger.load(config.state_dir)
-    dropped = [ledger.stages.pop(name, None) for name in DELETED_STAGES]
-    if any(dropped):
-        ledger.save()
 
 
 def _show(ensured: EnsureResult, dry_run: bool) -> str:
@@ -112,6 +118,7 @@ def create(
     config: ConfigOption = DEFAULT_CONFIG,
     image: ImageOption = None,
     dry_run: DryRunOption = False,
+    adopt: AdoptOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create the endpoint (and its template), or bring an existing one up to date.
@@ -127,7 +134,7 @@ def create(
       rpdeploy endpoint create --dry-run
       rpdeploy endpoint create --image ghcr.io/acme/qwen@sha256:...   # methods 2/3
     """
-    _, ensured = _ensure(config, image, dry_run, require_existing=False)
+    _, ensured = _ensure(config, image, dry_run, require_existing=False, adopt=adopt, command="endpoint create")
     emit(json_output, _document(ensured, dry_run), _show(ensured, dry_run))
 
 
@@ -135,6 +142,7 @@ def update(
     config: ConfigOption = DEFAULT_CONFIG,
     image: ImageOption = None,
     dry_run: DryRunOption = False,
+    adopt: AdoptOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Update the existing endpoint to match deploy.yaml and show what changed.
@@ -148,8 +156,21 @@ def update(
       rpdeploy endpoint update --dry-run
       rpdeploy endpoint update --json
     """
-    _, ensured = _ensure(config, image, dry_run, require_existing=True)
+    _, ensured = _ensure(config, image, dry_run, require_existing=True, adopt=adopt, command="endpoint update")
     emit(json_output, _document(ensured, dry_run), _show(ensured, dry_run))
+
+
+def _pools(cp: Any) -> dict[str, tuple[str, ...]] | None:
+    """RunPod's live GPU pools, or None when they cannot be read (a display must not fail on it)."""
+    from rpdeploy.errors import ApiError, AuthError
+
+    try:
+        pools: dict[str, tuple[str, ...]] = cp.gpu_pools()
+    except AuthError:
+        raise
+    except ApiError:
+        return None
+    return pools
 
 
 def get(
@@ -159,50 +180,60 @@ def get(
 ) -> None:
     """Show the endpoint of deploy.yaml (or --id) as RunPod has it.
 
+    The GPUs are shown as RunPod names them ("NVIDIA L4") beside the raw gpuIds value
+    ("AMPERE_24,-NVIDIA RTX A5000,..."), read from RunPod's live pool list.
+
     Example:
 
     \b
       rpdeploy endpoint get --json
     """
     from rpdeploy.errors import ApiError
-    from rpdeploy.runpod.deployment import connect, endpoint_urls, find_endpoint
+    from rpdeploy.runpod.deployment import connect, describe_gpus, endpoint_urls, find_endpoint
 
     cfg = load(config)
     with connect(cfg) as cp:
         live = cp.get_endpoint(endpoint_id) if endpoint_id else find_endpoint(cp.list_endpoints(), cfg.endpoint.name)
+        pools = _pools(cp) if live is not None else None
     if live is None:
         what = endpoint_id or repr(cfg.endpoint.name)
         raise ApiError(f"no endpoint {what} on RunPod", hint="create it with `rpdeploy endpoint create`")
     urls = endpoint_urls(cfg, live.id)
     fields = live.managed()
-    text = "\n".join(
-        [f"Endpoint {live.name!r} ({live.id}), version {live.version}"]
-        + [f"  {key:<20} {value}" for key, value in fields.items()]
-        + [f"  {'health':<20} {urls.health}"]
-    )
-    emit(json_output, {"id": live.id, "version": live.version, "fields": fields, "urls": urls}, text)
+    gpu_text = describe_gpus(str(fields["gpuIds"]), pools)
+    lines = [f"Endpoint {live.name!r} ({live.id}), version {live.version}"]
+    for key, value in fields.items():
+        lines.append(f"  {key:<20} {value}")
+        if key == "gpuIds":
+            lines.append(f"  {'gpus':<20} {gpu_text}")
+    lines.append(f"  {'health':<20} {urls.health}")
+    document = {"id": live.id, "version": live.version, "fields": fields, "gpus": gpu_text, "urls": urls}
+    emit(json_output, document, "\n".join(lines))
 
 
 def list_endpoints(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False) -> None:
-    """List every serverless endpoint on the RunPod account.
+    """List every serverless endpoint on the RunPod account, with the GPUs each may use.
 
     Example:
 
     \b
       rpdeploy endpoint list
     """
-    from rpdeploy.runpod.deployment import connect
+    from rpdeploy.runpod.deployment import connect, describe_gpus
 
     cfg = load(config)
     with connect(cfg) as cp:
         endpoints = cp.list_endpoints()
+        pools = _pools(cp) if endpoints else None
     rows = [
         {"id": e.id, "name": e.name, "template_id": e.template_id, "workers_min": e.workers_min,
-         "workers_max": e.workers_max, "gpu_ids": e.raw.get("gpuIds")}
+         "workers_max": e.workers_max, "gpu_ids": e.raw.get("gpuIds"),
+         "gpus": describe_gpus(str(e.raw.get("gpuIds") or ""), pools)}
         for e in endpoints
     ]  # fmt: skip
     text = "\n".join(
-        f"{r['id']}  {r['name']}  workers {r['workers_min']}..{r['workers_max']}  {r['gpu_ids']}" for r in rows
+        f"{r['id']}  {r['name']}  workers {r['workers_min']}..{r['workers_max']}  {r['gpus']}  ({r['gpu_ids']})"
+        for r in rows
     )
     emit(json_output, {"endpoints": rows}, text or "No endpoints.")
 
@@ -211,12 +242,16 @@ def delete(
     config: ConfigOption = DEFAULT_CONFIG,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
+    adopt: AdoptOption = False,
+    wait: WaitOption = 180.0,
     json_output: JsonOption = False,
 ) -> None:
     """Delete the endpoint and its template (scaling it to zero workers first).
 
-    Asks for confirmation on a terminal; in CI pass --yes. Running it again when nothing
-    is left is fine.
+    RunPod holds a template for up to 2 minutes after its endpoint is deleted: this waits
+    for it (--wait), and a delete that was stopped or gave up finishes when run again. Only
+    this deployment's endpoint and template are deleted (see --adopt). Asks for confirmation
+    on a terminal; in CI pass --yes. Running it again when nothing is left is fine.
 
     Examples:
 
@@ -224,14 +259,17 @@ def delete(
       rpdeploy endpoint delete --dry-run
       rpdeploy endpoint delete --yes
     """
-    from rpdeploy.runpod.deployment import connect, delete_deployment, plan_delete
+    from rpdeploy.ledger import Ledger
+    from rpdeploy.lock import DeployLock
+    from rpdeploy.runpod.deployment import connect, ownership, plan_delete
+    from rpdeploy.teardown import delete_deployment, pending_delete
 
     cfg = load(config)
-    with connect(cfg) as cp:
-        _, _, operations = plan_delete(cp, cfg)
-        if dry_run or not operations:
-            if not operations and not dry_run:
-                _forget_deleted(cfg)  # gone already (deleted in the console?): so is our record of it
+    with DeployLock(cfg.state_dir, command="endpoint delete"), connect(cfg) as cp:
+        ledger = Ledger.load(cfg.state_dir)
+        owner = ownership(cfg, ledger=ledger, adopt=adopt)
+        operations = plan_delete(cp, cfg, owner, pending=pending_delete(ledger), command="endpoint delete").operations
+        if dry_run:
             text = (
                 "Nothing to delete."
                 if not operations
@@ -239,18 +277,27 @@ def delete(
             )
             emit(
                 json_output,
-                {"dry_run": dry_run, "operations": [{"kind": o.kind, "target": o.target} for o in operations]},
+                {"dry_run": True, "operations": [{"kind": o.kind, "target": o.target} for o in operations]},
                 text,
             )
             return
-        if not yes:
+        if operations and not yes:
             if not can_prompt():
                 raise MissingValueError("confirmation", flag="--yes")
             typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
-        result = delete_deployment(cp, cfg, reporter())
-    _forget_deleted(cfg)
+        # With nothing left this still runs: it clears the ledger of what is gone (deleted in the console?).
+        result = delete_deployment(cp, cfg, adopt=adopt, wait=wait, command="endpoint delete", reporter=reporter())
+    text = (
+        "Deleted:\n" + "\n".join(f"  {o.kind} {o.target}" for o in result.operations)
+        if result.operations
+        else "Nothing to delete."
+    )
     emit(
         json_output,
-        {"deleted": result, "operations": [{"kind": o.kind, "target": o.target} for o in result.operations]},
-        "Deleted:\n" + "\n".join(f"  {o.kind} {o.target}" for o in result.operations),
+        {
+            "dry_run": False,
+            "deleted": result,
+            "operations": [{"kind": o.kind, "target": o.target} for o in result.operations],
+        },
+        text,
     )

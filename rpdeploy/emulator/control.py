@@ -1,18 +1,18 @@
 """The GraphQL control plane: ``POST /graphql`` parsed, validated and executed by graphql-core.
 
-The schema (``schema.graphql``) makes input types closed and enums strict, so requests
-fail validation exactly as a real GraphQL server rejects them (HTTP 400). The resolvers
-below add RunPod's business rules and answer their violations as RunPod does: HTTP 200,
-``errors[]`` with ``message`` and ``path``, and ``null`` data for the field. The rule texts
-are ours where RunPod's wording is unknown; clients only read ``errors[0].message``.
+The schema is ``rpdeploy/runpod/schema.graphql``, generated from RunPod's own artifacts
+(its header names them), the same file rpdeploy's operations are checked against: input
+types are closed, required fields and enums strict, so requests fail validation exactly as
+on RunPod (HTTP 400). The resolvers add RunPod's business rules and answer their
+violations as RunPod does: HTTP 200, ``errors[]`` with ``message`` and ``path``, and
+``null`` data for the field. Rule texts are ours where RunPod's wording is unknown; clients
+read only ``errors[0].message``. Each rule below names its source; "emulator rule" marks
+the few that are ours, kept because they catch client bugs.
 
-Rules enforced (from reference §8): template names unique; ``name``/``imageName`` required;
-serverless templates with ``volumeInGb`` 0; registry credentials must exist; a missing
-``dockerArgs`` gets RunPod's generic failure. ``saveEndpoint`` checks names (3-191 chars),
-templates (existing, serverless, unbound), ``gpuIds`` (pool ids, ``-<type>`` exclusions of
-types in a listed pool), and ranges; an update is a full replace that keeps only the
-template, CUDA settings, model references and compliance. ``deleteEndpoint`` needs zero
-workers; ``deleteTemplate`` goes by name and refuses a bound template.
+Sources (tags as in the schema's header): docs = runpod/docs@a900806e; mcp =
+runpod/runpod-mcp@00094917 src/_shared/endpoint-gpu-ids.ts and the changeset
+.changeset/windows-claude-detection-and-gpu-exclusions.md (RunPod's MCP team, checked
+against RunPod's backend); flash = runpod/flash@757420db; ctl = runpod/runpodctl@2e2df89.
 """
 
 from __future__ import annotations
@@ -20,9 +20,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from rpdeploy import gpus
@@ -42,9 +41,6 @@ from rpdeploy.emulator.state import (
 from rpdeploy.emulator.workers import DEFAULT_EXECUTION_TIMEOUT_MS, Fleet
 
 UNAUTHORIZED = "Unauthorized"
-# Catalogue queries answer without a key on RunPod (its docs' GPU table generator posts
-# none); everything else needs one.
-PUBLIC_FIELDS = frozenset({"gpuTypes", "dataCenters", "__typename"})
 
 SCALER_TYPES = ("QUEUE_DELAY", "REQUEST_COUNT")
 ENDPOINT_TYPES = ("QB", "LB")
@@ -52,6 +48,15 @@ CUDA_VERSIONS = ("11.8", *(f"12.{minor}" for minor in range(10)), "13.0")
 NAME_MIN, NAME_MAX = 3, 191
 IDLE_TIMEOUT_RANGE = (1, 3600)
 _CPU_INSTANCE = re.compile(r"^cpu\d[a-z]-\d+-\d+$")
+#: `myself { endpoints }` answers at most this many, oldest first, with no pagination (mcp).
+ENDPOINT_LIST_CAP = 400
+#: "It can take up to 2 minutes to delete a template after its most recent use by a Pod or
+#: Serverless endpoint" (docs sdks/graphql/manage-pod-templates.mdx): the emulator takes the
+#: whole 2 minutes unless told otherwise (``template_delete_delay``, or the fault switch).
+TEMPLATE_DELETE_DELAY = 120.0
+#: What `endpoint(id:)` answers for an id it cannot see: the resolver throws (mcp
+#: endpoint-gpu-ids.ts, "findFirstOrThrow"); the text is Prisma's for that case.
+ENDPOINT_NOT_FOUND = "No Endpoint found"
 
 DATA_CENTERS = (
     ("EU-RO-1", "EU-RO-1", "Romania"),
@@ -61,6 +66,13 @@ DATA_CENTERS = (
     ("US-TX-3", "US-TX-3", "United States"),
     ("CA-MTL-1", "CA-MTL-1", "Canada"),
 )
+
+
+def default_gpu_pools() -> list[tuple[str, list[str]]]:
+    """The serverless pools the emulator answers by default: rpdeploy's catalogue of RunPod's
+    published pools (docs references/gpu-types.mdx; flash core/resources/gpu.py). Tests
+    replace it (:meth:`ControlPlane.set_gpu_pools`) to model a pool that changed."""
+    return [(pool, list(gpus.pool_members(pool))) for pool in gpus.POOLS]
 
 
 @dataclass(frozen=True)
@@ -77,10 +89,14 @@ class GraphQLAnswer:
 @dataclass
 class _Context:
     read_only: bool = False
+    authenticated: bool = True
 
 
 def load_sdl() -> str:
-    return resources.files("rpdeploy.emulator").joinpath("schema.graphql").read_text(encoding="utf-8")
+    """The committed SDL rpdeploy is checked against: the emulator serves exactly this."""
+    from rpdeploy.runpod.schema import sdl
+
+    return sdl()
 
 
 def _errors(message: str) -> dict[str, Any]:
@@ -88,20 +104,54 @@ def _errors(message: str) -> dict[str, Any]:
 
 
 class ControlPlane:
-    def __init__(self, state: EmulatorState, fleet: Fleet, faults: Faults, *, idle_timeout_default: int = 5) -> None:
+    def __init__(
+        self,
+        state: EmulatorState,
+        fleet: Fleet,
+        faults: Faults,
+        *,
+        template_delete_delay: float = TEMPLATE_DELETE_DELAY,
+        gpu_pools: Sequence[tuple[str, Sequence[str]]] | None = None,
+    ) -> None:
         from graphql import build_schema
 
         self.state = state
         self.fleet = fleet
         self.faults = faults
-        self.idle_timeout_default = idle_timeout_default
+        self.template_delete_delay = template_delete_delay
+        self.pools: list[tuple[str, list[str]]] = []
+        self.set_gpu_pools(default_gpu_pools() if gpu_pools is None else gpu_pools)
+        # Built per emulator: the resolvers are bound onto this schema object.
         self.schema = build_schema(load_sdl())
         self._bind()
+
+    def set_gpu_pools(self, pools: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """What ``serverlessGpuPools`` answers, in this order, and what ``gpuIds`` is checked against."""
+        with self.state.lock:
+            self.pools = [(str(pool), [str(t) for t in types]) for pool, types in pools]
+
+    def pool_members(self, pool: str) -> list[str]:
+        return next((types for pool_id, types in self.pools if pool_id == pool), [])
+
+    def delete_delay(self) -> float:
+        """Seconds a template stays "in use" after its last endpoint let it go."""
+        switch = self.faults.peek(fault_names.TEMPLATE_DELETE_DELAY)
+        if switch is not None and switch.seconds is not None:
+            return switch.seconds
+        return self.template_delete_delay
 
     # --- request handling -----------------------------------------------------------------
 
     def handle(self, raw: bytes, *, key: str | None, expected_key: str) -> GraphQLAnswer:
-        """Answer one POST /graphql. ``key`` is the caller's key (None when it sent none)."""
+        """Answer one POST /graphql. ``key`` is the caller's key (None when it sent none).
+
+        A wrong key is HTTP 401 (runpodctl issue 231: "unexpected status code: 401"). No key
+        at all is not an error for a query: it runs without an account, so ``myself`` is
+        ``null`` (``{"data": {"myself": null}}``: runpodctl issue 46; mcp endpoint-gpu-ids.ts,
+        "HTTP 200 with `myself: null` and no `errors` array") and the catalogue answers as
+        usual (docs helpers/gpu_types.py posts ``gpuTypes`` with no key). A mutation without
+        a key is refused with 401 (what runpod-python maps to AuthenticationError).
+        """
         from graphql import GraphQLError, OperationType, execute_sync, get_operation_ast, parse, validate
 
         if key is not None and key != expected_key:
@@ -109,9 +159,9 @@ class ControlPlane:
         try:
             request = json.loads(raw or b"null")
         except ValueError:
-            return GraphQLAnswer(400 if key else 401, _errors("POST body must be JSON"))
+            return GraphQLAnswer(400, _errors("POST body must be JSON"))
         if not isinstance(request, dict) or not isinstance(request.get("query"), str):
-            return GraphQLAnswer(400 if key else 401, _errors('POST body must be a JSON object with a "query" string'))
+            return GraphQLAnswer(400, _errors('POST body must be a JSON object with a "query" string'))
         variables = request.get("variables")
         operation_name = request.get("operationName")
         if variables is not None and not isinstance(variables, dict):
@@ -122,7 +172,7 @@ class ControlPlane:
         try:
             document = parse(request["query"])
         except GraphQLError as exc:
-            return GraphQLAnswer(401 if key is None else 400, {"errors": [exc.formatted]})
+            return GraphQLAnswer(400, {"errors": [exc.formatted]})
         operation = get_operation_ast(document, operation_name)
         fields = _root_fields(operation)
         label = operation.name.value if operation is not None and operation.name else (fields[0] if fields else None)
@@ -130,7 +180,8 @@ class ControlPlane:
         def answer(status: int, body: dict[str, Any], headers: tuple[tuple[str, str], ...] = ()) -> GraphQLAnswer:
             return GraphQLAnswer(status, body, label, fields, headers)
 
-        if key is None and not (fields and set(fields) <= PUBLIC_FIELDS and _is_query(operation)):
+        mutation = operation is not None and operation.operation is OperationType.MUTATION
+        if key is None and mutation:
             return answer(401, _errors(UNAUTHORIZED))
         problems = validate(self.schema, document)
         if problems:
@@ -140,8 +191,8 @@ class ControlPlane:
         if injected is not None:
             return answer(200, {"errors": [{"message": injected.message or GENERIC_ERROR}], "data": None})
 
-        context = _Context()
-        if operation is not None and operation.operation is OperationType.MUTATION:
+        context = _Context(authenticated=key is not None)
+        if mutation:
             context.read_only = self.faults.take(fault_names.READ_ONLY) is not None
         with self.state.lock:
             self.state.advance()
@@ -197,7 +248,9 @@ class ControlPlane:
 
     # --- queries --------------------------------------------------------------------------
 
-    def _myself(self, _root: Any, _info: Any) -> dict[str, Any]:
+    def _myself(self, _root: Any, info: Any) -> dict[str, Any] | None:
+        if not info.context.authenticated:
+            return None  # no key, no account: {"data": {"myself": null}} (see handle())
         state = self.state
         return {
             "id": state.account.id,
@@ -206,7 +259,8 @@ class ControlPlane:
             "clientBalance": 100.0,
             "currentSpendPerHr": 0.0,
             "spendLimit": 80,
-            "endpoints": lambda _info: [endpoint_dict(state, e) for e in state.endpoints.values()],
+            # Capped and oldest first, with no pagination (mcp endpoint-gpu-ids.ts).
+            "endpoints": lambda _info: [endpoint_dict(state, e) for e in state.endpoints.values()][:ENDPOINT_LIST_CAP],
             "podTemplates": lambda _info: [template_dict(state, t) for t in state.templates.values()],
             "containerRegistryCreds": lambda _info: [
                 {"id": r.id, "name": r.name} for r in state.registry_auths.values()
@@ -215,12 +269,16 @@ class ControlPlane:
             "networkVolumes": lambda _info: [network_volume_dict(v) for v in state.network_volumes.values()],
         }
 
-    def _user_endpoint(self, _user: Any, _info: Any, id: str) -> dict[str, Any] | None:
+    def _user_endpoint(self, _user: Any, _info: Any, id: str) -> dict[str, Any]:
         endpoint = self.state.endpoints.get(id)
-        return endpoint_dict(self.state, endpoint) if endpoint else None
+        if endpoint is None:
+            # The resolver throws for an id it cannot see instead of answering null (mcp).
+            raise _fail(ENDPOINT_NOT_FOUND)
+        return endpoint_dict(self.state, endpoint)
 
-    def _pod_template(self, _root: Any, _info: Any, id: str) -> dict[str, Any] | None:
-        template = self.state.templates.get(id)
+    def _pod_template(self, _root: Any, info: Any, id: str) -> dict[str, Any] | None:
+        template = self.state.templates.get(id) if info.context.authenticated else None
+        # flash core/api/runpod.py treats a null podTemplate as "not found or not accessible".
         return template_dict(self.state, template) if template else None
 
     def _gpu_types(self, _root: Any, _info: Any, input: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -233,7 +291,8 @@ class ControlPlane:
         return [gpu_type_dict(gpu) for gpu in gpus.GPU_TYPES if wanted is None or gpu.id in wanted]
 
     def _pools(self, _root: Any, _info: Any) -> list[dict[str, Any]]:
-        return [{"id": pool, "gpuTypeIds": list(gpus.pool_members(pool))} for pool in gpus.POOLS]
+        # Whether RunPod answers this without a key is unknown; like the catalogue, it does here.
+        return [{"id": pool, "gpuTypeIds": list(types)} for pool, types in self.pools]
 
     def _data_centers(self, _root: Any, _info: Any) -> list[dict[str, Any]]:
         availability = [
@@ -248,29 +307,33 @@ class ControlPlane:
     # --- templates ------------------------------------------------------------------------
 
     def _save_template(self, input: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        data = dict(input or {})
+        if input is None:
+            raise _fail("input is required")
+        data = dict(input)  # name, containerDiskInGb, dockerArgs, env, volumeInGb: non-null in the schema
         existing: Template | None = None
         if data.get("id") is not None:
             existing = self.state.templates.get(data["id"])
             if existing is None:
                 raise _fail(f"Template {data['id']} not found")
-        if data.get("dockerArgs") is None:
-            # RunPod's own failure when dockerArgs is left out (seen by the Pulumi provider).
-            raise _fail(GENERIC_ERROR)
         name = _required_text(data, "name")
+        # Nullable in the schema, but a required field in the docs (manage-pod-templates.mdx).
         image = _required_text(data, "imageName")
         clash = self.state.template_by_name(name)
         if clash is not None and clash is not existing:
+            # "Template names must be unique. Creating a template with a name that already
+            # exists will fail." (docs manage-pod-templates.mdx)
             raise _fail(f"Template name must be unique: a template named {name!r} already exists")
         is_serverless = bool(data.get("isServerless") or False)
-        disk = _int(data, "containerDiskInGb", 50, minimum=1)
-        volume = _int(data, "volumeInGb", 0, minimum=0)
-        if is_serverless and volume != 0:
+        if data["containerDiskInGb"] < 1:
+            raise _fail(f"containerDiskInGb must be at least 1, got {data['containerDiskInGb']}")
+        volume = data["volumeInGb"]
+        if volume < 0 or (is_serverless and volume != 0):
+            # "Set to 0 for Serverless templates" (docs manage-pod-templates.mdx)
             raise _fail("Serverless templates do not support volume disks: volumeInGb must be 0")
         auth_id = data.get("containerRegistryAuthId") or ""
         if auth_id and auth_id not in self.state.registry_auths:
             raise _fail(f"Container registry auth {auth_id} not found")
-        env = _env(data.get("env"))
+        env = _env(data["env"])
         if existing is not None and not is_serverless and self.state.endpoint_bound_to(existing.id):
             raise _fail("Template is in use by a serverless endpoint and must stay a serverless template")
         template = Template(
@@ -278,8 +341,8 @@ class ControlPlane:
             name=name,
             image_name=image,
             docker_args=data["dockerArgs"],
-            container_disk_in_gb=disk,
-            volume_in_gb=volume,
+            container_disk_in_gb=int(data["containerDiskInGb"]),
+            volume_in_gb=int(volume),
             volume_mount_path=_text(data, "volumeMountPath", "/workspace"),
             ports=_text(data, "ports", ""),
             env=env,
@@ -297,20 +360,39 @@ class ControlPlane:
         )
         if existing is not None:
             template.created_at = existing.created_at
+            template.released_at = existing.released_at
             bound = self.state.endpoint_bound_to(existing.id)
             if bound is not None:
-                bound.version += 1  # a template update rolls the endpoint's workers
+                # Updating a template rolls its endpoint's workers (docs serverless/endpoints/rolling-releases.mdx).
+                bound.version += 1
         self.state.templates[template.id] = template
         return template_dict(self.state, template)
 
     def _delete_template(self, templateName: str) -> None:
+        # By name (docs manage-pod-templates.mdx: `deleteTemplate(templateName: ...)`).
         template = self.state.template_by_name(templateName)
         if template is None:
             raise _fail(f"Template {templateName!r} not found")
         bound = self.state.endpoint_bound_to(template.id)
         if bound is not None:
-            raise _fail(f"Template is in use by serverless endpoint {bound.id} and cannot be deleted")
+            # "The template must not be in use by any Pods or Serverless endpoints." (docs)
+            raise _fail(f"Template {templateName!r} is in use by serverless endpoint {bound.id} and cannot be deleted")
+        if template.released_at is not None:
+            left = template.released_at + self.delete_delay() - self.state.clock()
+            if left > 0:
+                # "It can take up to 2 minutes to delete a template after its most recent use by
+                # a Pod or Serverless endpoint." (docs manage-pod-templates.mdx)
+                raise _fail(
+                    f"Template {templateName!r} is still in use: a template can take up to 2 minutes to be "
+                    "deleted after its most recent use by a Pod or Serverless endpoint"
+                )
         del self.state.templates[template.id]
+
+    def _release(self, template_id: str) -> None:
+        """Start the deletion delay of a template an endpoint just stopped using."""
+        template = self.state.templates.get(template_id)
+        if template is not None:
+            template.released_at = self.state.clock()
 
     # --- registry credentials -------------------------------------------------------------
 
@@ -343,6 +425,17 @@ class ControlPlane:
     # --- endpoints ------------------------------------------------------------------------
 
     def _save_endpoint(self, input: Mapping[str, Any]) -> dict[str, Any]:
+        """Create (no ``id``) or update (``id``) an endpoint.
+
+        An update is a full replace, but not of everything (mcp endpoint-gpu-ids.ts, read
+        against RunPod's resolver): the schema's input defaults (idleTimeout 10, scalerValue
+        4, workersMax 3, workersMin 0, gpuCount 1, scalerType QUEUE_DELAY) reset what an update
+        leaves out, and ``instanceIds`` and ``locations`` are nulled when left out; the CUDA
+        pair, ``executionTimeoutMs`` and ``requestTTL`` stay; ``compliance``,
+        ``modelReferences``, ``networkVolumeIds`` and ``type`` are written only when sent;
+        ``templateId`` is validated but acts only on create (the template of an existing
+        endpoint changes through ``updateEndpointTemplate``).
+        """
         data = dict(input)
         existing: Endpoint | None = None
         if data.get("id") is not None:
@@ -352,12 +445,18 @@ class ControlPlane:
 
         name = data["name"]
         if len(name.strip()) < NAME_MIN or len(name) > NAME_MAX:
+            # name is `String!`, min 3 (ctl AGENTS.md); REST caps it at 191 (docs api-reference/openapi.json).
             raise _fail(f"Endpoint name must be {NAME_MIN} to {NAME_MAX} characters long")
+        if data.get("templateId") and data.get("template") is not None:
+            # "RunPod rejects requests that contain both fields simultaneously." (flash serverless.py)
+            raise _fail("Give either templateId or template, not both")
 
         template_id, inline = self._endpoint_template(data, existing)
+        # Nulled when left out (mcp: `input?.instanceIds ? join(',') : null`).
         instance_ids = [i for i in data.get("instanceIds") or () if i is not None]
         for instance in instance_ids:
             if not _CPU_INSTANCE.match(instance):
+                # CPU is chosen by instanceIds like cpu3g-4-16 (ctl AGENTS.md).
                 raise _fail(f"Invalid instanceIds entry {instance!r}: expected a CPU flavor like cpu3g-4-16")
         gpu_ids = data.get("gpuIds")
         if instance_ids:
@@ -365,48 +464,58 @@ class ControlPlane:
         else:
             if not gpu_ids:
                 raise _fail("gpuIds is required: a comma-separated list of GPU pool ids, e.g. AMPERE_24")
-            check_gpu_ids(gpu_ids)
+            self.check_gpu_ids(gpu_ids)
 
+        # The schema fills these in when left out; an explicit null gets the same default.
         workers_min = _int(data, "workersMin", 0, minimum=0)
         workers_max = _int(data, "workersMax", 3, minimum=0)
         if workers_min > workers_max:
             raise _fail(f"workersMin ({workers_min}) cannot be greater than workersMax ({workers_max})")
-        idle_timeout = _int(data, "idleTimeout", self.idle_timeout_default, minimum=IDLE_TIMEOUT_RANGE[0])
+        idle_timeout = _int(data, "idleTimeout", 10, minimum=IDLE_TIMEOUT_RANGE[0])
         if idle_timeout > IDLE_TIMEOUT_RANGE[1]:
+            # 1-3600 (ctl cmd/serverless/create.go; docs api-reference/openapi.json)
             raise _fail(f"idleTimeout must be between {IDLE_TIMEOUT_RANGE[0]} and {IDLE_TIMEOUT_RANGE[1]} seconds")
         scaler_type = data.get("scalerType") or "QUEUE_DELAY"
         if scaler_type not in SCALER_TYPES:
             raise _fail(f"scalerType must be one of {', '.join(SCALER_TYPES)}, got {scaler_type!r}")
+        # "the server rejects a scaler value below 1" (ctl cmd/serverless/create.go)
         scaler_value = _int(data, "scalerValue", 4, minimum=1)
         gpu_count = _int(data, "gpuCount", 1, minimum=1)
-        pfb_target = _int(data, "workersPFBTarget", 0, minimum=0)
-        execution_timeout = _int(data, "executionTimeoutMs", DEFAULT_EXECUTION_TIMEOUT_MS, minimum=0)
-        endpoint_type = data.get("type") or "QB"
-        if endpoint_type not in ENDPOINT_TYPES:
-            raise _fail(f"type must be one of {', '.join(ENDPOINT_TYPES)}, got {endpoint_type!r}")
 
-        volume_id = data.get("networkVolumeId")
-        if volume_id and volume_id not in self.state.network_volumes:
-            raise _fail(f"Network volume {volume_id} not found")
-        volume_ids = [item["networkVolumeId"] for item in data.get("networkVolumeIds") or () if item is not None]
-        for vid in volume_ids:
-            if vid not in self.state.network_volumes:
-                raise _fail(f"Network volume {vid} not found")
-
-        # Kept across a full-replace update when omitted (RunPod's MCP team measured this).
         def kept(key: str, attribute: str, default: Any) -> Any:
-            if key in data and data[key] is not None:
-                return data[key]
+            """A field an update leaves as it is when the input does not carry it."""
+            if key in data:
+                return default if data[key] is None else data[key]
             return getattr(existing, attribute) if existing is not None else default
 
+        execution_timeout = kept("executionTimeoutMs", "execution_timeout_ms", DEFAULT_EXECUTION_TIMEOUT_MS)
+        if execution_timeout < 0:
+            raise _fail(f"executionTimeoutMs must be at least 0, got {execution_timeout}")
+        pfb_target = kept("workersPFBTarget", "workers_pfb_target", 0)
+        if pfb_target < 0:
+            raise _fail(f"workersPFBTarget must be at least 0, got {pfb_target}")
+        endpoint_type = kept("type", "type", "QB")
+        if endpoint_type not in ENDPOINT_TYPES:
+            raise _fail(f"type must be one of {', '.join(ENDPOINT_TYPES)}, got {endpoint_type!r}")
         allowed_cuda = kept("allowedCudaVersions", "allowed_cuda_versions", None)
         if allowed_cuda:
             check_cuda_versions(allowed_cuda, "allowedCudaVersions")
         min_cuda = kept("minCudaVersion", "min_cuda_version", None)
         if min_cuda:
             check_cuda_versions(min_cuda, "minCudaVersion", single=True)
+        volume_id = kept("networkVolumeId", "network_volume_id", None)
+        if volume_id and volume_id not in self.state.network_volumes:
+            raise _fail(f"Network volume {volume_id} not found")
+        if "networkVolumeIds" in data:
+            volume_ids = [item["networkVolumeId"] for item in data["networkVolumeIds"] or () if item is not None]
+        else:
+            volume_ids = list(existing.network_volume_ids) if existing is not None else []
+        for vid in volume_ids:
+            if vid not in self.state.network_volumes:
+                raise _fail(f"Network volume {vid} not found")
         model_references = [r for r in kept("modelReferences", "model_references", []) if r is not None]
         compliance = [c for c in kept("compliance", "compliance", []) if c is not None]
+        request_ttl = kept("requestTTL", "request_ttl", None)
 
         if inline is not None:
             template_id = self._create_inline_template(name, inline)
@@ -423,35 +532,37 @@ class ControlPlane:
             idle_timeout=idle_timeout,
             scaler_type=scaler_type,
             scaler_value=scaler_value,
-            locations=data.get("locations"),
+            locations=data.get("locations") or None,  # nulled when left out (mcp: `locations || null`)
             network_volume_id=volume_id,
             network_volume_ids=volume_ids,
             execution_timeout_ms=execution_timeout,
             allowed_cuda_versions=allowed_cuda,
             min_cuda_version=min_cuda,
-            flash_boot_type=data.get("flashBootType") or "OFF",
+            flash_boot_type=kept("flashBootType", "flash_boot_type", "OFF"),
             type=endpoint_type,
             model_references=list(model_references),
             compliance=list(compliance),
-            flash_environment_id=data.get("flashEnvironmentId"),
-            hub_release_id=data.get("hubReleaseId"),
+            flash_environment_id=kept("flashEnvironmentId", "flash_environment_id", None),
+            hub_release_id=kept("hubReleaseId", "hub_release_id", None),
             user_id=self.state.account.id,
+            request_ttl=request_ttl,
         )
         if existing is not None:
             endpoint.created_at = existing.created_at
             endpoint.ai_key = existing.ai_key
             endpoint.version = existing.version
-            if (
-                existing.gpu_ids,
-                existing.template_id,
-                existing.network_volume_id,
-                existing.network_volume_ids,
-            ) != (
-                endpoint.gpu_ids,
-                endpoint.template_id,
-                endpoint.network_volume_id,
-                endpoint.network_volume_ids,
-            ):
+            # A new release (version + 1, workers rolled) when the GPUs, the template or the
+            # volumes change (flash serverless.py, update docstring), when the model
+            # references change (mcp: clearing them "rolls its workers"), and when
+            # requestTTL is left out while one is stored (mcp: "omitting it registered as a
+            # change and rolled the workers").
+            rolled = (
+                (existing.gpu_ids, existing.template_id, existing.network_volume_id, existing.network_volume_ids)
+                != (endpoint.gpu_ids, endpoint.template_id, endpoint.network_volume_id, endpoint.network_volume_ids)
+                or existing.model_references != endpoint.model_references
+                or ("requestTTL" not in data and existing.request_ttl is not None)
+            )
+            if rolled:
                 endpoint.version += 1
             # The fleet and the job counters belong to the endpoint, not to its settings.
             endpoint.workers, endpoint.queue = existing.workers, existing.queue
@@ -469,17 +580,21 @@ class ControlPlane:
     ) -> tuple[str, Mapping[str, Any] | None]:
         """The template the endpoint will use, checked; or an inline template to create."""
         template_id = data.get("templateId")
+        if existing is not None:
+            # On an update templateId is checked (it "re-runs template validation — which
+            # throws if that template is gone") but only acts on create (mcp).
+            if template_id:
+                self._check_bindable(template_id, existing)
+            return existing.template_id, None
         if template_id:
-            self._check_bindable(template_id, existing)
+            self._check_bindable(template_id, None)
             return template_id, None
         inline = data.get("template")
         if inline is not None:
             _required_text(inline, "imageName", prefix="template.")
-            if inline.get("name") and self.state.template_by_name(inline["name"]):
+            if self.state.template_by_name(inline["name"]):
                 raise _fail(f"Template name must be unique: a template named {inline['name']!r} already exists")
             return "", inline
-        if existing is not None:
-            return existing.template_id, None
         raise _fail("templateId is required: create a serverless template with saveTemplate first")
 
     def _check_bindable(self, template_id: str, endpoint: Endpoint | None) -> None:
@@ -490,6 +605,8 @@ class ControlPlane:
             raise _fail(f"Template {template_id} is not a serverless template (isServerless: false)")
         bound = self.state.endpoint_bound_to(template_id)
         if bound is not None and (endpoint is None or bound.id != endpoint.id):
+            # "Each Serverless template can only be bound to one endpoint at a time." (docs
+            # runpodctl/reference/runpodctl-serverless.mdx)
             raise _fail(
                 f"Template {template_id} is already bound to endpoint {bound.id}: each serverless template "
                 "can only be bound to one endpoint at a time"
@@ -498,30 +615,31 @@ class ControlPlane:
     def _create_inline_template(self, endpoint_name: str, inline: Mapping[str, Any]) -> str:
         template = Template(
             id=ids.template_id(),
-            name=inline.get("name") or f"{endpoint_name}__template__{ids.template_id()}",
+            name=inline["name"],
             image_name=inline["imageName"],
-            docker_args=inline.get("dockerArgs") or "",
+            docker_args=inline["dockerArgs"],
             container_disk_in_gb=_int(inline, "containerDiskInGb", 50, minimum=1),
             volume_in_gb=0,
             volume_mount_path="/workspace",
-            ports="",
-            env=_env(inline.get("env")),
+            ports=_text(inline, "ports", ""),
+            env=_env(inline["env"]),
             is_serverless=True,
             is_public=False,
-            readme="",
-            start_ssh=True,
-            start_jupyter=False,
-            start_script="",
-            advanced_start=False,
+            readme=_text(inline, "readme", ""),
+            start_ssh=_bool(inline, "startSsh", True),
+            start_jupyter=_bool(inline, "startJupyter", False),
+            start_script=_text(inline, "startScript", ""),
+            advanced_start=_bool(inline, "advancedStart", False),
             container_registry_auth_id=inline.get("containerRegistryAuthId") or "",
             category="NVIDIA",
             ports_config=[],
-            config=None,
+            config=inline.get("config"),
         )
         self.state.templates[template.id] = template
         return template.id
 
     def _update_endpoint_template(self, input: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        # Swaps the template of an endpoint: a new release (py mutations/endpoints.py; ctl).
         if not input:
             raise _fail("input is required: {endpointId, templateId}")
         endpoint = self.state.endpoints.get(input["endpointId"])
@@ -529,6 +647,7 @@ class ControlPlane:
             raise _fail(f"Endpoint {input['endpointId']} not found")
         self._check_bindable(input["templateId"], endpoint)
         if endpoint.template_id != input["templateId"]:
+            self._release(endpoint.template_id)
             endpoint.template_id = input["templateId"]
             endpoint.version += 1
         return endpoint_dict(self.state, endpoint)
@@ -538,12 +657,44 @@ class ControlPlane:
         if endpoint is None:
             raise _fail(f"Endpoint {id} not found")
         if endpoint.workers_min != 0 or endpoint.workers_max != 0:
+            # "The endpoint's min and max workers must both be zero before you can delete it."
+            # (docs sdks/graphql/manage-endpoints.mdx)
             raise _fail(
                 "The endpoint's min and max workers must both be zero before you can delete it "
                 f"(workersMin={endpoint.workers_min}, workersMax={endpoint.workers_max})"
             )
         self.fleet.endpoint_deleted(endpoint)
         del self.state.endpoints[id]
+        self._release(endpoint.template_id)
+
+    def check_gpu_ids(self, value: str) -> None:
+        """Raise unless ``value`` is pool ids, optionally with ``-<GPU type id>`` exclusions.
+
+        A pool must be one ``serverlessGpuPools`` lists, and a GPU type id is not a pool
+        (ctl AGENTS.md: gpuIds "wants gpu *pool* ids ... not the gpu *type* ids"). An
+        exclusion RunPod does not recognise is ignored silently, not rejected: "upstream
+        accepts unrecognized exclusions silently, so a typo would otherwise produce a filter
+        that does nothing" (RunPod's REST v2 OpenAPI, BaseEndpointGpuConfig.excludedTypes,
+        docs api-reference-v2/openapi.json). So a wrong exclusion list quietly widens a GPU
+        pin, which is exactly what a client must not rely on the server to catch.
+        """
+        tokens = [token.strip() for token in value.split(",")]
+        if any(not token for token in tokens):
+            raise _fail(f"Invalid gpuIds {value!r}: empty entry")
+        pools = [t for t in tokens if not t.startswith("-")]
+        known = [pool for pool, _ in self.pools]
+        for pool in pools:
+            if pool in known:
+                continue
+            owner = next((p for p, types in self.pools if pool in types), None)
+            if owner is not None:
+                raise _fail(
+                    f"Invalid gpuIds: {pool!r} is a GPU type, not a pool; gpuIds takes pool ids "
+                    f"(it is in {owner}) and '-<GPU type id>' exclusions"
+                )
+            raise _fail(f"Invalid gpuIds: unknown GPU pool {pool!r}; known pools: {', '.join(known)}")
+        if not pools:
+            raise _fail(f"Invalid gpuIds {value!r}: name at least one GPU pool")
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -604,33 +755,6 @@ def _env(items: Any) -> list[EnvVar]:
             raise _fail("env keys must not be empty")
         env.append(EnvVar(key=item["key"], value=item["value"]))
     return env
-
-
-def check_gpu_ids(value: str) -> None:
-    """Raise unless ``value`` is pool ids plus ``-<GPU type id>`` exclusions of their members."""
-    tokens = [token.strip() for token in value.split(",")]
-    if any(not token for token in tokens):
-        raise _fail(f"Invalid gpuIds {value!r}: empty entry")
-    pools = [t for t in tokens if not t.startswith("-")]
-    exclusions = [t[1:].strip() for t in tokens if t.startswith("-")]
-    for pool in pools:
-        if pool in gpus.POOLS:
-            continue
-        gpu = gpus.find_gpu(pool)
-        if gpu is not None:
-            raise _fail(
-                f"Invalid gpuIds: {pool!r} is a GPU type, not a pool; gpuIds takes pool ids "
-                f"(it is in {gpu.pool}) and '-<GPU type id>' exclusions"
-            )
-        raise _fail(f"Invalid gpuIds: unknown GPU pool {pool!r}; known pools: {', '.join(gpus.POOLS)}")
-    if not pools:
-        raise _fail(f"Invalid gpuIds {value!r}: name at least one GPU pool")
-    members = {member for pool in pools for member in gpus.pool_members(pool)}
-    for excluded in exclusions:
-        if excluded not in members:
-            raise _fail(f"Invalid gpuIds: excluded GPU type {excluded!r} is not in any listed pool")
-    if members <= set(exclusions):
-        raise _fail(f"Invalid gpuIds {value!r}: every GPU type of the listed pools is excluded")
 
 
 def check_cuda_versions(value: str, field: str, *, single: bool = False) -> None:

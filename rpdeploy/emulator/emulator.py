@@ -16,11 +16,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 from rpdeploy.emulator import ids
-from rpdeploy.emulator.control import ControlPlane
+from rpdeploy.emulator.control import TEMPLATE_DELETE_DELAY, ControlPlane
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.invoke import InvokeApi
 from rpdeploy.emulator.server import EmulatorHTTPServer, RequestLog
@@ -35,10 +35,12 @@ class Emulator:
 
     Timing knobs (seconds): ``cold_start`` for a new worker, ``execution_time`` for a job,
     ``runsync_wait`` for ``/runsync`` and the OpenAI routes before they hand back a running
-    job (RunPod: 90). ``concurrency`` is jobs per worker. ``idle_timeout_default`` is what
-    ``saveEndpoint`` uses when ``idleTimeout`` is omitted (RunPod's docs say 5; RunPod's MCP
-    team measured 10 on updates). Per-endpoint timing goes through ``faults``
-    (``faults.cold_start(3, endpoint_id=...)``).
+    job (RunPod: 90). ``concurrency`` is jobs per worker. ``template_delete_delay`` is how
+    long a template stays "in use" after its endpoint was deleted (RunPod's docs: up to 2
+    minutes; the ``template_delete_delay`` fault switch changes it while running).
+    ``gpu_pools`` is what ``serverlessGpuPools`` answers, ``[(pool id, [GPU type ids])]`` in
+    order (default: RunPod's published pools; :meth:`set_gpu_pools` changes it). Per-endpoint
+    timing goes through ``faults`` (``faults.cold_start(3, endpoint_id=...)``).
     """
 
     def __init__(
@@ -51,7 +53,8 @@ class Emulator:
         cold_start: float = 0.5,
         execution_time: float = 0.1,
         concurrency: int = 4,
-        idle_timeout_default: int = 5,
+        template_delete_delay: float = TEMPLATE_DELETE_DELAY,
+        gpu_pools: Sequence[tuple[str, Sequence[str]]] | None = None,
         run_retention: float = 30 * 60.0,
         sync_retention: float = 60.0,
         webhook_retry_interval: float = 10.0,
@@ -79,7 +82,9 @@ class Emulator:
                 webhook_retry_interval=webhook_retry_interval,
             ),
         )
-        self.control = ControlPlane(self.state, self.fleet, self.faults, idle_timeout_default=idle_timeout_default)
+        self.control = ControlPlane(
+            self.state, self.fleet, self.faults, template_delete_delay=template_delete_delay, gpu_pools=gpu_pools
+        )
         self.invoke = InvokeApi(self.state, self.fleet, self.faults, runsync_wait=runsync_wait)
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -124,6 +129,10 @@ class Emulator:
     @property
     def running(self) -> bool:
         return self._server is not None
+
+    def set_gpu_pools(self, pools: Sequence[tuple[str, Sequence[str]]]) -> None:
+        """What ``serverlessGpuPools`` answers from now on (``[(pool id, [GPU type ids])]``, in order)."""
+        self.control.set_gpu_pools(pools)
 
     def reset(self) -> None:
         """Forget every template, endpoint, credential, job, recorded request and fault."""

@@ -23,6 +23,8 @@ cold_start             seconds, count=None, endpoint_id       worker start-up ti
 execution_time         seconds, count=None, endpoint_id       time a job runs
 concurrency            value, endpoint_id                     jobs one worker runs at once
 invoke_rate_limit      count=1, retry_after=1, endpoint_id    429 on ``/v2/{endpoint}/...``
+template_delete_delay  seconds                                how long a template stays "in use" after
+                                                              its endpoint let it go (default 120 s)
 =====================  =====================================  ==========================================
 
 ``operation`` matches a GraphQL operation's name or any of its top-level fields
@@ -57,6 +59,7 @@ COLD_START = "cold_start"
 EXECUTION_TIME = "execution_time"
 INVOKE_RATE_LIMIT = "invoke_rate_limit"
 CONCURRENCY = "concurrency"
+TEMPLATE_DELETE_DELAY = "template_delete_delay"
 
 # name -> (parameters it takes, default count)
 _SPECS: dict[str, tuple[frozenset[str], int | None]] = {
@@ -73,6 +76,7 @@ _SPECS: dict[str, tuple[frozenset[str], int | None]] = {
     EXECUTION_TIME: (frozenset({"count", "seconds", "endpoint_id"}), None),
     INVOKE_RATE_LIMIT: (frozenset({"count", "retry_after", "endpoint_id"}), 1),
     CONCURRENCY: (frozenset({"value", "endpoint_id"}), None),
+    TEMPLATE_DELETE_DELAY: (frozenset({"seconds"}), None),
 }
 FAULT_NAMES: tuple[str, ...] = tuple(_SPECS)
 _HTTP_STATUSES = frozenset({500, 502, 503, 504})
@@ -202,6 +206,10 @@ class Faults:
     def concurrency(self, value: int, endpoint_id: str | None = None) -> Fault:
         return self.add(CONCURRENCY, value=value, endpoint_id=endpoint_id)
 
+    def template_delete_delay(self, seconds: float) -> Fault:
+        """Shorten (or lengthen) the time a template stays "in use" after its endpoint let it go."""
+        return self.add(TEMPLATE_DELETE_DELAY, seconds=seconds)
+
     # --- consuming ------------------------------------------------------------------------
 
     def take(self, name: str, *, endpoint_id: str | None = None, operations: Iterable[str] = ()) -> Fault | None:
@@ -257,7 +265,8 @@ def _checked(name: str, params: dict[str, Any]) -> dict[str, Any]:
         if status not in _HTTP_STATUSES:
             raise FaultError(f"status must be one of {sorted(_HTTP_STATUSES)}, got {status!r}")
         checked["status"] = status
-    if name in (GRAPHQL_DELAY, COLD_START, EXECUTION_TIME) and checked.get("seconds") is None:
+    needs_seconds = (GRAPHQL_DELAY, COLD_START, EXECUTION_TIME, TEMPLATE_DELETE_DELAY)
+    if name in needs_seconds and checked.get("seconds") is None:
         raise FaultError(f"fault {name!r} needs 'seconds'")
     if name in (GRAPHQL_RATE_LIMIT, INVOKE_RATE_LIMIT) and checked.get("retry_after") is None:
         checked["retry_after"] = 1.0

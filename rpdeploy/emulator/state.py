@@ -53,6 +53,8 @@ class Template:
     ports_config: list[dict[str, Any]]
     config: Any
     created_at: str = field(default_factory=ids.timestamp)
+    #: When the last endpoint using it let it go (emulator clock); starts the deletion delay.
+    released_at: float | None = None
 
     def env_dict(self) -> dict[str, str]:
         return {item.key: item.value for item in self.env}
@@ -206,6 +208,7 @@ class Endpoint:
     flash_environment_id: str | None
     hub_release_id: str | None
     user_id: str
+    request_ttl: int | None = None
     version: int = 0
     created_at: str = field(default_factory=ids.timestamp)
     ai_key: str | None = None
@@ -359,13 +362,15 @@ def endpoint_dict(state: EmulatorState, endpoint: Endpoint) -> dict[str, Any]:
         "scalerValue": endpoint.scaler_value,
         "workersMin": endpoint.workers_min,
         "workersMax": endpoint.workers_max,
-        "workersStandby": 0,
+        # saveEndpoint writes workersStandby := workersMax (mcp changeset, windows-claude-detection...).
+        "workersStandby": endpoint.workers_max,
         "workersPFBTarget": endpoint.workers_pfb_target,
         "allowedCudaVersions": endpoint.allowed_cuda_versions,
         "minCudaVersion": endpoint.min_cuda_version,
         "executionTimeoutMs": endpoint.execution_timeout_ms,
         "flashBootType": endpoint.flash_boot_type,
         "modelReferences": list(endpoint.model_references),
+        "requestTTL": endpoint.request_ttl,
         "compliance": list(endpoint.compliance),
         "type": endpoint.type,
         "aiKey": endpoint.ai_key,

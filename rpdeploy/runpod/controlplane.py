@@ -58,6 +58,8 @@ class ControlPlane(Protocol):
 
     def update_endpoint(self, live: Endpoint, spec: EndpointSpec) -> Endpoint: ...
 
+    def set_endpoint_template(self, endpoint_id: str, template_id: str) -> Endpoint: ...
+
     def delete_endpoint(self, endpoint_id: str) -> None: ...
 
     def list_registry_auths(self) -> list[RegistryAuth]: ...
@@ -267,7 +269,15 @@ class GraphQLControlPlane:
         return [Endpoint.from_api(e) for e in ((data or {}).get("myself") or {}).get("endpoints") or []]
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None:
-        data = self._execute(ops.GET_ENDPOINT, {"id": endpoint_id}, operation="Endpoint", mutation=False)
+        try:
+            data = self._execute(ops.GET_ENDPOINT, {"id": endpoint_id}, operation="Endpoint", mutation=False)
+        except ApiError as exc:
+            # RunPod's resolver throws for an id it cannot see rather than answering null
+            # (runpod-mcp src/_shared/endpoint-gpu-ids.ts): that error means "none".
+            text = exc.message.lower()
+            if isinstance(exc, AuthError) or not ("not found" in text or "no endpoint found" in text):
+                raise
+            return None
         found = ((data or {}).get("myself") or {}).get("endpoint")
         return Endpoint.from_api(found) if found else None
 
@@ -285,6 +295,18 @@ class GraphQLControlPlane:
         saved = (data or {}).get("saveEndpoint")
         if not saved:
             raise ApiError(f"RunPod returned nothing for the update of endpoint {live.id}")
+        return Endpoint.from_api(saved)
+
+    def set_endpoint_template(self, endpoint_id: str, template_id: str) -> Endpoint:
+        data = self._execute(
+            ops.UPDATE_ENDPOINT_TEMPLATE,
+            {"input": {"endpointId": endpoint_id, "templateId": template_id}},
+            operation="UpdateEndpointTemplate",
+            mutation=True,
+        )
+        saved = (data or {}).get("updateEndpointTemplate")
+        if not saved:
+            raise ApiError(f"RunPod returned nothing for the template change of endpoint {endpoint_id}")
         return Endpoint.from_api(saved)
 
     def delete_endpoint(self, endpoint_id: str) -> None:

@@ -1,20 +1,23 @@
 """From deploy.yaml to a RunPod template and endpoint: desired state, plan, apply, delete.
 
-RunPod is the source of truth. Objects are found by name every time, so a lost ledger, a
-re-run after a timeout or a second run of the same config converges on the same template
-and endpoint instead of creating new ones. A plan lists the exact mutations; applying it
-sends only those (a no-change run sends none).
+RunPod is the source of truth. Objects are found by their exact names every time, so a
+lost ledger, a re-run after a timeout or a second run of the same config converges on the
+same template and endpoint instead of creating new ones. A name alone does not make an
+object ours, though: rpdeploy changes or deletes only what this project's ledger recorded
+or what carries this deployment's mark (env ``RPDEPLOY_DEPLOYMENT`` on the template, which
+RunPod keeps), and refuses anything else unless told ``--adopt``. A plan lists the exact
+mutations; applying it sends only those (a no-change run sends none).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from rpdeploy import __version__, gpus, versions
-from rpdeploy.errors import ApiError
+from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.runpod.models import (
@@ -28,10 +31,19 @@ from rpdeploy.runpod.models import (
 from rpdeploy.secrets import MASK, Secret
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from rpdeploy.config import Config
+    from rpdeploy.ledger import Ledger
     from rpdeploy.runpod.controlplane import ControlPlane
 
 NEW_TEMPLATE_ID = "<new template>"
+#: The ownership mark: an env var on the template. RunPod keeps a template's env as sent and
+#: returns it on every read, and the endpoint reaches it through its templateId.
+MARK_KEY = "RPDEPLOY_DEPLOYMENT"
+#: The ledger's record of a delete under way (``Ledger.extra``): what it deletes and how far
+#: it got, so a delete killed halfway resumes on the same objects.
+PENDING_DELETE = "deleting"
 
 OperationKind = Literal[
     "create-registry-auth",
@@ -109,15 +121,6 @@ class EndpointResult:
         return any(op.kind == "create-endpoint" for op in self.operations)
 
 
-@dataclass(frozen=True)
-class DeleteResult:
-    name: str
-    operations: tuple[Operation, ...]
-    endpoint_id: str | None = None
-    template: str | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-
 # --- desired state ------------------------------------------------------------------------
 
 
@@ -164,6 +167,7 @@ def resolve_env(config: Config, environ: Mapping[str, str] | None = None) -> tup
             env.append(
                 EnvVar(key, value.resolve(base_dir=config.base_dir, environ=environ, field=f"endpoint.env.{key}"))
             )
+    env.append(EnvVar(MARK_KEY, config.deployment_mark))
     return tuple(env)
 
 
@@ -213,39 +217,122 @@ def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> Endpo
 
 
 def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> str:
-    """``gpuIds`` for exactly the configured GPU type, from RunPod's live pool list if it answers."""
-    reporter = reporter or NullReporter()
+    """``gpuIds`` for exactly the configured GPU type, from RunPod's live pool list only.
+
+    No built-in fallback: a table that missed a card RunPod has since added to the pool
+    would leave that card unexcluded, and RunPod ignores exclusions it does not recognise,
+    so a stale list silently widens the pin. When the pools cannot be read, stop.
+    """
     gpu = config.endpoint.gpu_type
     try:
         pools = cp.gpu_pools()
+    except AuthError:
+        raise
     except ApiError as exc:
-        if exc.status == 401:
-            raise
-        reporter.warn(f"could not read RunPod's GPU pools ({exc.message}); using the built-in table")
-        pools = {}
-    if pools and not any(gpu.id in members for members in pools.values()):
         raise ApiError(
-            f"RunPod lists no serverless pool with {gpu.id}",
-            hint=f"pick another endpoint.gpu; pools now: {', '.join(sorted(pools))}",
+            f"cannot read RunPod's GPU pools ({exc.message}), so the endpoint cannot be pinned to {gpu.id}",
+            hint="rpdeploy builds gpuIds only from RunPod's live pool list (a built-in one may be out of date "
+            "and let other GPUs in); re-run when the RunPod API answers",
+            status=exc.status,
+            retryable=True,
+        ) from exc
+    if not pools:
+        raise ApiError(
+            f"RunPod answered an empty GPU pool list, so the endpoint cannot be pinned to {gpu.id}",
+            hint="re-run later; if it persists, RunPod's serverlessGpuPools query has changed",
         )
-    return gpus.gpu_ids_for(gpu, pools or None)
+    try:
+        return gpus.gpu_ids_for(gpu, pools)
+    except gpus.PoolError as exc:
+        raise ApiError(
+            str(exc), hint=f"pick another endpoint.gpu; serverless pools now: {', '.join(sorted(pools))}"
+        ) from exc
 
 
-# --- finding ------------------------------------------------------------------------------
+def describe_gpus(gpu_ids: str, pools: dict[str, tuple[str, ...]] | None) -> str:
+    """A ``gpuIds`` value as people name GPUs: "NVIDIA L4" for "AMPERE_24,-NVIDIA RTX A5000,...".
+
+    Needs the live pool membership; without it (or for a CPU endpoint) the answer says so.
+    """
+    if not gpu_ids:
+        return "(none: a CPU endpoint)"
+    if pools is None:
+        return "(unknown: RunPod's GPU pools could not be read)"
+    allowed = gpus.GpuSelection.parse(gpu_ids).allowed(pools)
+    return ", ".join(allowed) if allowed else "(none: every GPU of its pools is excluded)"
 
 
-def _same_name(found: str, wanted: str) -> bool:
-    # RunPod once appended "-fb" to FlashBoot endpoints' names; accept either form.
-    return found == wanted or found == f"{wanted}-fb"
+# --- finding and ownership ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Ownership:
+    """What makes an object on RunPod this deployment's.
+
+    ``mark``: the value of ``RPDEPLOY_DEPLOYMENT`` this deployment writes on its template
+    (deploy.yaml's ``deployment_id``, else the endpoint name). ``known_ids``: endpoint and
+    template ids this project's ledger recorded as made by it (objects made before marks
+    existed count as ours through these). ``adopt``: take over same-named objects anyway.
+    """
+
+    mark: str
+    known_ids: frozenset[str] = frozenset()
+    adopt: bool = False
+
+    def owns_template(self, template: Template) -> bool:
+        return template.id in self.known_ids or template_mark(template) == self.mark
+
+    def owns_endpoint(self, endpoint: Endpoint, templates: Iterable[Template]) -> bool:
+        if endpoint.id in self.known_ids:
+            return True
+        template = next((t for t in templates if t.id == endpoint.template_id), None)
+        return template is not None and template_mark(template) == self.mark
+
+
+def template_mark(template: Template) -> str | None:
+    return template.env_map().get(MARK_KEY)
+
+
+def ownership(
+    config: Config, *, ledger: Ledger | None = None, state_dir: Path | None = None, adopt: bool = False
+) -> Ownership:
+    """This deployment's mark, and the ids its ledger (given, or loaded from ``state_dir``) says it made."""
+    if ledger is None:
+        from rpdeploy.ledger import Ledger
+
+        ledger = Ledger.load(state_dir or config.state_dir)
+    known: set[str] = set()
+    for stage, key in (("template", "template_id"), ("endpoint", "endpoint_id"), ("endpoint", "template_id")):
+        record = ledger.stages.get(stage)
+        value = record.outputs.get(key) if record is not None else None
+        if value:
+            known.add(str(value))
+    pending = ledger.extra.get(PENDING_DELETE)
+    if isinstance(pending, dict):
+        known.update(str(pending[k]) for k in ("endpoint_id", "template_id") if pending.get(k))
+    return Ownership(config.deployment_mark, frozenset(known), adopt)
 
 
 def find_template(templates: Iterable[Template], name: str) -> Template | None:
-    matches = [t for t in templates if t.name == name]
-    return matches[0] if matches else None
+    """The template with exactly this name (RunPod keeps template names unique)."""
+    return next((t for t in templates if t.name == name), None)
 
 
-def find_endpoint(endpoints: Iterable[Endpoint], name: str) -> Endpoint | None:
-    matches = [e for e in endpoints if _same_name(e.name, name)]
+def find_endpoint(
+    endpoints: Iterable[Endpoint],
+    name: str,
+    *,
+    templates: Iterable[Template] = (),
+    owner: Ownership | None = None,
+) -> Endpoint | None:
+    """The endpoint with exactly this name. Names are not unique on RunPod: among several,
+    the one that is ours (when exactly one is) is the answer; otherwise rpdeploy stops."""
+    matches = [e for e in endpoints if e.name == name]
+    if len(matches) > 1 and owner is not None:
+        templates = list(templates)
+        ours = [e for e in matches if owner.owns_endpoint(e, templates)]
+        if len(ours) == 1:
+            return ours[0]
     if len(matches) > 1:
         ids = ", ".join(e.id for e in matches)
         raise ApiError(
@@ -253,6 +340,48 @@ def find_endpoint(endpoints: Iterable[Endpoint], name: str) -> Endpoint | None:
             hint="delete or rename the extra ones in the RunPod console, then re-run",
         )
     return matches[0] if matches else None
+
+
+def _whose(template: Template | None, owner: Ownership) -> str:
+    mark = template_mark(template) if template is not None else None
+    if template is None:
+        return "its template is not on the account"
+    if mark is None:
+        return f"its template {template.name!r} carries no {MARK_KEY} mark"
+    return f"its template {template.name!r} is marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
+
+
+def check_ownership(
+    owner: Ownership,
+    *,
+    endpoint: Endpoint | None,
+    template: Template | None,
+    templates: Iterable[Template],
+    command: str,
+) -> list[str]:
+    """Refuse (NotOursError, exit 7) to touch an endpoint or template that is not ours.
+
+    Returns the objects taken over with ``--adopt`` (empty when everything was ours).
+    """
+    templates = list(templates)
+    strangers = []
+    if endpoint is not None and not owner.owns_endpoint(endpoint, templates):
+        bound = next((t for t in templates if t.id == endpoint.template_id), None)
+        strangers.append(f"endpoint {endpoint.name!r} ({endpoint.id}): {_whose(bound, owner)}")
+    if template is not None and not owner.owns_template(template):
+        mark = template_mark(template)
+        why = "no mark" if mark is None else f"marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
+        strangers.append(f"template {template.name!r} ({template.id}): {why}")
+    if strangers and not owner.adopt:
+        listed = "\n".join(f"  - {s}" for s in strangers)
+        raise NotOursError(
+            f"RunPod already has objects with the names deploy.yaml gives, and nothing says they are this "
+            f"deployment's:\n{listed}",
+            hint=f"if they are yours (made before rpdeploy marked its objects, or by a copy of this project), "
+            f"run `rpdeploy {command} --adopt` to take them over; otherwise give endpoint.name (and "
+            "endpoint.template_name) names of their own in deploy.yaml",
+        )
+    return strangers
 
 
 # --- plan ---------------------------------------------------------------------------------
@@ -290,10 +419,19 @@ def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
     return changes
 
 
+def _same(key: str, old: Any, new: Any) -> bool:
+    if key == "gpuIds":
+        # A set of pools and a set of exclusions: RunPod may answer them in another order.
+        return gpus.GpuSelection.parse(str(old or "")) == gpus.GpuSelection.parse(str(new or ""))
+    return bool(old == new)
+
+
 def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
     current = live.managed()
     return [
-        FieldChange(key, current.get(key), value) for key, value in spec.managed().items() if current.get(key) != value
+        FieldChange(key, current.get(key), value)
+        for key, value in spec.managed().items()
+        if not _same(key, current.get(key), value)
     ]
 
 
@@ -303,12 +441,21 @@ def plan_template(
     templates: Iterable[Template],
     endpoints: Iterable[Endpoint],
     image: str,
+    owner: Ownership,
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
+    command: str = "deploy",
 ) -> tuple[TemplateSpec, Template | None, Operation | None]:
-    """The template we want, the one RunPod has (found by name), and the mutation between them."""
+    """The template we want, the one RunPod has (found by name), and the mutation between them.
+
+    Checks first that the template and the endpoint deploy.yaml names are ours (or adopted):
+    nothing is created before that is known.
+    """
+    templates, endpoints = list(templates), list(endpoints)
     spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
     template = find_template(templates, spec.name)
+    ours = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
+    check_ownership(owner, endpoint=ours, template=template, templates=templates, command=command)
     if template is None:
         shown = (
             FieldChange("imageName", None, spec.image),
@@ -317,7 +464,6 @@ def plan_template(
         return spec, None, Operation("create-template", spec.name, shown)
     # One template serves one endpoint. If ours is bound to an endpoint that is not ours,
     # updating it would change someone else's deployment.
-    ours = find_endpoint(endpoints, config.endpoint.name)
     users = [e for e in endpoints if e.template_id == template.id and (ours is None or e.id != ours.id)]
     if users:
         raise ApiError(
@@ -330,14 +476,23 @@ def plan_template(
 
 
 def plan_endpoint_only(
-    config: Config, *, endpoints: Iterable[Endpoint], template_id: str, gpu_ids: str
+    config: Config,
+    *,
+    endpoints: Iterable[Endpoint],
+    templates: Iterable[Template],
+    template_id: str,
+    gpu_ids: str,
+    owner: Ownership,
+    command: str = "deploy",
 ) -> tuple[EndpointSpec, Endpoint | None, Operation | None]:
     """The endpoint we want, the one RunPod has (found by name), and the mutation between them."""
+    templates = list(templates)
     spec = desired_endpoint(config, template_id=template_id, gpu_ids=gpu_ids)
-    endpoint = find_endpoint(endpoints, config.endpoint.name)
+    endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     if endpoint is None:
         shown = tuple(FieldChange(k, None, v) for k, v in spec.managed().items())
         return spec, None, Operation("create-endpoint", spec.name, shown)
+    check_ownership(owner, endpoint=endpoint, template=None, templates=templates, command=command)
     changes = endpoint_changes(endpoint, spec)
     if not changes:
         return spec, endpoint, None
@@ -350,21 +505,32 @@ def plan_endpoint(
     *,
     image: str,
     gpu_ids: str,
+    owner: Ownership,
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
+    command: str = "deploy",
 ) -> EndpointPlan:
     """Read what exists and work out the mutations that make RunPod match deploy.yaml."""
     endpoints = cp.list_endpoints()
+    templates = cp.list_templates()
     template_spec, template, template_op = plan_template(
         config,
-        templates=cp.list_templates(),
+        templates=templates,
         endpoints=endpoints,
         image=image,
+        owner=owner,
         registry_auth_id=registry_auth_id,
         environ=environ,
+        command=command,
     )
     endpoint_spec, endpoint, endpoint_op = plan_endpoint_only(
-        config, endpoints=endpoints, template_id=template.id if template else NEW_TEMPLATE_ID, gpu_ids=gpu_ids
+        config,
+        endpoints=endpoints,
+        templates=templates,
+        template_id=template.id if template else NEW_TEMPLATE_ID,
+        gpu_ids=gpu_ids,
+        owner=owner,
+        command=command,
     )
     operations = tuple(op for op in (template_op, endpoint_op) if op is not None)
     return EndpointPlan(template_spec, template, endpoint_spec, endpoint, operations)
@@ -387,14 +553,22 @@ def apply_template(
 def apply_endpoint(
     cp: ControlPlane, spec: EndpointSpec, endpoint: Endpoint | None, reporter: Reporter | None = None
 ) -> Endpoint:
-    """Create the endpoint, or update it in place when it differs; the live one when nothing changed."""
+    """Create the endpoint, or update it in place when it differs; the live one when nothing changed.
+
+    saveEndpoint's templateId acts only on create (runpod-mcp endpoint-gpu-ids.ts), so a
+    different template is set with updateEndpointTemplate, after the other fields.
+    """
     reporter = reporter or NullReporter()
     if endpoint is None:
         reporter.info(f"Creating endpoint {spec.name!r}")
         return cp.create_endpoint(spec)
-    if endpoint_changes(endpoint, spec):
+    changes = endpoint_changes(endpoint, spec)
+    if any(change.field != "templateId" for change in changes):
         reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
-        return cp.update_endpoint(endpoint, spec)
+        endpoint = cp.update_endpoint(endpoint, spec)
+    if endpoint.template_id != spec.template_id:
+        reporter.info(f"Moving endpoint {spec.name!r} ({endpoint.id}) to template {spec.template_id}")
+        endpoint = cp.set_endpoint_template(endpoint.id, spec.template_id)
     return endpoint
 
 
@@ -455,20 +629,47 @@ def ensure_registry_auth(
 # --- delete -------------------------------------------------------------------------------
 
 
-def plan_delete(cp: ControlPlane, config: Config) -> tuple[Endpoint | None, Template | None, tuple[Operation, ...]]:
+@dataclass(frozen=True)
+class DeletePlan:
+    endpoint: Endpoint | None
+    template: Template | None
+    operations: tuple[Operation, ...]
+
+
+def plan_delete(
+    cp: ControlPlane,
+    config: Config,
+    owner: Ownership,
+    *,
+    pending: Mapping[str, Any] | None = None,
+    command: str = "destroy",
+) -> DeletePlan:
+    """What deleting this deployment takes: its endpoint (scaled to zero first) and template.
+
+    ``pending`` is the ledger's record of a delete that stopped halfway: its objects are
+    looked up by id first, so a resumed delete finishes what it started even when
+    deploy.yaml's names changed since. Refuses (NotOursError) objects that are not ours.
+    """
     endpoints = cp.list_endpoints()
     templates = cp.list_templates()
-    endpoint = find_endpoint(endpoints, config.endpoint.name)
+    pending = pending or {}
+    endpoint = next((e for e in endpoints if pending.get("endpoint_id") and e.id == pending["endpoint_id"]), None)
+    if endpoint is None:
+        endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     if endpoint is not None:
         # The endpoint's own template, whatever deploy.yaml names it now (template_name may have
         # changed since): going by name alone would leave it behind.
         template = next((t for t in templates if t.id == endpoint.template_id), None)
     else:
-        # No endpoint (an earlier delete stopped halfway): the template named in deploy.yaml,
-        # unless another endpoint uses it (RunPod would refuse, and it is not ours to delete).
-        template = find_template(templates, config.endpoint.template)
+        # No endpoint (an earlier delete stopped halfway): the template it was deleting, else the
+        # one deploy.yaml names, unless another endpoint uses it (RunPod would refuse, and it is
+        # not ours to delete).
+        template = next((t for t in templates if pending.get("template_id") and t.id == pending["template_id"]), None)
+        if template is None:
+            template = find_template(templates, config.endpoint.template)
         if template is not None and any(e.template_id == template.id for e in endpoints):
             template = None
+    check_ownership(owner, endpoint=endpoint, template=template, templates=templates, command=command)
     operations: list[Operation] = []
     if endpoint is not None:
         if endpoint.workers_min or endpoint.workers_max:
@@ -480,39 +681,10 @@ def plan_delete(cp: ControlPlane, config: Config) -> tuple[Endpoint | None, Temp
         operations.append(Operation("delete-endpoint", f"{endpoint.name} ({endpoint.id})"))
     if template is not None:
         operations.append(Operation("delete-template", template.name))
-    return endpoint, template, tuple(operations)
+    return DeletePlan(endpoint, template, tuple(operations))
 
 
-def delete_deployment(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> DeleteResult:
-    """Scale to zero, delete the endpoint, then its template. Missing pieces are skipped."""
-    reporter = reporter or NullReporter()
-    endpoint, template, operations = plan_delete(cp, config)
-    notes: list[str] = []
-    if endpoint is not None:
-        if endpoint.workers_min or endpoint.workers_max:
-            # RunPod refuses to delete an endpoint that may still run workers.
-            reporter.info(f"Scaling endpoint {endpoint.id} to zero workers")
-            live_spec = _spec_from_live(endpoint)
-            cp.update_endpoint(endpoint, replace(live_spec, workers_min=0, workers_max=0))
-        reporter.info(f"Deleting endpoint {endpoint.name!r} ({endpoint.id})")
-        cp.delete_endpoint(endpoint.id)
-    else:
-        notes.append(f"no endpoint named {config.endpoint.name!r}")
-    if template is not None:
-        reporter.info(f"Deleting template {template.name!r}")
-        cp.delete_template(template.name)
-    else:
-        notes.append(f"no template named {config.endpoint.template!r} (or it belongs to another endpoint)")
-    return DeleteResult(
-        name=config.endpoint.name,
-        operations=operations,
-        endpoint_id=endpoint.id if endpoint else None,
-        template=template.name if template else None,
-        notes=tuple(notes),
-    )
-
-
-def _spec_from_live(endpoint: Endpoint) -> EndpointSpec:
+def spec_from_live(endpoint: Endpoint) -> EndpointSpec:
     """The live endpoint's own settings as a spec (to change one thing and keep the rest)."""
     live = endpoint.managed()
     return EndpointSpec(
@@ -573,11 +745,14 @@ def ensure_endpoint(
     dry_run: bool = False,
     refresh_registry_auth: bool = False,
     require_existing: bool = False,
+    owner: Ownership | None = None,
+    command: str = "endpoint create",
     reporter: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> EnsureResult:
     """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes)."""
     reporter = reporter or NullReporter()
+    owner = owner or ownership(config)
     run_image = worker_image(config, image)
     gpu_ids = resolve_gpu_ids(cp, config, reporter)
     auth_id, auth_op = "", None
@@ -597,7 +772,16 @@ def ensure_endpoint(
                 cp, registry=config.image.registry, username=username, password=password, refresh=refresh_registry_auth
             )
             auth_id = auth.id
-    plan = plan_endpoint(cp, config, image=run_image, gpu_ids=gpu_ids, registry_auth_id=auth_id, environ=environ)
+    plan = plan_endpoint(
+        cp,
+        config,
+        image=run_image,
+        gpu_ids=gpu_ids,
+        owner=owner,
+        registry_auth_id=auth_id,
+        environ=environ,
+        command=command,
+    )
     if require_existing and plan.endpoint is None:
         raise ApiError(
             f"no endpoint named {config.endpoint.name!r} exists yet",

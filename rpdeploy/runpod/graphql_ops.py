@@ -3,7 +3,9 @@
 Values never go into the query text: a quote or a newline in an env value would otherwise
 break (or rewrite) the query, which is exactly the bug string-built queries have. Field
 selections list everything we echo back on updates, because ``saveTemplate`` and
-``saveEndpoint`` replace the whole object.
+``saveEndpoint`` replace the whole object. Every document here is validated against
+RunPod's schema (``schema.graphql``) by ``tests/test_schema_contract.py``, with the
+variables rpdeploy builds.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ ENDPOINT_FIELDS = """
     id name templateId gpuIds gpuCount idleTimeout scalerType scalerValue workersMin workersMax
     workersPFBTarget locations networkVolumeId networkVolumeIds { networkVolumeId dataCenterId }
     executionTimeoutMs allowedCudaVersions minCudaVersion flashBootType modelReferences compliance
-    flashEnvironmentId type version createdAt instanceIds
+    flashEnvironmentId type version createdAt instanceIds requestTTL
 """
 
 MYSELF = """
@@ -65,6 +67,14 @@ mutation DeleteTemplate($templateName: String!) {
 SAVE_ENDPOINT = f"""
 mutation SaveEndpoint($input: EndpointInput!) {{
   saveEndpoint(input: $input) {{ {ENDPOINT_FIELDS} }}
+}}
+"""
+
+# saveEndpoint's templateId acts only on create; an endpoint moves to another template with
+# this (runpod-python mutations/endpoints.py, runpodctl internal/api/endpoints.go).
+UPDATE_ENDPOINT_TEMPLATE = f"""
+mutation UpdateEndpointTemplate($input: UpdateEndpointTemplateInput) {{
+  updateEndpointTemplate(input: $input) {{ {ENDPOINT_FIELDS} }}
 }}
 """
 

@@ -116,19 +116,16 @@ class EndpointSpec:
         }
 
 
-# Endpoint fields rpdeploy does not manage but must echo on update (full replace), in
-# their write shape. Read-only fields (id, version, createdAt, ...) are not inputs. Every
-# input field RunPod returns is here: one left out is reset by the next update.
-_ECHOED_ENDPOINT_FIELDS = (
-    "networkVolumeId",
-    "minCudaVersion",
-    "modelReferences",
-    "type",
-    "instanceIds",
-    "workersPFBTarget",
-    "compliance",
-    "flashEnvironmentId",
-)
+# saveEndpoint with an id is a full replace, but not of everything. Read against RunPod's
+# resolver by RunPod's MCP team (runpod-mcp src/_shared/endpoint-gpu-ids.ts): the input's
+# defaults (idleTimeout, scalerValue, workersMin/Max, gpuCount, scalerType) and a null for
+# instanceIds and locations are written when left out, so those must be sent; requestTTL
+# must be sent too, or its absence counts as a change and rolls the workers. The fields
+# written only when present (modelReferences, compliance, networkVolumeIds, type) are left
+# out on purpose: echoing them does harm (`[]` model references clears them and rolls the
+# workers; a volume echo creates rows). templateId acts only on create: a template change
+# goes through updateEndpointTemplate.
+_ECHOED_ENDPOINT_FIELDS = ("minCudaVersion", "requestTTL")
 
 
 @dataclass(frozen=True)
@@ -175,17 +172,18 @@ class Endpoint:
         }
 
     def update_input(self, spec: EndpointSpec) -> dict[str, Any]:
-        """The full object for ``saveEndpoint`` with ``id``: live fields, spec values on top."""
+        """The object for ``saveEndpoint`` with ``id``: spec values, plus the live values of
+        the fields an update would otherwise reset; never the template (see above)."""
         data: dict[str, Any] = {"id": self.id}
         for key in _ECHOED_ENDPOINT_FIELDS:
-            value = self.raw.get(key)
-            if value not in (None, "", []):
-                data[key] = value
-        volumes = self.raw.get("networkVolumeIds") or []
-        if volumes:
-            # Read shape {networkVolumeId, dataCenterId}; the input type takes only the id.
-            data["networkVolumeIds"] = [{"networkVolumeId": v["networkVolumeId"]} for v in volumes]
+            if key in self.raw:
+                data[key] = self.raw[key]
+        instances = [i for i in self.raw.get("instanceIds") or () if i]
+        if instances:
+            # Only when there are some: `[]` would be stored as "" where the column held null.
+            data["instanceIds"] = instances
         data.update(spec.managed())
+        data.pop("templateId")
         return data
 
 

@@ -115,7 +115,11 @@ class Api:
         return result
 
     def get_endpoint(self, endpoint_id: str) -> dict[str, Any] | None:
-        result: dict[str, Any] | None = self.gql(GET_ENDPOINT, {"id": endpoint_id}).ok()["myself"]["endpoint"]
+        """The endpoint, or None when RunPod says there is none (an error, not a null)."""
+        answer = self.gql(GET_ENDPOINT, {"id": endpoint_id})
+        if answer.errors and answer.message == "No Endpoint found":
+            return None
+        result: dict[str, Any] | None = answer.ok()["myself"]["endpoint"]
         return result
 
     # --- invoke API ---------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,37 @@ def test_process_reports_a_busy_port_as_a_usage_error(clean_env: dict[str, str])
     assert result.returncode == 2
     assert "cannot listen on" in result.stderr
     assert result.stdout == ""
+
+
+def test_process_takes_the_template_delete_delay(clean_env: dict[str, str]) -> None:
+    proc = _spawn("--port", "0", "--template-delete-delay", "0.3", env=clean_env)
+    try:
+        env = _read_env_lines(proc, 3)
+        headers = {"Authorization": f"Bearer {env['RUNPOD_API_KEY']}"}
+        with httpx.Client(base_url=env["RUNPOD_API_BASE_URL"], headers=headers, verify=False, timeout=10) as http:
+
+            def gql(query: str, variables: dict[str, object] | None = None) -> dict[str, object]:
+                body: dict[str, object] = http.post("/graphql", json={"query": query, "variables": variables}).json()
+                return body
+
+            template = gql(
+                "mutation($i: SaveTemplateInput) { saveTemplate(input: $i) { id } }",
+                {"i": {"name": "t", "imageName": "a/b:1", "dockerArgs": "", "containerDiskInGb": 5, "volumeInGb": 0,
+                       "env": [], "isServerless": True}},
+            )["data"]  # fmt: skip
+            assert isinstance(template, dict)
+            endpoint = gql(
+                "mutation($i: EndpointInput!) { saveEndpoint(input: $i) { id } }",
+                {"i": {"name": "ep-1", "templateId": template["saveTemplate"]["id"], "gpuIds": "AMPERE_24",
+                       "workersMax": 0}},
+            )["data"]  # fmt: skip
+            assert isinstance(endpoint, dict)
+            gql("mutation($id: String!) { deleteEndpoint(id: $id) }", {"id": endpoint["saveEndpoint"]["id"]})
+            held = gql('mutation { deleteTemplate(templateName: "t") }')
+            time.sleep(0.35)
+            gone = gql('mutation { deleteTemplate(templateName: "t") }')
+        assert "still in use" in str(held["errors"])
+        assert gone == {"data": {"deleteTemplate": None}}
+    finally:
+        proc.kill()
+        proc.wait(5)

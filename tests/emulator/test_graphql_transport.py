@@ -12,9 +12,28 @@ from rpdeploy.emulator import Emulator
 from rpdeploy.emulator.faults import GENERIC_ERROR
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "wrong"}])
-def test_missing_or_invalid_key_is_401(api: Api, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("headers", [{"Authorization": "Bearer wrong"}, {"Authorization": "wrong"}])
+def test_invalid_key_is_401(api: Api, headers: dict[str, str]) -> None:
     response = api.http.post("/graphql", json={"query": "{ myself { id } }"}, headers=headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"errors": [{"message": "Unauthorized"}]}
+
+
+def test_no_key_is_no_account_not_an_error(api: Api, emulator: Emulator) -> None:
+    # runpodctl issue 46; mcp endpoint-gpu-ids.ts: "HTTP 200 with `myself: null` and no `errors`".
+    response = api.http.post("/graphql", json={"query": "{ myself { id email endpoints { id } } }"})
+
+    assert response.status_code == 200
+    assert response.json() == {"data": {"myself": None}}
+    api.endpoint(name="not-yours")
+    template = api.http.post("/graphql", json={"query": '{ podTemplate(id: "x") { id } }'})
+    assert template.json() == {"data": {"podTemplate": None}}
+
+
+def test_no_key_cannot_change_anything(api: Api, emulator: Emulator) -> None:
+    query = 'mutation { deleteTemplate(templateName: "x") }'
+    response = api.http.post("/graphql", json={"query": query})
 
     assert response.status_code == 401
     assert response.json() == {"errors": [{"message": "Unauthorized"}]}
