@@ -343,6 +343,14 @@ SAMPLING_DEFAULTS: dict[str, Any] = {}
 class InputError(ValueError):
     """The job's input is wrong: reported to the caller, the worker keeps running."""
 
+    parameter: str | None = None  # the request field vLLM named, if it named one
+
+
+def _refused(message: str, exc: BaseException) -> InputError:
+    error = InputError(message)
+    error.parameter = getattr(exc, "parameter", None)
+    return error
+
 
 def build_engine() -> AsyncLLMEngine:
     """Load the model once per worker, before the first job is taken."""
@@ -399,14 +407,14 @@ async def _request(engine: AsyncLLMEngine, job_input: dict[str, Any]) -> tuple[A
     except (VLLMClientError, ValueError, TypeError) as exc:
         # vLLM's own message: the prompt does not fit the context, the chat template refused the
         # messages... (`vllm serve` answers 400 to these, vllm/entrypoints/serve/utils/error_response.py)
-        raise InputError(f"invalid input: {exc}") from None
+        raise _refused(f"invalid input: {exc}", exc) from None
     try:
         prompt_tokens = len(engine_input["prompt_token_ids"])
         max_tokens = limit_max_tokens(engine, requested, prompt_tokens, SAMPLING_DEFAULTS)
         sampling_params = make_sampling_params(values, SAMPLING_DEFAULTS, max_tokens)
     except (VLLMClientError, TypeError) as exc:
         # VLLMValidationError for a bad value (not a ValueError), TypeError for an unknown name.
-        raise InputError(f"invalid sampling_params: {exc}") from None
+        raise _refused(f"invalid sampling_params: {exc}", exc) from None
     return engine_input, sampling_params
 
 
@@ -562,7 +570,7 @@ async def openai_answer(engine: AsyncLLMEngine, job_input: dict[str, Any]) -> As
         yield exc.job_error()
         return
     except InputError as exc:
-        yield OpenAIError(400, str(exc)).job_error()
+        yield OpenAIError(400, str(exc), param=exc.parameter).job_error()
         return
 
     kind = "chat" if path == "/v1/chat/completions" else "text"
