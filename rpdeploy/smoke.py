@@ -12,7 +12,10 @@ initialising, running): every 10 s during the long poll, every 30 s while ``/sta
 tells the job's state. Transient errors while polling (429, 5xx, a dropped connection) are
 retried until the deadline. On timeout the job is cancelled and the likely cause is named
 from ``/health`` and the job's state. FAILED, TIMED_OUT, CANCELLED and a COMPLETED job whose
-output holds an ``error`` are all failures: the last is how vLLM workers report most errors.
+output holds an ``error`` are all failures (with runpod >= 1.7.7 a worker's error item fails the
+job; older SDKs, and the SDK's local test server, leave it in a COMPLETED job's output).
+
+Every method is also checked on RunPod's OpenAI route (``/openai/v1``), the one the backend uses.
 
 ``benchmarks/smoke_wait.py`` measures how soon the end of a job is noticed and how many
 requests the wait costs.
