@@ -15,6 +15,8 @@ streaming). Three things are proved here:
    endpoints answer with the stand-in it shares with method 1. The same jobs sent to it and to
    the real workers give answers of the same shape, field for field, errors included, so what
    the emulator shows is what the workers do.
+4. Those answers carry the fields vLLM 0.27.1's server writes, in its order, read from the pinned
+   wheel (skipped when the wheel is not cached; CI's contracts phase fetches it).
 
 "Shape" is the JSON skeleton: keys, and each value's kind (text, number, bool, null, object,
 list), with ids, timestamps and generated text left out; a stream is its sequence of event
@@ -370,3 +372,80 @@ def test_the_job_api_keeps_working_beside_the_openai_route(
             emulated = httpx.post(f"{base}/runsync", json={"input": job}, headers=headers, timeout=30).json()
             local = httpx.post(f"{workers[method].url}/runsync", json={"input": job}, timeout=30).json()
             assert job_shape(platform_view(local)) == job_shape(emulated), job
+
+
+# --- 4. field for field what vLLM's server writes ---------------------------------------------------
+
+#: Where vLLM 0.27.1 declares the objects its OpenAI server dumps (``model_dump()``).
+VLLM_OBJECTS = {
+    "ModelCard": "vllm/entrypoints/openai/engine/protocol.py",
+    "ModelPermission": "vllm/entrypoints/openai/engine/protocol.py",
+    "UsageInfo": "vllm/entrypoints/openai/engine/protocol.py",
+    "ChatCompletionResponse": "vllm/entrypoints/openai/chat_completion/protocol.py",
+    "ChatCompletionResponseChoice": "vllm/entrypoints/openai/chat_completion/protocol.py",
+    "ChatMessage": "vllm/entrypoints/openai/chat_completion/protocol.py",
+    "CompletionResponse": "vllm/entrypoints/openai/completion/protocol.py",
+    "CompletionResponseChoice": "vllm/entrypoints/openai/completion/protocol.py",
+}
+
+
+def vllm_fields(wheel: Path) -> dict[str, list[str]]:
+    """Each class's pydantic fields in declaration order (what model_dump() writes), read with ast."""
+    import zipfile
+
+    fields: dict[str, list[str]] = {}
+    with zipfile.ZipFile(wheel) as archive:
+        for name, path in VLLM_OBJECTS.items():
+            tree = ast.parse(archive.read(path).decode("utf-8"))
+            [cls] = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == name]
+            fields[name] = [
+                stmt.target.id
+                for stmt in cls.body
+                if isinstance(stmt, ast.AnnAssign)
+                and isinstance(stmt.target, ast.Name)
+                and "ClassVar" not in ast.unparse(stmt.annotation)
+            ]
+    return fields
+
+
+@pytest.mark.slow
+def test_the_answers_carry_vllms_fields_in_vllms_order(
+    cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, workers: dict[int, LocalWorker]
+) -> None:
+    from tests.support.vllm_contract import generator
+
+    gen = generator()
+    version = gen.pinned_version()
+    cached = sorted(gen.cache_dir().glob(f"vllm-{version}-*.whl"))
+    if not cached:  # .ci/run's contracts phase downloads it before the tests
+        pytest.skip(f"no vllm-{version} wheel in {gen.cache_dir()}: run scripts/contracts/vllm_surface.py --check once")
+    expected = vllm_fields(cached[0])
+    # ChatMessage drops tool_calls when it is empty (its model_serializer).
+    expected["ChatMessage"].remove("tool_calls")
+
+    config = _project(project / "m2", 2)
+    endpoint = json.loads(cli("endpoint", "create", "--json", "--config", config, "--image", IMAGE).stdout)
+    base = f"{runpod_emulator.endpoint_url}/{endpoint['endpoint']['endpoint_id']}"
+    headers = {"Authorization": f"Bearer {runpod_emulator.api_key}"}
+    answerers = {
+        "emulator": lambda job: httpx.post(f"{base}/runsync", json={"input": job}, headers=headers, timeout=30),
+        **{
+            f"method {m}": (lambda job, w=w: httpx.post(f"{w.url}/runsync", json={"input": job}, timeout=30))
+            for m, w in workers.items()
+        },
+    }
+    for who, answer in answerers.items():
+        [models] = answer(JOBS["models"]).json()["output"]
+        [chat] = answer(JOBS["chat"]).json()["output"]
+        [text] = answer(JOBS["completion"]).json()["output"]
+        seen = {
+            "ModelCard": list(models["data"][0]),
+            "ModelPermission": list(models["data"][0]["permission"][0]),
+            "UsageInfo": list(chat["usage"]),
+            "ChatCompletionResponse": list(chat),
+            "ChatCompletionResponseChoice": list(chat["choices"][0]),
+            "ChatMessage": list(chat["choices"][0]["message"]),
+            "CompletionResponse": list(text),
+            "CompletionResponseChoice": list(text["choices"][0]),
+        }
+        assert seen == expected, who
