@@ -449,3 +449,50 @@ def test_the_answers_carry_vllms_fields_in_vllms_order(
             "CompletionResponseChoice": list(text["choices"][0]),
         }
         assert seen == expected, who
+
+
+# --- 5. a streamed answer goes out while it is generated ------------------------------------------
+
+STREAMING_PROBE = """
+import asyncio, json, sys, time
+sys.argv = ["handler.py"]
+import handler
+if hasattr(handler, "build_engine"):
+    handler.ENGINE = handler.build_engine()
+else:
+    handler.api.load_engine()
+job = {"id": "probe", "input": {"openai_route": "/v1/chat/completions",
+       "openai_input": {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}}}
+async def main():
+    start, seen = time.monotonic(), []
+    async for item in handler.handler(job):
+        seen.append([round(time.monotonic() - start, 3), item])
+    print(json.dumps(seen))
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [2, 3], ids=["custom-handler", "fastapi"])
+def test_a_streamed_answer_is_yielded_while_it_is_generated(tmp_path: Path, method: int) -> None:
+    """The handler yields SSE text per generated token, so RunPod can relay each one at once."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import STANDINS
+
+    worker = _init(tmp_path, method)
+    env = {**os.environ, "PYTHONPATH": f"{STANDINS}{os.pathsep}{worker}", "VLLM_STANDIN_DELAY": "0.3",
+           "HF_HUB_CACHE": str(tmp_path / "hub")}  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", STREAMING_PROBE], cwd=worker, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout.splitlines()[-1])
+    assert all(isinstance(item, str) for _, item in seen)
+    events = sse_events("".join(item for _, item in seen))
+    assert events[-1] == "[DONE]" and len(events) >= 6  # role, 5 tokens (the last with finish_reason), [DONE]
+    content = [(at, item) for at, item in seen if '"content":"' in item and '"content":""' not in item]
+    # Each token left the handler about when the engine made it (0.3 s apart), not all at the end.
+    assert len(content) >= 4 and content[-1][0] - content[0][0] >= 0.6, seen
