@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING, Any
 
 from rpdeploy import remote
 from rpdeploy.errors import BackendError, ConfigError
-from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.secrets import MASK, Secret, redact, register
 
@@ -354,9 +353,12 @@ def check_endpoint_id(value: str) -> str:
 
 
 def endpoint_url(config: Config, endpoint_id: str) -> str:
-    """What the backend calls: the OpenAI base URL for worker-vllm, the endpoint's base for methods 2 and 3."""
-    base = f"{config.runpod.resolved_endpoint_url()}/{check_endpoint_id(endpoint_id)}"
-    return f"{base}/openai/v1" if config.method is Method.WORKER_VLLM else base
+    """What the backend calls: the endpoint's OpenAI base URL (``.../openai/v1``), whatever the method.
+
+    Every method answers RunPod's OpenAI route (worker-vllm, and our handlers the way worker-vllm
+    does), so one backend configuration serves all three and switching methods leaves it alone.
+    """
+    return f"{config.runpod.resolved_endpoint_url()}/{check_endpoint_id(endpoint_id)}/openai/v1"
 
 
 @dataclass(frozen=True)

@@ -561,7 +561,7 @@ class SmokeTestConfig(_Model):
     prompt: str = Field(default="Reply with one short sentence: what is RunPod?", min_length=1, max_length=20000)
     max_tokens: int = Field(default=32, ge=1, le=32768, description="Always set: vLLM's completions default is 16.")
     timeout: int = Field(default=600, ge=1, le=7200, description="Seconds to wait, cold start included.")
-    stream: bool = Field(default=False, description="Also check a streamed answer (method 1).")
+    stream: bool = Field(default=False, description="Also check a streamed answer on the OpenAI route.")
 
 
 def _parse_method(value: Any) -> Any:

@@ -43,6 +43,22 @@ class BackendPlan:
 
 
 @dataclass(frozen=True)
+class MethodSwitch:
+    """deploy.yaml names another method than the one the endpoint runs."""
+
+    deployed: str  # a method's name, or "custom-handler or fastapi" when only the image tells
+    wanted: str
+    endpoint_id: str | None
+
+    def describe(self) -> str:
+        where = f"endpoint {self.endpoint_id}" if self.endpoint_id else "the endpoint"
+        return (
+            f"method: {self.deployed} -> {self.wanted} ({where} is updated in place: same id, same URL; "
+            "the backend's settings do not change)"
+        )
+
+
+@dataclass(frozen=True)
 class PlanResult:
     image: ImagePlan
     operations: tuple[Operation, ...]
@@ -50,10 +66,42 @@ class PlanResult:
     fit: str
     check_lines: tuple[str, ...]
     notes: tuple[str, ...] = ()
+    method_switch: MethodSwitch | None = None
 
     @property
     def changes_pending(self) -> bool:
-        return self.image.rebuild or bool(self.operations) or bool(self.backend and self.backend.changed)
+        return (
+            self.image.rebuild
+            or bool(self.operations)
+            or bool(self.backend and self.backend.changed)
+            or self.method_switch is not None
+        )
+
+
+def method_switch(
+    config: Config, ledger: Ledger, live_image: str | None, endpoint_id: str | None
+) -> MethodSwitch | None:
+    """Whether deploy would move the endpoint to another method: the ledger says what was deployed,
+    else the live template's image (RunPod's worker-vllm image is method 1, any other ours)."""
+    from rpdeploy import versions
+    from rpdeploy.methods import Method
+
+    recorded = ledger.extra.get("method")
+    deployed: str | None = str(recorded) if isinstance(recorded, str) else None
+    if live_image is not None:
+        vllm = live_image.split("@", 1)[0].rsplit(":", 1)[0] == versions.WORKER_VLLM_IMAGE.rsplit(":", 1)[0]
+        if vllm:
+            deployed = Method.WORKER_VLLM.value
+        elif deployed not in (Method.CUSTOM_HANDLER.value, Method.FASTAPI.value):
+            deployed = "custom-handler or fastapi"
+    wanted = config.method.value
+    if (
+        deployed is None
+        or deployed == wanted
+        or (deployed == "custom-handler or fastapi" and config.method.builds_image)
+    ):
+        return None
+    return MethodSwitch(deployed, wanted, endpoint_id)
 
 
 def _image_plan(config: Config, ledger: Ledger, environ: Mapping[str, str]) -> ImagePlan:
@@ -110,6 +158,8 @@ def make_plan(
             environ=environ,
         )
     endpoint = ensured.plan.endpoint
+    live = ensured.plan.template
+    switch = method_switch(config, ledger, live.image if live is not None else None, endpoint.id if endpoint else None)
     backend = None
     if config.backend is not None:
         if endpoint is None:
@@ -123,6 +173,7 @@ def make_plan(
         fit=check.verdict,
         check_lines=tuple(format_check(check)),
         notes=tuple(notes),
+        method_switch=switch,
     )
 
 
@@ -137,6 +188,8 @@ def _backend_plan(config: Config, endpoint_id: str, environ: Mapping[str, str] |
 
 def format_plan(result: PlanResult) -> str:
     lines = []
+    if result.method_switch is not None:
+        lines.append(result.method_switch.describe())
     lines.append(
         f"image: {result.image.image}"
         + (f"  (rebuild and push: {result.image.reason})" if result.image.rebuild else "")

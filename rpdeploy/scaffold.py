@@ -54,6 +54,8 @@ class InitResult:
     method: Method
     write: WriteResult
     next_steps: tuple[str, ...] = field(default_factory=tuple)
+    #: The method deploy.yaml had when `init --method` moved an existing project to another one.
+    switched_from: Method | None = None
 
 
 def _manifest_path(base_dir: Path) -> Path:
@@ -243,3 +245,132 @@ def render_project(config: Config, *, force: bool = False, reporter: Reporter | 
     if not files:
         return WriteResult(())
     return write_generated(config.base_dir, files, force=force, reporter=reporter)
+
+
+# --- switching an existing project to another method ---------------------------------------
+
+#: The line above an image: section that a switch to worker-vllm commented out.
+KEPT_IMAGE_MARK = "# rpdeploy: the image: section of methods 2 and 3, kept for switching back"
+
+
+def existing_method(path: Path) -> Method | None:
+    """The method of the valid deploy.yaml at ``path``; None when there is none or it does not validate."""
+    from rpdeploy.config import parse_config
+    from rpdeploy.errors import ConfigError
+
+    try:
+        return parse_config(path.read_text(encoding="utf-8"), path=path.absolute()).method
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return None
+
+
+def _top_level_keys(text: str) -> dict[str, tuple[int, int, int]]:
+    """{key: (line of the key, start and end offset of its value)} of deploy.yaml's top mapping."""
+    import yaml
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    out: dict[str, tuple[int, int, int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[str(key.value)] = (key.start_mark.line, value.start_mark.index, value.end_mark.index)
+    return out
+
+
+def _section_lines(lines: list[str], first: int) -> int:
+    """The end (exclusive) of the block section whose key is on line ``first``: its indented lines."""
+    end = first + 1
+    while end < len(lines) and (not lines[end].strip() or lines[end][:1] in (" ", "\t")):
+        end += 1
+    while end > first + 1 and not lines[end - 1].strip():
+        end -= 1
+    return end
+
+
+def retarget_config(text: str, method: Method, *, registry: str | None, repository: str | None, name: str) -> str:
+    """deploy.yaml's text moved to ``method``, everything else kept (comments included).
+
+    ``method:`` gets the new name. Leaving methods 2/3 for worker-vllm comments the image:
+    section out under KEPT_IMAGE_MARK (worker-vllm has no image of ours); coming back restores
+    it, or writes a new one from ``registry``/``repository``.
+    """
+    from rpdeploy.render import yaml_scalar
+
+    keys = _top_level_keys(text)
+    _, start, end = keys["method"]
+    text = text[:start] + method.value + text[end:]
+    lines = text.splitlines(keepends=True)
+    if not method.builds_image:
+        if "image" in keys:
+            first = _top_level_keys(text)["image"][0]
+            stop = _section_lines(lines, first)
+            kept = [f"# {line}" if line.strip() else line for line in lines[first:stop]]
+            lines[first:stop] = [KEPT_IMAGE_MARK + "\n", *kept]
+        return "".join(lines)
+    if "image" in keys:
+        return "".join(lines)
+    mark = next((i for i, line in enumerate(lines) if line.rstrip("\n") == KEPT_IMAGE_MARK), None)
+    if mark is not None:
+        stop = mark + 1
+        while stop < len(lines) and lines[stop].startswith("# "):
+            stop += 1
+        if registry is None and repository is None:
+            lines[mark:stop] = [line[2:] for line in lines[mark + 1 : stop]]
+            return "".join(lines)
+        del lines[mark:stop]  # a new registry or repository was given: a fresh section replaces it
+        keys = _top_level_keys("".join(lines))
+    section = [
+        "image:\n",
+        f"  registry: {yaml_scalar(registry or 'docker.io')}\n",
+        f"  repository: {yaml_scalar(repository or default_repository(name))}\n",
+        "\n",
+    ]
+    at = keys["endpoint"][0] if "endpoint" in keys else len(lines)
+    if at == len(lines) and lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines[at:at] = section
+    return "".join(lines)
+
+
+def switch_method(
+    base_dir: Path,
+    method: Method,
+    *,
+    registry: str | None = None,
+    repository: str | None = None,
+    force: bool = False,
+    reporter: Reporter | None = None,
+) -> InitResult:
+    """Move the project in ``base_dir`` to ``method``: deploy.yaml edited in place, the worker rendered.
+
+    The endpoint, the template and the backend settings in deploy.yaml are kept, so the next
+    deploy updates the same endpoint in place (same id, same URL): the backend needs no change.
+    Nothing is written unless everything validates and no edited worker file is in the way.
+    """
+    from rpdeploy.config import parse_config
+    from rpdeploy.errors import ConfigError
+
+    path = base_dir / "deploy.yaml"
+    text = path.read_text(encoding="utf-8")
+    current = parse_config(text, path=path.absolute())
+    if not method.builds_image and current.model.bake:
+        raise ConfigError(
+            "model.bake needs our own image: worker-vllm downloads the model when a worker starts",
+            hint="remove bake: from deploy.yaml, then run `rpdeploy init --method 1` again",
+        )
+    moved = retarget_config(text, method, registry=registry, repository=repository, name=current.endpoint.name)
+    config = parse_config(moved, path=path.absolute(), display="deploy.yaml (moved to the new method)")
+    files: dict[str, str] = {}
+    if config.method.builds_image:
+        files = worker_files(config)
+    # The worker files first: a conflict stops everything before deploy.yaml changes.
+    written = write_generated(base_dir, files, force=force, reporter=reporter) if files else WriteResult(())
+    atomic_write(path, moved)
+    result = WriteResult((FileResult("deploy.yaml", "updated"), *written.files))
+    steps = []
+    if config.image is not None and config.image.repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):
+        steps.append("edit image.repository in deploy.yaml (your registry namespace)")
+    steps += [
+        "rpdeploy plan      # the switch: same endpoint, updated in place; the backend is unchanged",
+        "rpdeploy deploy",
+    ]
+    return InitResult("deploy.yaml", config.method, result, tuple(steps), switched_from=current.method)

@@ -12,7 +12,10 @@ initialising, running): every 10 s during the long poll, every 30 s while ``/sta
 tells the job's state. Transient errors while polling (429, 5xx, a dropped connection) are
 retried until the deadline. On timeout the job is cancelled and the likely cause is named
 from ``/health`` and the job's state. FAILED, TIMED_OUT, CANCELLED and a COMPLETED job whose
-output holds an ``error`` are all failures: the last is how vLLM workers report most errors.
+output holds an ``error`` are all failures (with runpod >= 1.7.7 a worker's error item fails the
+job; older SDKs, and the SDK's local test server, leave it in a COMPLETED job's output).
+
+Every method is also checked on RunPod's OpenAI route (``/openai/v1``), the one the backend uses.
 
 ``benchmarks/smoke_wait.py`` measures how soon the end of a job is noticed and how many
 requests the wait costs.
@@ -418,6 +421,8 @@ def evaluate_custom_handler(output: Any) -> tuple[str, int | None]:
 
 
 def evaluate_fastapi(output: Any) -> tuple[str, int | None]:
+    # A list of one since the handler is a generator (an older handler.py returned the dict itself).
+    output = _first(output)
     if not isinstance(output, dict) or "status_code" not in output:
         raise SmokeFailure(f"expected {{status_code, body}} from the app, got: {str(output)[:120]}")
     if output["status_code"] != 200:
@@ -457,14 +462,6 @@ def run_smoke(
                 "runsync chat", {"messages": _messages(settings), "sampling_params": sampling}, evaluate_worker_vllm
             )
         )
-        if checks[-1].passed and not client.local:
-            listed, served = _openai_models(runner, model)
-            checks.append(listed)
-            # Without deploy.yaml (--url) the model's name is unknown: use the one it serves.
-            model = model or served
-            checks.append(_openai_chat(runner, model))
-            if settings.stream:
-                checks.append(_openai_stream(runner, model))
     elif method is Method.CUSTOM_HANDLER:
         checks.append(
             runner.job(
@@ -477,6 +474,16 @@ def run_smoke(
         body = {"messages": _messages(settings), "max_tokens": settings.max_tokens, "temperature": 0}
         job = {"method": "POST", "path": "/v1/chat/completions", "body": body}
         checks.append(runner.job("runsync /v1/chat/completions", job, evaluate_fastapi))
+    if checks[-1].passed:
+        # The route the backend uses, whatever the method: RunPod's /openai/v1. A local worker
+        # has no such route; it gets the jobs RunPod makes of those requests instead.
+        listed, served = _openai_models(runner, model)
+        checks.append(listed)
+        # Without deploy.yaml (--url) the model's name is unknown: use the one it serves.
+        model = model or served
+        checks.append(_openai_chat(runner, model))
+        if settings.stream:
+            checks.append(_openai_stream(runner, model))
     for check in checks:
         (reporter.success if check.passed else reporter.warn)(f"{check.name}: {check.message}")
     return SmokeResult(target, method, tuple(checks), client.requests, clock() - started)
@@ -501,12 +508,36 @@ def _timed(runner: Runner, name: str, call: Callable[[], tuple[str, int | None, 
     )
 
 
+def _openai_job(runner: Runner, route: str, body: dict[str, Any] | None) -> Any:
+    """What a local worker answers to the job RunPod makes of ``/openai{route}``: its output items.
+
+    RunPod sends ``{"openai_route": route, "openai_input": body}`` (worker-vllm v2.25.2,
+    src/handler.py); the SDK's local test server has no /openai route of its own.
+    """
+    job: dict[str, Any] = {"openai_route": route}
+    if body is not None:
+        job["openai_input"] = body
+    done = runner.client.runsync(job, timeout=max(runner.remaining(), 5))
+    if done.get("status") != "COMPLETED":
+        raise SmokeFailure(f"the {route} job ended {done.get('status')}: {job_error(done.get('error'))}")
+    output = done.get("output")
+    items = output if isinstance(output, list) else [output]
+    error = output_error(items)
+    if error is not None:
+        raise SmokeFailure(f"the worker returned an error: {error}")
+    return items
+
+
 def _openai_models(runner: Runner, model: str) -> tuple[CheckResult, str]:
     """The check that the model is served, and the first model served ("" if none)."""
     listed: list[str] = []
 
     def call() -> tuple[str, int | None, str]:
-        data = runner.client.openai_models(timeout=max(runner.remaining(), 5)).get("data") or []
+        if runner.client.local:
+            answer = _first(_openai_job(runner, "/v1/models", None))
+        else:
+            answer = runner.client.openai_models(timeout=max(runner.remaining(), 5))
+        data = (answer.get("data") if isinstance(answer, dict) else None) or []
         listed.extend(str(m.get("id")) for m in data if isinstance(m, dict))
         if not listed:
             raise SmokeFailure("/openai/v1/models lists no model")
@@ -522,7 +553,10 @@ def _openai_models(runner: Runner, model: str) -> tuple[CheckResult, str]:
 def _openai_chat(runner: Runner, model: str) -> CheckResult:
     def call() -> tuple[str, int | None, str]:
         body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
-        completion = runner.client.openai_chat(body, timeout=max(runner.remaining(), 5))
+        if runner.client.local:
+            completion = _first(_openai_job(runner, "/v1/chat/completions", body))
+        else:
+            completion = runner.client.openai_chat(body, timeout=max(runner.remaining(), 5))
         if isinstance(completion, dict) and completion.get("error"):
             raise SmokeFailure(f"the worker returned an error: {output_error(completion)}")
         answer, tokens = _openai_answer(completion)
@@ -534,10 +568,22 @@ def _openai_chat(runner: Runner, model: str) -> CheckResult:
 def _openai_stream(runner: Runner, model: str) -> CheckResult:
     def call() -> tuple[str, int | None, str]:
         body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
-        events = parse_sse_json(list(runner.client.openai_chat_stream(body, timeout=max(runner.remaining(), 5))))
+        if runner.client.local:
+            # The worker yields the event stream as text pieces: only their concatenation is SSE.
+            pieces = _openai_job(runner, "/v1/chat/completions", {**body, "stream": True})
+            if not all(isinstance(piece, str) for piece in pieces):
+                raise SmokeFailure(f"a streamed answer should be text, got: {str(pieces)[:120]}")
+            text = "".join(pieces)
+            payloads = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+        else:
+            payloads = list(runner.client.openai_chat_stream(body, timeout=max(runner.remaining(), 5)))
+        events = parse_sse_json(payloads)
         if not events or events[-1] != "[DONE]":
             raise SmokeFailure("the stream did not end with [DONE]")
         chunks = [e for e in events[:-1] if isinstance(e, dict)]
+        failed = output_error(chunks)
+        if failed is not None:  # vLLM reports an error during generation as the last event
+            raise SmokeFailure(f"the stream ended with an error: {failed}")
         if not chunks:
             raise SmokeFailure("the stream carried no chunks")
         text = "".join(

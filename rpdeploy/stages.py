@@ -838,6 +838,7 @@ def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:
     """
     entry = {
         "at": time.time(),
+        "method": ctx.config.method.value,
         "image": ctx.outputs.get("template", {}).get("image"),
         "template_id": ctx.outputs.get("template", {}).get("template_id"),
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
@@ -849,6 +850,8 @@ def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:
         ledger.history.append(entry)
     # deploy.yaml is what runs again: a rollback `status` mentioned is over.
     ledger.extra.pop("rolled_back", None)
+    # What the endpoint runs now, for `plan` to tell a switch of method.
+    ledger.extra["method"] = ctx.config.method.value
 
 
 def method_stages(method: Method, *, backend: bool) -> list[str]:

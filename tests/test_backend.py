@@ -129,9 +129,10 @@ def mode(path: Path) -> int:
 @pytest.mark.parametrize(
     ("method", "url"),
     [
+        # One backend contract: every method answers RunPod's OpenAI route.
         (1, f"{ENDPOINT_BASE}/abc123/openai/v1"),
-        (2, f"{ENDPOINT_BASE}/abc123"),
-        (3, f"{ENDPOINT_BASE}/abc123"),
+        (2, f"{ENDPOINT_BASE}/abc123/openai/v1"),
+        (3, f"{ENDPOINT_BASE}/abc123/openai/v1"),
     ],
 )
 def test_endpoint_url_per_method(project: Path, method: int, url: str) -> None:
@@ -151,7 +152,7 @@ def test_properties_use_the_configured_env_name_and_endpoint_base(project: Path)
     )
     assert (
         backend.properties(config, "e1")
-        == "runpod.endpoint.url=http://127.0.0.1:8000/v2/e1\nrunpod.api.key=${LLM_KEY}\n"
+        == "runpod.endpoint.url=http://127.0.0.1:8000/v2/e1/openai/v1\nrunpod.api.key=${LLM_KEY}\n"
     )
 
 

@@ -245,7 +245,7 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     monkeypatch.setenv("RUNPOD_ENDPOINT_BASE_URL", other_url)
     assert statuses(deploy(cli))["backend-restart"] == "done"
     b = deployed()
-    assert b[2]["endpointUrl"] == f"{other_url}/{endpoint['id']}"
+    assert b[2]["endpointUrl"] == f"{other_url}/{endpoint['id']}/openai/v1"
     # C: only a new image; the backend is left alone.
     touch_handler(project, "version C")
     seen = statuses(deploy(cli))

@@ -221,6 +221,9 @@ def test_no_secret_leaks_anywhere(
     config = audit.project / "deploy.yaml"
     config.write_text(config.read_text().replace(f"127.0.0.1:{systemd_host.port}", "127.0.0.1:1"))
     audit.run("deploy", "--force", "--only", "backend-env", expect=9)
+    # Moving the project to another method rewrites deploy.yaml and the worker (issue 19).
+    audit.run("init", "--method", "3", "--force", "--json")
+    assert "method: fastapi" in config.read_text()
 
     # Deleting: RunPod holding the template (the wait gives up, naming what is left), the
     # re-run that finishes, then a same-named endpoint that is not this deployment's, whose

@@ -112,8 +112,9 @@ def test_worker_vllm_passes_with_every_check_and_the_stream(
     assert checks[0]["status"] == "COMPLETED" and checks[0]["job_id"].startswith("sync-")
     assert checks[1]["message"] == "serves Qwen/Qwen2.5-7B-Instruct"
     assert checks[2]["answer"] == ANSWER[:80] and checks[2]["output_tokens"] == 14
-    # The stream: a role chunk, one chunk per word, the finish chunk, then [DONE] (not a chunk).
-    assert checks[3]["message"] == "16 chunks" and checks[3]["answer"] == ANSWER[:80]
+    # The stream: a role chunk, one chunk per word (the last with finish_reason, as vLLM sends
+    # it), then [DONE] (not a chunk).
+    assert checks[3]["message"] == "15 chunks" and checks[3]["answer"] == ANSWER[:80]
 
     sent = [(r.method, r.path.removeprefix(f"/v2/{method1}")) for r in runpod_emulator.requests if "/v2/" in r.path]
     assert sent == [
@@ -201,10 +202,19 @@ def test_own_image_methods_pass(
         "tokens_per_second": 280.0,
         "answer": ANSWER[:80],
     }
-    [only] = document["result"]["checks"]
-    assert only["name"] == check and only["passed"] and document["result"]["target"] == endpoint_id
+    checks = document["result"]["checks"]
+    # The method's own job, then the route the backend uses, the same for every method.
+    assert [c["name"] for c in checks] == [check, "openai models", "openai chat completion"]
+    assert all(c["passed"] for c in checks) and document["result"]["target"] == endpoint_id
+    assert checks[1]["message"] == "serves Qwen/Qwen2.5-7B-Instruct"
+    assert checks[2]["answer"] == ANSWER[:80]
     [sent] = runsyncs(runpod_emulator)
     assert sent.body == {"input": job_input}
+    invoked = [(r.method, r.path) for r in runpod_emulator.requests if "/openai/" in r.path]
+    assert invoked == [
+        ("GET", f"/v2/{endpoint_id}/openai/v1/models"),
+        ("POST", f"/v2/{endpoint_id}/openai/v1/chat/completions"),
+    ]
 
 
 def test_the_endpoint_is_found_by_id_by_the_ledger_or_by_name(

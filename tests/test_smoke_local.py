@@ -60,7 +60,7 @@ def test_the_rendered_worker_passes(
     method, folder, running = worker
     monkeypatch.chdir(folder)  # the project `init` wrote: its deploy.yaml says the method
     junit = folder / "smoke.xml"
-    document, _ = _smoke(cli, "--url", running.url, "--junit", junit)
+    document, _ = _smoke(cli, "--url", running.url, "--junit", junit, "--stream")
     summary = document["summary"]
     assert summary["passed"] is True
     assert summary["answer"] == ANSWER[:80]
@@ -68,13 +68,20 @@ def test_the_rendered_worker_passes(
     # The local server reports no queue or execution time: the request itself is the execution.
     assert summary["cold_start_ms"] is None and summary["execution_ms"] is None
     assert summary["tokens_per_second"] is not None and summary["tokens_per_second"] > 0
-    [check] = document["result"]["checks"]
+    check, models, chat, streamed = document["result"]["checks"]
     assert check["name"] == ("runsync handler" if method == 2 else "runsync /v1/chat/completions")
     assert check["job_id"].startswith("test-") and check["status"] == "COMPLETED"
-    assert document["result"]["requests"] == 1  # one POST /runsync: no /health watcher, no polling
+    # The OpenAI route, as the jobs RunPod makes of /openai/v1 requests (smoke_test.stream is
+    # off in the written deploy.yaml, so the streamed check comes from --stream below).
+    assert (models["name"], models["message"]) == ("openai models", "serves Qwen/Qwen2.5-7B-Instruct")
+    assert chat["name"] == "openai chat completion" and chat["answer"] == ANSWER[:80]
+    assert streamed["name"] == "openai streamed completion" and streamed["answer"] == ANSWER[:80]
+    assert all(c["passed"] for c in (models, chat, streamed))
+    # One POST /runsync per check: no /health watcher, no polling.
+    assert document["result"]["requests"] == 4
     assert document["result"]["method"] == ("custom-handler" if method == 2 else "fastapi")
     suite = ET.parse(junit).getroot().find("testsuite")
-    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("1", "0")
+    assert suite is not None and (suite.get("tests"), suite.get("failures")) == ("4", "0")
     assert running.process.poll() is None
 
 

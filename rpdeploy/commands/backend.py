@@ -243,8 +243,8 @@ def properties(
 ) -> None:
     """Print the application.properties lines that read the endpoint from the environment.
 
-    The URL is the OpenAI base URL for worker-vllm (method 1) and the endpoint's base URL
-    for methods 2 and 3; the key stays a reference to the env var, never a value.
+    The URL is the endpoint's OpenAI base URL (.../openai/v1) for every method, so the same two
+    lines serve methods 1, 2 and 3; the key stays a reference to the env var, never a value.
 
     Example:
 

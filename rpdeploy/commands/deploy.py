@@ -189,8 +189,9 @@ def plan(
 ) -> None:
     """Show what `rpdeploy deploy` would change, without changing anything.
 
-    Image (would it be rebuilt and pushed), template and endpoint fields (old -> new),
-    backend env keys (values masked), and the fit and cost preview.
+    A switch of method (`rpdeploy init --method N`), image (would it be rebuilt and pushed),
+    template and endpoint fields (old -> new), backend env keys (values masked), and the fit
+    and cost preview.
 
     Examples:
 

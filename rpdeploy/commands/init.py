@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -11,6 +11,9 @@ from rpdeploy.commands._common import ForceOption, JsonOption, YesOption, emit, 
 from rpdeploy.errors import MissingValueError
 from rpdeploy.methods import Method
 from rpdeploy.output import can_prompt
+
+if TYPE_CHECKING:
+    from rpdeploy.scaffold import InitResult
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 
@@ -59,16 +62,51 @@ def init(
     flags and the defaults, and never prompts. Files you have edited are never overwritten
     (--force keeps a .bak copy first).
 
+    In a project that has a deploy.yaml, --method N moves it to method N instead: method: is
+    changed in place (the rest of the file, your comments included, is kept), the worker is
+    written for methods 2 and 3, and the next deploy updates the same endpoint, so the backend
+    keeps its URL. `rpdeploy plan` shows the switch; switching back works the same way.
+
     Examples:
 
     \b
       rpdeploy init                     # answer a few questions
       rpdeploy init --method 1 --yes    # worker-vllm, Qwen2.5-7B on an L4
       rpdeploy init -m 2 --registry ghcr.io --repository acme/qwen-worker --yes
+      rpdeploy init -m 2 --repository acme/qwen-worker   # in a method-1 project: switch it
     """
-    from rpdeploy.scaffold import InitOptions, endpoint_name_for, init_project
+    from rpdeploy.scaffold import InitOptions, endpoint_name_for, existing_method, init_project, switch_method
 
     interactive = can_prompt() and not json_output
+    current = existing_method(directory / "deploy.yaml") if method is not None else None
+    if current is not None:
+        try:
+            wanted = Method.parse(method)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--method") from None
+        if wanted is not current:
+            # An existing project moves to another method: same endpoint, same backend settings.
+            given = [
+                flag
+                for flag, value in (
+                    ("--model", model),
+                    ("--name", name),
+                    ("--gpu", gpu),
+                    ("--backend-host", backend_host),
+                )
+                if value is not None
+            ]
+            if given:
+                raise typer.BadParameter(
+                    f"{', '.join(given)}: deploy.yaml exists, and `init --method` only changes its method "
+                    "(edit deploy.yaml for the rest)",
+                    param_hint="--method",
+                )
+            moved = switch_method(
+                directory, wanted, registry=registry, repository=repository, force=force, reporter=reporter()
+            )
+            _show(moved, json_output)
+            return
     chosen = _ask(
         "method",
         "--method",
@@ -120,12 +158,21 @@ def init(
         backend_host=backend_host,
         backend_mode=backend_mode,
     )
-    out = reporter()
-    result = init_project(directory, options, force=force, reporter=out)
-    lines = [f"{f.action:>11}  {f.path}" + (f"  (backup: {f.backup})" if f.backup else "") for f in result.write.files]
+    result = init_project(directory, options, force=force, reporter=reporter())
+    _show(result, json_output)
+
+
+def _show(result: InitResult, json_output: bool) -> None:
+    lines = []
+    if result.switched_from is not None:
+        lines += [
+            f"Moved to method {result.method.number} ({result.method.value}) from {result.switched_from.number} "
+            f"({result.switched_from.value}): the endpoint and the backend's URL stay the same.",
+            "",
+        ]
+    lines += [f"{f.action:>11}  {f.path}" + (f"  (backup: {f.backup})" if f.backup else "") for f in result.write.files]
     lines += ["", "Next:"] + [f"  {step}" for step in result.next_steps]
-    emit(
-        json_output,
-        {"method": result.method.value, "files": result.write.files, "next_steps": result.next_steps},
-        "\n".join(lines),
-    )
+    document = {"method": result.method.value, "files": result.write.files, "next_steps": result.next_steps}
+    if result.switched_from is not None:
+        document["switched_from"] = result.switched_from.value
+    emit(json_output, document, "\n".join(lines))

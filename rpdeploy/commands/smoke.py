@@ -54,7 +54,7 @@ def smoke_test(
         float | None, typer.Option("--timeout", min=1, help="Seconds, cold start included [default: 600].")
     ] = None,
     stream: Annotated[
-        bool | None, typer.Option("--stream/--no-stream", help="Also check a streamed answer (method 1).")
+        bool | None, typer.Option("--stream/--no-stream", help="Also check a streamed answer on the OpenAI route.")
     ] = None,
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report here (for CI).", dir_okay=False)
@@ -64,10 +64,12 @@ def smoke_test(
 ) -> None:
     """Prove the endpoint answers, through a cold start, and measure it.
 
-    worker-vllm: a chat job, /openai/v1/models lists the model, an OpenAI chat completion
-    (and a streamed one with --stream). custom-handler: a chat job whose output has text.
-    fastapi: a /v1/chat/completions job answered with HTTP 200. A job that fails, times out,
-    or "completes" with an error in its output fails the test (exit 10).
+    First the method's own job: worker-vllm a chat job, custom-handler a chat job whose output
+    has text, fastapi a /v1/chat/completions job answered with HTTP 200. Then, for every
+    method, the route the backend uses: /openai/v1/models lists the model and an OpenAI chat
+    completion answers (and a streamed one with --stream); a local worker gets the jobs RunPod
+    makes of those requests. A job that fails, times out, or "completes" with an error in its
+    output fails the test (exit 10).
 
     Examples:
 

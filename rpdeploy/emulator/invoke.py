@@ -5,9 +5,12 @@ control plane, under ``/v2`` (what ``RUNPOD_ENDPOINT_BASE_URL`` points at). Answ
 RunPod's docs (reference §5): ``/run`` queues and returns ``{"id", "status": "IN_QUEUE"}``;
 ``/runsync`` waits up to its ``wait`` and then hands back a still-running job; terminal
 bodies carry ``delayTime``/``executionTime`` in ms and ``workerId``; ``/stream`` returns the
-chunks produced since the previous poll. The OpenAI routes of worker-vllm endpoints turn a
-request into a job (``openai_route`` + ``openai_input``, as the platform does) and relay the
-worker's answer, streaming SSE chunks as the worker yields them.
+chunks produced since the previous poll. The OpenAI routes turn a request into a job
+(``openai_route`` + ``openai_input``, as the platform does) and relay the worker's answer,
+streaming SSE chunks as the worker yields them. Every endpoint has them: worker-vllm answers
+that job, and so do rpdeploy's own workers (methods 2 and 3). How RunPod relays a FAILED job
+on this route is not documented: the emulator answers with the HTTP status and body the worker
+got from vLLM (or 500 and the job's error), so an OpenAI client sees vLLM's error.
 
 Error bodies (``{"error": "..."}``) are the emulator's own: RunPod's are not documented.
 """
@@ -171,10 +174,6 @@ class InvokeApi:
     # --- OpenAI-compatible routes (worker-vllm) -------------------------------------------
 
     def _openai(self, endpoint: Endpoint, method: str, route: str, raw: bytes) -> Response:
-        with self.state.lock:
-            template = self.state.templates.get(endpoint.template_id)
-        if template is None or model.worker_kind(template.image_name) is not model.WorkerKind.WORKER_VLLM:
-            return error(404, "OpenAI-compatible routes are served by worker-vllm endpoints only")
         routes = {"/v1/models": "GET", "/v1/chat/completions": "POST", "/v1/completions": "POST"}
         if route not in routes:
             return error(404, f"no OpenAI route {route!r}")
@@ -251,6 +250,8 @@ def _openai_answer(job: Job) -> Response:
             status = job.result.http_status if job.result is not None else 200
             return Response(status, output[0])
         return Response(500, output)  # a worker error object, {"error": {...}}
+    if job.status is JobStatus.FAILED and job.result is not None and job.result.http_body is not None:
+        return Response(job.result.http_status, job.result.http_body)
     if job.status.terminal:
         message = job.error or f"job {job.id} ended {job.status.value}"
         return Response(500, {"error": {"message": message, "type": model.WORKER_ERROR_TYPE, "code": None}})

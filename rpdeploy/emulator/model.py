@@ -9,13 +9,24 @@ the three deployment methods:
   (``prompt`` / ``messages``), the platform's OpenAI passthrough (``openai_route`` +
   ``openai_input``) and the generic proxy (``route`` + ``body``) all come back as a list
   holding one OpenAI object (the handler is a generator with ``return_aggregate_stream``);
-  streaming yields SSE text chunks. A worker-side failure is a COMPLETED job whose output is
-  ``{"error": {"message", "type": "worker_error", "code": null}}``.
+  streaming yields SSE text chunks. A refused request makes the worker yield
+  ``{"error": {"message": "vLLM returned HTTP <status>: <body>", "type": "worker_error",
+  "code": None}}``, which the runpod SDK turns into a FAILED job whose ``error`` is ``str()``
+  of that inner dict (worker-vllm v2.25.2 ``src/handler.py``; runpod-python 1.12.0
+  ``runpod/serverless/modules/rp_job.py`` ``handle_job``).
 * method 2, our ``handler.py``: an async generator yielding ``{"text", "finish_reason",
   "model", "usage"}`` items (deltas when streaming). Invalid input fails the job.
 * method 3, our FastAPI app behind a handler: the input describes an HTTP request
-  (``method``, ``path``, ``body``) and the output is the app's response
+  (``method``, ``path``, ``body``) and the output is a list holding the app's response
   (``status_code``, ``headers``, ``body``).
+* methods 2 and 3 answer the OpenAI passthrough exactly as worker-vllm does (the rendered
+  workers build vLLM's objects themselves), so here all three share one implementation of it.
+  tests/test_openai_route.py holds this stand-in to the rendered workers, run for real: the
+  same jobs give answers of the same shape, field for field.
+
+The OpenAI objects carry the fields vLLM 0.27.1's server writes (model_dump() of
+vllm/entrypoints/openai/{chat_completion,completion,engine}/protocol.py; stream chunks with
+exclude_unset, as chat_completion/serving.py and completion/serving.py set them).
 
 Everything here is pure: same input, same output (only ids and ``created`` vary).
 """
@@ -141,6 +152,8 @@ class HandlerResult:
     http_status: int = 200
     # True when the chunks are SSE text (an OpenAI stream) that /openai routes relay as is.
     sse: bool = False
+    # For a failed OpenAI request: the error body of the HTTP answer the worker relayed.
+    http_body: Any = None
 
 
 class InvalidRequest(Exception):
@@ -153,13 +166,30 @@ class InvalidRequest(Exception):
 
 
 def worker_error_output(message: str) -> dict[str, Any]:
-    """worker-vllm's shape for a failure inside the worker (the job still COMPLETES)."""
+    """worker-vllm's item for a failure inside the worker (``_error`` in its src/handler.py)."""
     return {"error": {"message": message, "type": WORKER_ERROR_TYPE, "code": None}}
+
+
+def failed_job(item: dict[str, Any], status: int = 500, body: Any = None) -> HandlerResult:
+    """The job a worker error item makes with runpod 1.12.0: FAILED, ``error`` = ``str()`` of the inner dict.
+
+    ``status`` and ``body`` keep the HTTP answer the worker was relaying (for /openai routes).
+    """
+    return HandlerResult(error=str(item["error"]), http_status=status, http_body=body)
+
+
+def refused(exc: InvalidRequest) -> HandlerResult:
+    """worker-vllm's answer to an HTTP error from vLLM (its src/handler.py, ``resp.status >= 400``)."""
+    text = json.dumps(exc.body, separators=(",", ":"))
+    return failed_job(worker_error_output(f"vLLM returned HTTP {exc.status}: {text}"), exc.status, exc.body)
 
 
 def run_job(kind: WorkerKind, model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
     """Run one job's input through the stand-in worker of ``kind``."""
     if kind is WorkerKind.WORKER_VLLM:
+        return _run_worker_vllm(model, job_input, env)
+    if job_input.get("openai_input") or job_input.get("openai_route"):
+        # Methods 2 and 3 read the passthrough as worker-vllm does (_normalize_job_input).
         return _run_worker_vllm(model, job_input, env)
     if "path" in job_input or "method" in job_input:
         return _run_fastapi(model, job_input, env)
@@ -170,15 +200,17 @@ def run_job(kind: WorkerKind, model: str, job_input: Mapping[str, Any], env: Map
 
 
 def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
-    if "openai_route" in job_input or "openai_input" in job_input:
+    if job_input.get("openai_input"):
         route = job_input.get("openai_route") or "/v1/chat/completions"
         body = job_input.get("openai_input")
-        method = "POST" if body else "GET"
-    elif "route" in job_input:
+        method = "POST"
+    elif job_input.get("openai_route"):
+        route, body, method = job_input.get("openai_route"), None, "GET"
+    elif job_input.get("route"):
         route = job_input.get("route")
         body = job_input.get("body")
         method = str(job_input.get("method") or ("POST" if body else "GET")).upper()
-    elif "messages" in job_input or "prompt" in job_input:
+    elif job_input.get("messages") is not None or job_input.get("prompt") is not None:
         route = "/v1/chat/completions" if "messages" in job_input else "/v1/completions"
         body = {key: value for key, value in job_input.items() if key != "sampling_params"}
         params = job_input.get("sampling_params")
@@ -187,14 +219,14 @@ def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str,
         body.setdefault("model", model)
         method = "POST"
     else:
-        message = "unsupported input: expected openai_route/openai_input, route/body, prompt or messages"
-        return HandlerResult(output=worker_error_output(message), http_status=500)
+        message = "Job input must contain one of: openai_input (+openai_route), route (+body), or prompt/messages."
+        return failed_job(worker_error_output(message))
     if not isinstance(route, str) or (body is not None and not isinstance(body, Mapping)):
-        return HandlerResult(output=worker_error_output("route must be a string and body an object"), http_status=500)
+        return failed_job(worker_error_output("route must be a string and body an object"))
     try:
         status, answer = vllm_server(method, route, body or {}, model, env)
     except InvalidRequest as exc:
-        return HandlerResult(output=[exc.body], chunks=(exc.body,), http_status=exc.status)
+        return refused(exc)
     if isinstance(answer, list):  # an SSE stream: the worker yields each event's text
         return HandlerResult(output=list(answer), chunks=tuple(answer), http_status=status, sse=True)
     return HandlerResult(output=[answer], chunks=(answer,), http_status=status)
@@ -226,23 +258,50 @@ def vllm_server(
 
 
 def models_list(model: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """``GET /v1/models``: vLLM's ModelList with one ModelCard (models/serving.py)."""
     try:
         max_len = int(env.get("MAX_MODEL_LEN", DEFAULT_MAX_MODEL_LEN))
     except ValueError:
         max_len = DEFAULT_MAX_MODEL_LEN
+    created = int(time.time())
+    permission = {
+        "id": f"modelperm-{uuid.uuid4().hex}",
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": False,
+        "allow_sampling": True,
+        "allow_logprobs": True,
+        "allow_search_indices": False,
+        "allow_view": True,
+        "allow_fine_tuning": False,
+        "organization": "*",
+        "group": None,
+        "is_blocking": False,
+    }
     return {
         "object": "list",
         "data": [
             {
                 "id": model,
                 "object": "model",
-                "created": int(time.time()),
+                "created": created,
                 "owned_by": "vllm",
                 "root": env.get("MODEL_NAME") or model,
                 "parent": None,
                 "max_model_len": max_len,
+                "permission": [permission],
             }
         ],
+    }
+
+
+def usage_info(generation: Generation) -> dict[str, Any]:
+    """vLLM's UsageInfo, fields in its order."""
+    return {
+        "prompt_tokens": generation.prompt_tokens,
+        "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+        "completion_tokens": generation.completion_tokens,
+        "prompt_tokens_details": None,
     }
 
 
@@ -304,20 +363,39 @@ def chat_completion(body: Mapping[str, Any], model: str) -> Any:
     created = int(time.time())
     if body.get("stream") is True:
         return _chat_stream(generation, completion_id, created, model, _include_usage(body))
+    message = {
+        "role": "assistant",
+        "content": generation.text,
+        "refusal": None,
+        "annotations": None,
+        "audio": None,
+        "function_call": None,
+        "reasoning": None,
+    }
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": generation.finish_reason,
+        "stop_reason": None,
+        "token_ids": None,
+        "routed_experts": None,
+    }
     return {
         "id": completion_id,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": generation.text},
-                "logprobs": None,
-                "finish_reason": generation.finish_reason,
-            }
-        ],
-        "usage": generation.usage(),
+        "choices": [choice],
+        "service_tier": None,
+        "system_fingerprint": None,
+        "usage": usage_info(generation),
+        "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "prompt_text": None,
+        "kv_transfer_params": None,
+        "ec_transfer_params": None,
+        "metrics": None,
     }
 
 
@@ -333,13 +411,29 @@ def text_completion(body: Mapping[str, Any], model: str) -> Any:
     created = int(time.time())
     if body.get("stream") is True:
         return _completion_stream(generation, completion_id, created, model, _include_usage(body))
+    choice = {
+        "index": 0,
+        "text": generation.text,
+        "logprobs": None,
+        "finish_reason": generation.finish_reason,
+        "stop_reason": None,
+        "token_ids": None,
+        "prompt_logprobs": None,
+        "prompt_token_ids": None,
+        "routed_experts": None,
+    }
     return {
         "id": completion_id,
         "object": "text_completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "text": generation.text, "logprobs": None, "finish_reason": generation.finish_reason}],
-        "usage": generation.usage(),
+        "choices": [choice],
+        "service_tier": None,
+        "system_fingerprint": None,
+        "usage": usage_info(generation),
+        "kv_transfer_params": None,
+        "ec_transfer_params": None,
+        "metrics": None,
     }
 
 
@@ -357,29 +451,34 @@ def sse_event(data: Any) -> str:
 SSE_DONE = sse_event("[DONE]")
 
 
+def _usage_chunk(obj: str, completion_id: str, created: int, model: str, generation: Generation) -> str:
+    """The last chunk with stream_options.include_usage (dumped with exclude_none)."""
+    usage = {key: value for key, value in usage_info(generation).items() if value is not None}
+    data = {"id": completion_id, "object": obj, "created": created, "model": model, "choices": [], "usage": usage}
+    return sse_event(data)
+
+
 def _chat_stream(
     generation: Generation, completion_id: str, created: int, model: str, include_usage: bool
 ) -> list[str]:
-    def chunk(delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if include_usage:
-            data["usage"] = None
-        return data
+    """chat_completion/serving.py: a role chunk, a chunk per step, the last one with finish_reason."""
 
-    events = [sse_event(chunk({"role": "assistant", "content": ""}, None))]
-    events += [sse_event(chunk({"content": piece}, None)) for piece in generation.deltas()]
-    events.append(sse_event(chunk({}, generation.finish_reason)))
+    def chunk(choice: dict[str, Any], **extra: Any) -> str:
+        data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
+        return sse_event({**data, "choices": [choice], **extra})
+
+    opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+    events = [chunk(opening, prompt_token_ids=None, prompt_text=None)]
+    pieces = generation.deltas() or [""]
+    for index, piece in enumerate(pieces):
+        choice: dict[str, Any] = {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
+        if index == len(pieces) - 1:
+            choice["finish_reason"] = generation.finish_reason
+            choice["stop_reason"] = None
+        choice["token_ids"] = None
+        events.append(chunk(choice))
     if include_usage:
-        usage_chunk = chunk({}, None)
-        usage_chunk["choices"] = []
-        usage_chunk["usage"] = generation.usage()
-        events.append(sse_event(usage_chunk))
+        events.append(_usage_chunk("chat.completion.chunk", completion_id, created, model, generation))
     events.append(SSE_DONE)
     return events
 
@@ -387,25 +486,23 @@ def _chat_stream(
 def _completion_stream(
     generation: Generation, completion_id: str, created: int, model: str, include_usage: bool
 ) -> list[str]:
-    def chunk(text: str, finish: str | None) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "id": completion_id,
-            "object": "text_completion",
-            "created": created,
-            "model": model,
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
+    """completion/serving.py: a chunk per step, the last one with finish_reason."""
+    events = []
+    pieces = generation.deltas() or [""]
+    for index, piece in enumerate(pieces):
+        choice = {
+            "index": 0,
+            "text": piece,
+            "logprobs": None,
+            "finish_reason": generation.finish_reason if index == len(pieces) - 1 else None,
+            "stop_reason": None,
+            "prompt_token_ids": None,
+            "token_ids": None,
         }
-        if include_usage:
-            data["usage"] = None
-        return data
-
-    events = [sse_event(chunk(piece, None)) for piece in generation.deltas()]
-    events.append(sse_event(chunk("", generation.finish_reason)))
+        data = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
+        events.append(sse_event({**data, "choices": [choice]}))
     if include_usage:
-        usage_chunk = chunk("", None)
-        usage_chunk["choices"] = []
-        usage_chunk["usage"] = generation.usage()
-        events.append(sse_event(usage_chunk))
+        events.append(_usage_chunk("text_completion", completion_id, created, model, generation))
     events.append(SSE_DONE)
     return events
 
@@ -464,8 +561,9 @@ def _run_fastapi(model: str, job_input: Mapping[str, Any], env: Mapping[str, str
     if body is not None and not isinstance(body, Mapping):
         return HandlerResult(error="'body' must be a JSON object")
     status, answer = _fastapi_app(method.upper(), path, body or {}, model, env)
-    output = {"status_code": status, "headers": {"content-type": "application/json"}, "body": answer}
-    return HandlerResult(output=output, chunks=(output,), http_status=status)
+    response = {"status_code": status, "headers": {"content-type": "application/json"}, "body": answer}
+    # The handler is a generator yielding the response once: RunPod collects it in a list.
+    return HandlerResult(output=[response], chunks=(response,), http_status=status)
 
 
 def _fastapi_app(

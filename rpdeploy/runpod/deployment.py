@@ -596,7 +596,8 @@ def endpoint_urls(config: Config, endpoint_id: str, environ: Mapping[str, str] |
         runsync=f"{base}/runsync",
         status=f"{base}/status/{{job_id}}",
         health=f"{base}/health",
-        openai_base=f"{base}/openai/v1" if config.method is Method.WORKER_VLLM else None,
+        # Every method answers RunPod's OpenAI route (our workers the way worker-vllm does).
+        openai_base=f"{base}/openai/v1",
     )
 
 

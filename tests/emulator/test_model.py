@@ -73,7 +73,13 @@ def test_method_1_native_messages(api: Api, vllm: str) -> None:
     assert choice["message"]["role"] == "assistant"
     assert choice["message"]["content"] == model.generate("Be brief.\nWhat is RunPod?", 5).text
     assert choice["finish_reason"] == "length"
-    assert completion["usage"] == {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+    # vLLM's UsageInfo, fields in its order (vllm/entrypoints/openai/engine/protocol.py).
+    assert completion["usage"] == {
+        "prompt_tokens": 5,
+        "total_tokens": 10,
+        "completion_tokens": 5,
+        "prompt_tokens_details": None,
+    }
 
 
 def test_method_1_native_prompt(api: Api, vllm: str) -> None:
@@ -105,17 +111,23 @@ def test_method_1_stream_yields_sse_text(api: Api, vllm: str) -> None:
     assert text == model.generate("Be brief.\nWhat is RunPod?", None).text
 
 
-def test_method_1_worker_errors_complete_with_output_error(api: Api, vllm: str) -> None:
+def test_method_1_worker_errors_fail_the_job(api: Api, vllm: str) -> None:
+    """worker-vllm yields {"error": {...}}; runpod 1.12.0 fails the job with str() of the inner dict."""
     wrong_model = runsync(
         api, vllm, {"openai_route": "/v1/chat/completions", "openai_input": {"model": "other/model", **CHAT}}
     )
     unsupported = runsync(api, vllm, {"text": "neither prompt nor messages"})
 
-    assert wrong_model["status"] == "COMPLETED"
-    assert wrong_model["output"][0]["error"]["type"] == "NotFoundError"
-    assert unsupported["status"] == "COMPLETED"
-    assert unsupported["output"]["error"]["type"] == "worker_error"
-    assert unsupported["output"]["error"]["code"] is None
+    assert wrong_model["status"] == "FAILED" and "output" not in wrong_model
+    vllm_body = (
+        '{"error":{"message":"The model `other/model` does not exist.","type":"NotFoundError",'
+        '"param":"model","code":404}}'
+    )
+    expected = {"message": f"vLLM returned HTTP 404: {vllm_body}", "type": "worker_error", "code": None}
+    assert wrong_model["error"] == str(expected)
+    assert unsupported["status"] == "FAILED"
+    assert unsupported["error"].startswith("{'message': 'Job input must contain one of: openai_input")
+    assert unsupported["error"].endswith("'type': 'worker_error', 'code': None}")
 
 
 # --- method 2: our handler ---------------------------------------------------------------------------
@@ -175,7 +187,7 @@ def test_method_2_invalid_input_fails_the_job(api: Api, own: str, job_input: dic
 
 
 def test_method_3_chat_completion(api: Api, own: str) -> None:
-    output = runsync(api, own, {"method": "POST", "path": "/v1/chat/completions", "body": {"model": MODEL, **CHAT}})[
+    [output] = runsync(api, own, {"method": "POST", "path": "/v1/chat/completions", "body": {"model": MODEL, **CHAT}})[
         "output"
     ]
 
@@ -205,7 +217,7 @@ def test_method_3_chat_completion(api: Api, own: str) -> None:
     ],
 )
 def test_method_3_routes(api: Api, own: str, request_input: dict[str, Any], status: int, check: Any) -> None:
-    output = runsync(api, own, request_input)["output"]
+    [output] = runsync(api, own, request_input)["output"]
 
     assert output["status_code"] == status
     assert check(output["body"])
@@ -244,14 +256,26 @@ def test_openai_chat_and_completions(api: Api, emulator: Emulator, vllm: str) ->
 
 def test_openai_errors(api: Api, own: str, vllm: str) -> None:
     wrong_model = api.invoke("POST", vllm, "openai/v1/chat/completions", json={"model": "nope", **CHAT})
-    not_vllm = api.invoke("GET", own, "openai/v1/models")
+    own_wrong_model = api.invoke("POST", own, "openai/v1/chat/completions", json={"model": "nope", **CHAT})
     unknown = api.invoke("GET", vllm, "openai/v1/embeddings")
     no_body = api.invoke("POST", vllm, "openai/v1/chat/completions", content=b"[]")
 
+    # The job failed; the answer is vLLM's own error, as the worker got it.
     assert wrong_model.status_code == 404 and wrong_model.json()["error"]["type"] == "NotFoundError"
-    assert not_vllm.status_code == 404
+    assert own_wrong_model.status_code == 404 and own_wrong_model.json() == wrong_model.json()
     assert unknown.status_code == 404
     assert no_body.status_code == 400
+
+
+def test_own_image_endpoints_serve_the_openai_route(api: Api, own: str, vllm: str) -> None:
+    """Methods 2 and 3 answer RunPod's OpenAI route like worker-vllm: one backend URL for all."""
+    for endpoint_id in (own, vllm):
+        models = api.invoke("GET", endpoint_id, "openai/v1/models")
+        chat = api.invoke("POST", endpoint_id, "openai/v1/chat/completions", json={"model": MODEL, **CHAT})
+        assert models.status_code == 200 and [m["id"] for m in models.json()["data"]] == [MODEL]
+        assert chat.status_code == 200 and chat.json()["object"] == "chat.completion"
+    passthrough = runsync(api, own, {"openai_route": "/v1/completions", "openai_input": {"prompt": "Hi"}})
+    assert passthrough["output"][0]["object"] == "text_completion"
 
 
 def test_openai_worker_error(api: Api, emulator: Emulator, vllm: str) -> None:

@@ -109,7 +109,12 @@ def test_endpoint_run_sync_and_health(sdk_endpoint: Any) -> None:
 
     assert isinstance(output, list) and output[0]["object"] == "text_completion"
     assert output[0]["choices"][0]["finish_reason"] == "length"
-    assert output[0]["usage"] == {"prompt_tokens": 2, "completion_tokens": 4, "total_tokens": 6}
+    assert output[0]["usage"] == {
+        "prompt_tokens": 2,
+        "total_tokens": 6,
+        "completion_tokens": 4,
+        "prompt_tokens_details": None,
+    }
     health = sdk_endpoint.health()
     assert health["jobs"]["completed"] == 1
     assert health["workers"]["idle"] == 1

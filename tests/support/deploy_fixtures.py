@@ -237,7 +237,7 @@ def expected_backend(emulator_endpoint_url: str, endpoint_id: str, api_key: str,
     base = f"{emulator_endpoint_url}/{endpoint_id}"
     return {
         "endpointId": endpoint_id,
-        "endpointUrl": f"{base}/openai/v1" if method == 1 else base,
+        "endpointUrl": f"{base}/openai/v1",  # the same for every method
         "apiKeySha256": hashlib.sha256(api_key.encode()).hexdigest(),
     }
 

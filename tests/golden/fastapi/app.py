@@ -6,15 +6,16 @@ routes, auth, logging. `rpdeploy render` never overwrites it once you have chang
 Routes: POST /v1/chat/completions, POST /v1/completions (both with "stream": true as
 server-sent events), GET /v1/models, GET /health.
 
-It answers like `vllm serve` (method 1): prompts go through vLLM's own renderer and chat
-template, sampling values a request leaves out come from the model's generation_config.json,
-and errors map to the same HTTP statuses (a refused value is a 400 with vLLM's message, a
-failed generation a 500 that says what failed). If the vLLM engine dies, /health answers 503
-and the process exits, so RunPod starts a new worker.
+It answers like `vllm serve` (method 1), object for object: prompts go through vLLM's own
+renderer and chat template, sampling values a request leaves out come from the model's
+generation_config.json, and errors map to the same HTTP statuses (a refused value is a 400
+with vLLM's message, a failed generation a 500 that says what failed). If the vLLM engine
+dies, /health answers 503 and the process exits, so RunPod starts a new worker.
 
-On RunPod, handler.py receives jobs {"method", "path", "body"} and calls this app
-in-process. On your own machine it also runs standalone (needs a GPU, or a stand-in
-`vllm` package):
+On RunPod, handler.py calls this app in-process: for RunPod's OpenAI route
+(https://api.runpod.ai/v2/<endpoint id>/openai/v1/..., the URL your backend uses whatever the
+method) and for jobs {"method", "path", "body"}. On your own machine it also runs standalone
+(needs a GPU, or a stand-in `vllm` package):
     uvicorn app:app --port 8000
 """
 
@@ -215,6 +216,114 @@ def exit_soon(reason: str) -> None:
     timer.start()
 
 
+# --- OpenAI answers, field for field as `vllm serve` (0.27.1) writes them -------------------
+# worker-vllm (method 1) relays vLLM's own JSON, so methods 2 and 3 build the same objects:
+# vllm/entrypoints/openai/chat_completion/protocol.py (ChatCompletionResponse, ...Stream...),
+# completion/protocol.py (CompletionResponse, ...), engine/protocol.py (ModelCard, UsageInfo,
+# ErrorResponse). Whole answers are model_dump()ed (every field, None included); stream chunks
+# are dumped with exclude_unset, i.e. only the fields chat_completion/serving.py sets.
+
+
+def usage_info(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+            "completion_tokens": completion_tokens, "prompt_tokens_details": None}
+
+
+def model_list() -> dict[str, Any]:
+    """GET /v1/models."""
+    created = int(time.time())
+    permission = {"id": f"modelperm-{uuid.uuid4().hex}", "object": "model_permission", "created": created,
+                  "allow_create_engine": False, "allow_sampling": True, "allow_logprobs": True,
+                  "allow_search_indices": False, "allow_view": True, "allow_fine_tuning": False,
+                  "organization": "*", "group": None, "is_blocking": False}
+    return {"object": "list", "data": [{"id": SERVED_MODEL_NAME, "object": "model", "created": created,
+                                        "owned_by": "vllm", "root": MODEL_NAME, "parent": None,
+                                        "max_model_len": MAX_MODEL_LEN, "permission": [permission]}]}
+
+
+def chat_response(ident: str, created: int, text: str, finish_reason: str | None, stop_reason: Any,
+                  usage: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat.completion."""
+    message = {"role": "assistant", "content": text, "refusal": None, "annotations": None, "audio": None,
+               "function_call": None, "reasoning": None}
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason,
+              "stop_reason": stop_reason, "token_ids": None, "routed_experts": None}
+    return {"id": ident, "object": "chat.completion", "created": created, "model": SERVED_MODEL_NAME,
+            "choices": [choice], "service_tier": None, "system_fingerprint": None, "usage": usage,
+            "prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None,
+            "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None}
+
+
+def completion_response(ident: str, created: int, text: str, finish_reason: str | None, stop_reason: Any,
+                        usage: dict[str, Any]) -> dict[str, Any]:
+    """A whole text_completion."""
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason,
+              "stop_reason": stop_reason, "token_ids": None, "prompt_logprobs": None,
+              "prompt_token_ids": None, "routed_experts": None}
+    return {"id": ident, "object": "text_completion", "created": created, "model": SERVED_MODEL_NAME,
+            "choices": [choice], "service_tier": None, "system_fingerprint": None, "usage": usage,
+            "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None}
+
+
+def sse(data: Any) -> str:
+    """One server-sent event as vLLM writes it."""
+    return f"data: {data if isinstance(data, str) else json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+SSE_DONE = sse("[DONE]")
+
+
+def stream_events(kind: str, ident: str, created: int, piece: str, *, first: bool,
+                  finish_reason: str | None, stop_reason: Any = None) -> list[str]:
+    """The events for one engine step of a streamed answer (`kind` "chat" or "text").
+
+    A chat stream opens with a chunk that carries only the role; the chunk of the last step
+    carries finish_reason and stop_reason. Steps that add no text send nothing.
+    """
+    events = []
+    last = finish_reason is not None
+    if kind == "chat":
+        if first:
+            opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                       "finish_reason": None}
+            events.append(sse({"id": ident, "object": "chat.completion.chunk", "created": created,
+                               "model": SERVED_MODEL_NAME, "choices": [opening], "prompt_token_ids": None,
+                               "prompt_text": None}))
+        if piece or last:
+            choice: dict[str, Any] = {"index": 0, "delta": {"content": piece}, "logprobs": None,
+                                      "finish_reason": finish_reason}
+            if last:
+                choice["stop_reason"] = stop_reason
+            choice["token_ids"] = None
+            events.append(sse({"id": ident, "object": "chat.completion.chunk", "created": created,
+                               "model": SERVED_MODEL_NAME, "choices": [choice]}))
+    elif piece or last:
+        choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish_reason,
+                  "stop_reason": stop_reason, "prompt_token_ids": None, "token_ids": None}
+        events.append(sse({"id": ident, "object": "text_completion", "created": created,
+                           "model": SERVED_MODEL_NAME, "choices": [choice]}))
+    return events
+
+
+def usage_event(kind: str, ident: str, created: int, usage: dict[str, Any]) -> str:
+    """The last chunk when the request asked for stream_options.include_usage (dumped without Nones)."""
+    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
+    shown = {key: value for key, value in usage.items() if value is not None}
+    return sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME, "choices": [],
+                "usage": shown})
+
+
+def include_usage(body: dict[str, Any]) -> bool:
+    """vllm/entrypoints/serve/utils/api_utils.py should_include_usage (without --enable-force-include-usage)."""
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
+
+
+def error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
+    """vLLM's ErrorResponse."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
 _engine: AsyncLLMEngine | None = None
 _sampling_defaults: dict[str, Any] = {}
 
@@ -250,10 +359,6 @@ class APIError(Exception):
         self.status, self.message, self.kind, self.param = status, message, kind, param
 
 
-def _error_body(message: str, kind: str, status: int, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
-
-
 def _error_for(exc: BaseException) -> APIError:
     if isinstance(exc, APIError):
         return exc
@@ -280,7 +385,7 @@ def _error_response(exc: BaseException) -> JSONResponse:
     error = _error_for(exc)
     if error.status >= 500:
         log.error("request failed: %s", error.message)
-    return JSONResponse(_error_body(error.message, error.kind, error.status, error.param), status_code=error.status)
+    return JSONResponse(error_body(error.message, error.kind, error.status, error.param), status_code=error.status)
 
 
 @app.exception_handler(APIError)
@@ -311,7 +416,7 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     problems = "; ".join(
         f"{'.'.join(str(p) for p in error['loc'] if p != 'body')}: {error['msg']}" for error in exc.errors()
     )
-    return JSONResponse(_error_body(f"invalid request: {problems}", "BadRequestError", 400), status_code=400)
+    return JSONResponse(error_body(f"invalid request: {problems}", "BadRequestError", 400), status_code=400)
 
 
 # --- requests -----------------------------------------------------------------------------
@@ -339,14 +444,27 @@ class _Sampling(BaseModel):
     frequency_penalty: float | None = None
     repetition_penalty: float | None = None
     stream: bool = False
+    stream_options: dict[str, Any] | None = None
     user: str | None = None
 
+    def requested_max_tokens(self) -> int | None:
+        # The chat API's newer name wins when both are given, as in vLLM.
+        newer: int | None = getattr(self, "max_completion_tokens", None)
+        return newer if newer is not None else self.max_tokens
+
     def sampling_values(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"model", "stream", "user", "messages", "prompt"})
+        values = self.model_dump(
+            exclude={"model", "stream", "stream_options", "user", "messages", "prompt", "max_completion_tokens"}
+        )
+        return {**values, "max_tokens": self.requested_max_tokens()}
+
+    def include_usage(self) -> bool:
+        return include_usage({"stream_options": self.stream_options})
 
 
 class ChatCompletionRequest(_Sampling):
     messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -355,20 +473,17 @@ class CompletionRequest(_Sampling):
 
 def _check_model(requested: str | None) -> None:
     if requested is not None and requested != SERVED_MODEL_NAME:
-        raise APIError(404, f"The model `{requested}` does not exist; this worker serves `{SERVED_MODEL_NAME}`.",
-                       "NotFoundError", "model")
+        # vLLM's own answer (vllm/entrypoints/serve/engine/serving.py _check_model).
+        raise APIError(404, f"The model `{requested}` does not exist.", "NotFoundError", "model")
 
 
-def _usage(final: RequestOutput) -> dict[str, int]:
-    prompt_tokens = len(final.prompt_token_ids or [])
-    completion_tokens = len(final.outputs[0].token_ids)
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def _usage(final: RequestOutput) -> dict[str, Any]:
+    return usage_info(len(final.prompt_token_ids or []), len(final.outputs[0].token_ids))
 
 
 def _sampling_params(request: _Sampling, engine_input: Any, engine: AsyncLLMEngine) -> SamplingParams:
     prompt_tokens = len(engine_input["prompt_token_ids"])
-    max_tokens = limit_max_tokens(engine, request.max_tokens, prompt_tokens, _sampling_defaults)
+    max_tokens = limit_max_tokens(engine, request.requested_max_tokens(), prompt_tokens, _sampling_defaults)
     return make_sampling_params(request.sampling_values(), _sampling_defaults, max_tokens)
 
 
@@ -379,40 +494,32 @@ def _live_engine() -> AsyncLLMEngine:
     return engine
 
 
-def _sse(data: Any) -> str:
-    return f"data: {json.dumps(data)}\n\n"
-
-
 async def _stream(
-    kind: str, engine: AsyncLLMEngine, engine_input: Any, params: SamplingParams
+    kind: str, engine: AsyncLLMEngine, engine_input: Any, params: SamplingParams, usage: bool
 ) -> AsyncIterator[str]:
     created, ident = int(time.time()), f"{'chatcmpl' if kind == 'chat' else 'cmpl'}-{uuid.uuid4().hex}"
-    obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
-    sent = 0
+    sent, first = 0, True
     final: RequestOutput | None = None
     try:
         # An async generator: iterate it. A client that goes away cancels this task, and vLLM
         # aborts the request itself.
         async for output in engine.generate(engine_input, params, ident):
             final = output
-            text = output.outputs[0].text
-            if len(text) > sent:
-                piece, sent = text[sent:], len(text)
-                choice = {"index": 0, "delta": {"content": piece}} if kind == "chat" else {"index": 0, "text": piece}
-                yield _sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME,
-                            "choices": [{**choice, "finish_reason": None}]})
+            completion = output.outputs[0]
+            piece, sent = completion.text[sent:], len(completion.text)
+            for event in stream_events(kind, ident, created, piece, first=first,
+                                       finish_reason=completion.finish_reason, stop_reason=completion.stop_reason):
+                yield event
+                first = False
     except Exception as exc:
         # The 200 status line is already sent: report the error as the last event, as vLLM does.
         error = _error_for(exc)
         log.error("stream %s failed: %s", ident, error.message)
-        yield _sse(_error_body(error.message, error.kind, error.status, error.param))
+        yield sse(error_body(error.message, error.kind, error.status, error.param))
     else:
-        if final is not None:
-            done = {"index": 0, "delta": {}} if kind == "chat" else {"index": 0, "text": ""}
-            yield _sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME,
-                        "choices": [{**done, "finish_reason": final.outputs[0].finish_reason}],
-                        "usage": _usage(final)})
-    yield "data: [DONE]\n\n"
+        if final is not None and usage:
+            yield usage_event(kind, ident, created, _usage(final))
+    yield SSE_DONE
 
 
 async def _complete(engine: AsyncLLMEngine, engine_input: Any, params: SamplingParams) -> RequestOutput:
@@ -440,8 +547,7 @@ async def health() -> JSONResponse:
 
 @app.get("/v1/models")
 async def models() -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": SERVED_MODEL_NAME, "object": "model", "created": 0,
-                                        "owned_by": "rpdeploy", "max_model_len": MAX_MODEL_LEN}]}
+    return model_list()
 
 
 @app.post("/v1/chat/completions", response_model=None)
@@ -449,32 +555,27 @@ async def chat_completions(request: ChatCompletionRequest) -> Any:
     _check_model(request.model)
     engine = _live_engine()
     messages = [m.model_dump() for m in request.messages]
-    engine_input = await render_chat(engine, messages, request.max_tokens)
+    engine_input = await render_chat(engine, messages, request.requested_max_tokens())
     params = _sampling_params(request, engine_input, engine)
     if request.stream:
-        return StreamingResponse(_stream("chat", engine, engine_input, params), media_type="text/event-stream")
+        stream = _stream("chat", engine, engine_input, params, request.include_usage())
+        return StreamingResponse(stream, media_type="text/event-stream")
     final = await _complete(engine, engine_input, params)
-    return {
-        "id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-        "model": SERVED_MODEL_NAME,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": final.outputs[0].text},
-                     "finish_reason": final.outputs[0].finish_reason}],
-        "usage": _usage(final),
-    }
+    out = final.outputs[0]
+    return chat_response(f"chatcmpl-{uuid.uuid4().hex}", int(time.time()), out.text, out.finish_reason,
+                         out.stop_reason, _usage(final))
 
 
 @app.post("/v1/completions", response_model=None)
 async def completions(request: CompletionRequest) -> Any:
     _check_model(request.model)
     engine = _live_engine()
-    engine_input = await render_prompt(engine, request.prompt, request.max_tokens)
+    engine_input = await render_prompt(engine, request.prompt, request.requested_max_tokens())
     params = _sampling_params(request, engine_input, engine)
     if request.stream:
-        return StreamingResponse(_stream("text", engine, engine_input, params), media_type="text/event-stream")
+        stream = _stream("text", engine, engine_input, params, request.include_usage())
+        return StreamingResponse(stream, media_type="text/event-stream")
     final = await _complete(engine, engine_input, params)
-    return {
-        "id": f"cmpl-{uuid.uuid4().hex}", "object": "text_completion", "created": int(time.time()),
-        "model": SERVED_MODEL_NAME,
-        "choices": [{"index": 0, "text": final.outputs[0].text, "finish_reason": final.outputs[0].finish_reason}],
-        "usage": _usage(final),
-    }
+    out = final.outputs[0]
+    return completion_response(f"cmpl-{uuid.uuid4().hex}", int(time.time()), out.text, out.finish_reason,
+                               out.stop_reason, _usage(final))
