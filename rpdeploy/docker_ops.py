@@ -873,7 +873,8 @@ _UNREACHABLE = re.compile(
 _TRANSIENT = re.compile(
     r"connection reset|connection refused|broken pipe|\bEOF\b|timeout|timed out|temporar|"
     r"status(?: code)?:? 5\d\d\b|internal server error|bad gateway|service unavailable|gateway time-?out|"
-    r"i/o timeout|tls handshake",
+    # Go's net/http says "server closed idle connection" when a kept-alive connection is dropped.
+    r"i/o timeout|tls handshake|closed idle connection",
     re.IGNORECASE,
 )
 

@@ -393,6 +393,7 @@ def test_no_credentials_anywhere_is_a_registry_error_with_the_ways_to_fix_it(
         ('Get "http://127.0.0.1:5000/v2/": EOF', "transient"),
         ("received unexpected HTTP status: 503 Service Unavailable", "transient"),
         ("net/http: TLS handshake timeout", "transient"),
+        ('Put "http://127.0.0.1:5001/v2/x/blobs/uploads/": http: server closed idle connection', "transient"),
         ("500 Internal Server Error", "transient"),
         ("manifest invalid: manifest invalid", "other"),
         ("blob upload invalid: size 512 bytes does not match", "other"),

@@ -126,12 +126,16 @@ def test_killed_when_a_stage_is_done(
     process = DeployProcess(kill_project)
     process.wait_for(stage, "done")
     process.kill()
-    assert ledger(kill_project).stages[stage].status == "done"
+    # The SIGKILL lands at this boundary or a little later: a fast next stage (the gpu stage
+    # reuses the preflight's fit check) may finish first. What the ledger says is done decides
+    # what the re-run skips; it must include this stage and be a prefix of the procedure.
+    recorded = ledger(kill_project).stages
+    done = [s for s in ALL_STAGES if s in recorded and recorded[s].status == "done"]
+    assert stage in done and done == ALL_STAGES[: len(done)], done
 
     seen = rerun(cli)
-    position = ALL_STAGES.index(stage)
-    assert [seen[s] for s in ALL_STAGES[: position + 1]] == ["skipped"] * (position + 1)
-    assert [seen[s] for s in ALL_STAGES[position + 1 :]] == ["done"] * (len(ALL_STAGES) - position - 1)
+    assert [seen[s] for s in done] == ["skipped"] * len(done)
+    assert [seen[s] for s in ALL_STAGES[len(done) :]] == ["done"] * (len(ALL_STAGES) - len(done))
     converged(kill_project, runpod_emulator, registry, shared_host)
 
 
