@@ -8,7 +8,7 @@ import typer
 
 from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, YesOption, emit, load, reporter
 from rpdeploy.errors import MissingValueError
-from rpdeploy.output import can_prompt
+from rpdeploy.output import can_prompt, printable
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
@@ -246,7 +246,7 @@ def delete(
         if not yes:
             if not can_prompt():
                 raise MissingValueError("confirmation", flag="--yes")
-            typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
+            typer.confirm(printable(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?"), abort=True)
         result = delete_deployment(cp, cfg, reporter())
     _forget_deleted(cfg)
     emit(
