@@ -268,10 +268,13 @@ class BuildContext:
 
 def read_dockerignore(root: Path) -> list[str]:
     """The patterns of ``root/.dockerignore``, read exactly as the SDK reads them."""
+    from rpdeploy.limits import DOCKERIGNORE_BYTES, decode_text, read_limited
+
     path = root / ".dockerignore"
     if not path.exists():
         return []
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    text = decode_text(read_limited(path, DOCKERIGNORE_BYTES, what=".dockerignore"), what=".dockerignore", path=path)
+    lines = [line.strip() for line in text.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 

@@ -49,7 +49,6 @@ one L4, max_model_len 8192, utilization 0.9; ``python benchmarks/fit_accuracy.py
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -340,7 +339,14 @@ def hf_cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """A config.json: at most 4 MiB and 64 levels (rpdeploy.limits); ValueError when it is not usable."""
+    from rpdeploy.limits import MODEL_CONFIG_BYTES, MODEL_CONFIG_DEPTH, decode_text, loads_json, read_limited
+
+    try:
+        raw = read_limited(path, MODEL_CONFIG_BYTES, what="config.json")
+        data = loads_json(decode_text(raw, what="config.json", path=path), depth=MODEL_CONFIG_DEPTH, what=str(path))
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
