@@ -935,10 +935,10 @@ def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 def load_config(path: Path = DEFAULT_CONFIG) -> Config:
     """Read and validate deploy.yaml."""
     try:
-        raw = read_limited(path, DEPLOY_YAML.size, what=str(path))
+        raw = read_limited(path, DEPLOY_YAML.size, what="")
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", hint="run `rpdeploy init` to create it, or pass --config PATH") from None
-    text = decode_text(raw, what="deploy.yaml", path=path)
+    text = decode_text(raw, what="", path=path)
     return parse_config(text, path=path.absolute(), display=str(path))
 
 

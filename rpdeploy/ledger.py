@@ -6,7 +6,7 @@ results), timings and an input fingerprint per stage; never a secret. It is vers
 replaced atomically, so a crash at any instant leaves the previous complete file.
 
 Reading it trusts nothing: the file is read within the limits of :mod:`rpdeploy.limits`
-(8 MiB, JSON depth 64) and validated as a whole against :class:`LedgerDocument` (pydantic,
+(1 MiB, JSON depth 64) and validated as a whole against :class:`LedgerDocument` (pydantic,
 strict types: a stage record that is a string, ``outputs`` that is not an object or a
 ``history`` that is not a list is refused). The outputs later stages read back are typed too.
 Any problem is a ConfigError (exit 3) that names the file, the field, and the fix: move the

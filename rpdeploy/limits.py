@@ -10,7 +10,7 @@ the functions below, which enforce these limits before any parser allocates much
                                                  50 aliases, none recursive; integers and
                                                  floats at most 64 characters; UTF-8 only
     a secret file ({file: PATH})      64 KiB     UTF-8, no NUL; a regular file or a pipe
-    .rpdeploy/state.json (ledger)     8 MiB      JSON: depth 64; then the whole document is
+    .rpdeploy/state.json (ledger)     1 MiB      JSON: depth 64; then the whole document is
                                                  validated by a pydantic model (ledger.py)
     .rpdeploy/generated.json          1 MiB      JSON: depth 16
     model.config_file (config.json)   4 MiB      JSON: depth 64
@@ -57,7 +57,7 @@ class YamlLimits:
 
 DEPLOY_YAML = YamlLimits()
 SECRET_FILE_BYTES = 64 * KIB
-LEDGER_BYTES = 8 * MIB
+LEDGER_BYTES = 1 * MIB
 LEDGER_DEPTH = 64
 MANIFEST_BYTES = 1 * MIB
 MANIFEST_DEPTH = 16
@@ -90,28 +90,31 @@ def read_limited(path: Path, limit: int, *, what: str, regular_only: bool = Fals
     report 0), so ``/dev/zero`` or an endless FIFO costs at most ``limit`` bytes. Devices,
     sockets and folders are refused before reading; ``regular_only`` also refuses pipes.
     """
+    prefix = f"{what}: " if what else ""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise
     except IsADirectoryError:
-        raise ConfigError(f"{what}: {path} is a folder, not a file") from None
+        raise ConfigError(f"{prefix}{path} is a folder, not a file") from None
     except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{prefix}cannot read {path}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if stat.S_ISDIR(info.st_mode):
-            raise ConfigError(f"{what}: {path} is a folder, not a file")
+            raise ConfigError(f"{prefix}{path} is a folder, not a file")
         kinds = (stat.S_ISREG,) if regular_only else (stat.S_ISREG, stat.S_ISFIFO)
         if not any(kind(info.st_mode) for kind in kinds):
             raise ConfigError(
-                f"{what}: {path} is not a regular file" + ("" if regular_only else " or a pipe"),
+                f"{prefix}{path} is not a regular file" + ("" if regular_only else " or a pipe"),
                 hint="point it at a file holding the value",
             )
         if stat.S_ISFIFO(info.st_mode):
             os.set_blocking(fd, True)  # opened non-blocking only so that open() itself cannot hang
         if stat.S_ISREG(info.st_mode) and info.st_size > limit:
-            raise TooLargeError(f"{what}: {path} is {info.st_size} bytes; rpdeploy reads at most {limit}")
+            raise TooLargeError(
+                f"{prefix}{path} is larger than {limit} bytes ({info.st_size}), the most rpdeploy reads of it"
+            )
         chunks: list[bytes] = []
         size = 0
         while size <= limit:
@@ -121,22 +124,23 @@ def read_limited(path: Path, limit: int, *, what: str, regular_only: bool = Fals
             chunks.append(chunk)
             size += len(chunk)
     except OSError as exc:
-        raise ConfigError(f"{what}: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"{prefix}cannot read {path}: {exc.strerror}") from None
     finally:
         os.close(fd)
     if size > limit:
-        raise TooLargeError(f"{what}: {path} is larger than {limit} bytes, the most rpdeploy reads")
+        raise TooLargeError(f"{prefix}{path} is larger than {limit} bytes, the most rpdeploy reads of it")
     return b"".join(chunks)
 
 
 def decode_text(raw: bytes, *, what: str, path: Path | str) -> str:
     """Strict UTF-8 without NUL bytes (a leading BOM is dropped), else ConfigError."""
+    prefix = f"{what}: " if what else ""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{what}: {path} is not UTF-8 text (byte {exc.start})") from None
+        raise ConfigError(f"{prefix}{path} is not UTF-8 text (byte {exc.start})") from None
     if "\0" in text:
-        raise ConfigError(f"{what}: {path} contains a NUL byte; is it a binary file?")
+        raise ConfigError(f"{prefix}{path} contains a NUL byte; is it a binary file?")
     return text.removeprefix("\ufeff")
 
 

@@ -4,8 +4,8 @@ The kernel holds the lock (``flock``) for as long as the process lives, so a dep
 with SIGKILL, or a machine that rebooted, never leaves a stale lock behind: the next run
 simply takes it.
 
-What is locked is the folder that holds the state folder (for ``.rpdeploy/`` that is the
-project folder, where deploy.yaml lives), opened as a directory: not a file inside
+What is locked is the project folder (the one holding ``.rpdeploy/``, where deploy.yaml
+lives), opened as a directory: not a file inside
 ``.rpdeploy/``. Deleting ``.rpdeploy/`` in the middle of a deploy therefore cannot hand a
 second deploy a fresh lock of its own (a lock file would have been unlinked with the folder,
 and a new one created next to nothing). The folder is opened by its real path with
@@ -39,8 +39,12 @@ class DeployLock:
         self.state_dir = state_dir
         #: Who holds the lock (informational only).
         self.path = state_dir / LOCK_NAME
-        #: What is locked: the folder the state folder lives in.
-        self.anchor = state_dir.absolute().parent
+        #: What is locked: the project folder (the one holding ``.rpdeploy/``, also for the
+        #: emulator's ``.rpdeploy/emulator/``: its deploys build and write the same worker files).
+        anchor = state_dir.absolute().parent
+        while anchor.name == ".rpdeploy" and anchor.parent != anchor:
+            anchor = anchor.parent
+        self.anchor = anchor
         self.command = command
         self._fd: int | None = None
 

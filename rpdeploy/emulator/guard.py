@@ -201,10 +201,15 @@ def check_graphql(
     try:
         document = parse(query, no_location=True, max_tokens=limits.query_tokens)
     except GraphQLError as exc:
-        return denied if not authorized else Rejection(400, f"Syntax Error: {exc.message}")
+        return denied if not authorized else Rejection(400, exc.message)
+    except RecursionError:  # graphql-core's parser recurses once per nesting level
+        return denied if not authorized else Rejection(400, "query too complex: nested too deeply to parse")
     shape = shape_of(document, limits)
     if not authorized and (
-        shape.mutations_or_subscriptions or not shape.root_fields or not shape.root_fields <= public_fields
+        shape.problem is not None
+        or shape.mutations_or_subscriptions
+        or not shape.root_fields
+        or not shape.root_fields <= public_fields
     ):
         return denied
     if shape.problem is not None:

@@ -125,6 +125,8 @@ class RequestLog:
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of clients would wait in SYN retries.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], emulator: Emulator, limits: Limits | None = None) -> None:
         self.emulator = emulator
@@ -252,6 +254,24 @@ class _Handler(BaseHTTPRequestHandler):
             return rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
         return query.get("api_key")
 
+    def _linger(self, most: int = 64 * 1024 * 1024, seconds: float = 2.0) -> None:
+        """After refusing a body we did not read: let the client finish sending it, then close.
+
+        Closing with unread data makes the kernel reset the connection, and a client that is
+        still sending would see the reset instead of our 413 (the "lingering close" of web servers).
+        """
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.request.shutdown(socket.SHUT_WR)
+            self.request.settimeout(0.5)
+            deadline = time.monotonic() + seconds
+            drained = 0
+            while drained < most and time.monotonic() < deadline:
+                chunk = self.request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+
     def _authorized(self, key: str | None) -> bool:
         expected = self.server.emulator.api_key
         return key is not None and hmac.compare_digest(key.encode("utf-8", "replace"), expected.encode("utf-8"))
@@ -283,6 +303,7 @@ class _Handler(BaseHTTPRequestHandler):
         if raw is None:
             self._send(error(413, "request body too large, or without a valid length or chunked framing"))
             self.close_connection = True
+            self._linger()
             return
         key = self._key(query)
         public_query = {k: v for k, v in query.items() if k != "api_key"}
