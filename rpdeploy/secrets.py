@@ -9,8 +9,9 @@ text we did not produce ourselves (docker logs, remote stderr, API error message
 A secret is registered with the encoded forms in which it can reach text we print, because
 other programs echo what they were sent in the form they were sent it (:func:`encoded_forms`):
 
-* JSON string escaping, ASCII-only and not (``"`` and ``\\`` escaped, ``é`` as ``\\u00e9``):
-  GraphQL variables, API error bodies that echo a request, NDJSON, pydantic's input echo;
+* JSON string escaping, ASCII-only and not (``"`` and ``\\`` escaped, ``é`` as ``\\u00e9``),
+  and escaped twice (a JSON document quoted inside another): GraphQL variables, API error
+  bodies that echo a request, NDJSON, pydantic's input echo;
 * Python ``repr`` of the str and of its UTF-8 bytes: tracebacks and ``{value!r}`` messages;
 * URL percent-encoding (``quote`` with and without ``/`` kept, and ``quote_plus``): query
   strings such as ``?api_key=`` and form bodies, which HTTP libraries print in errors;
@@ -75,6 +76,7 @@ def encoded_forms(value: str) -> set[str]:
     forms = {
         json.dumps(value)[1:-1],
         json.dumps(value, ensure_ascii=False)[1:-1],
+        json.dumps(json.dumps(value)[1:-1])[1:-1],
         repr(value)[1:-1],
         repr(raw)[2:-1],
         quote(value, safe=""),
