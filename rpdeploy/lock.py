@@ -9,7 +9,7 @@ lives), opened as a directory: not a file inside
 ``.rpdeploy/``. Deleting ``.rpdeploy/`` in the middle of a deploy therefore cannot hand a
 second deploy a fresh lock of its own (a lock file would have been unlinked with the folder,
 and a new one created next to nothing). The folder is opened by its real path with
-``O_DIRECTORY``, so a symlink in its place cannot redirect the lock to a file.
+``O_DIRECTORY | O_NOFOLLOW``, so a symlink in its place cannot redirect the lock to a file.
 
 ``.rpdeploy/deploy.lock`` only says who holds the lock, for the error message. It is
 replaced atomically (a temp file renamed over it), which replaces a symlink planted there
@@ -51,7 +51,8 @@ class DeployLock:
     def __enter__(self) -> DeployLock:
         anchor = os.path.realpath(self.anchor)
         try:
-            fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # By its real path, and O_NOFOLLOW: a symlink swapped in after realpath() fails the open.
+            fd = os.open(anchor, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError as exc:
             raise LockError(f"cannot lock {anchor}: {exc.strerror}") from None
         try:

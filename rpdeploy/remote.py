@@ -117,7 +117,8 @@ class Completed:
     def stderr_tail(self) -> str:
         """The last few non-empty stderr lines, for an error message."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        return " / ".join(lines[-3:])
+        tail = " / ".join(lines[-3:])
+        return tail if len(tail) <= 600 else "..." + tail[-600:]
 
 
 LineHandler = Callable[[str], None]
