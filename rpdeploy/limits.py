@@ -79,10 +79,6 @@ def shorten(value: object, limit: int = ECHO_CHARS) -> str:
     return text
 
 
-class TooLargeError(ConfigError):
-    """A file is larger than rpdeploy reads."""
-
-
 def read_limited(path: Path, limit: int, *, what: str, regular_only: bool = False) -> bytes:
     """At most ``limit`` bytes of ``path``; ConfigError (exit 3) when it is longer or unreadable.
 
@@ -112,7 +108,7 @@ def read_limited(path: Path, limit: int, *, what: str, regular_only: bool = Fals
         if stat.S_ISFIFO(info.st_mode):
             os.set_blocking(fd, True)  # opened non-blocking only so that open() itself cannot hang
         if stat.S_ISREG(info.st_mode) and info.st_size > limit:
-            raise TooLargeError(
+            raise ConfigError(
                 f"{prefix}{path} is larger than {limit} bytes ({info.st_size}), the most rpdeploy reads of it"
             )
         chunks: list[bytes] = []
@@ -128,7 +124,7 @@ def read_limited(path: Path, limit: int, *, what: str, regular_only: bool = Fals
     finally:
         os.close(fd)
     if size > limit:
-        raise TooLargeError(f"{prefix}{path} is larger than {limit} bytes, the most rpdeploy reads of it")
+        raise ConfigError(f"{prefix}{path} is larger than {limit} bytes, the most rpdeploy reads of it")
     return b"".join(chunks)
 
 

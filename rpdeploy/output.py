@@ -304,7 +304,7 @@ class ConsoleReporter:
             self._print(message, "dim")
 
     def log_line(self, line: str) -> None:
-        line = line.rstrip("\n")
+        line = line.rstrip("\r\n")  # a CRLF ending is not worth an escape; any other CR is shown
         if line:
             self._print(f"  | {line}", "dim")
 
