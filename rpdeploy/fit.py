@@ -375,7 +375,12 @@ def _from_cache(name: str, revision: str | None, environ: Mapping[str, str]) -> 
     commit = wanted if _COMMIT.match(wanted) else None
     ref = folder / "refs" / wanted
     if commit is None and ref.is_file():
-        commit = ref.read_text(encoding="utf-8").strip()
+        from rpdeploy.limits import read_limited
+
+        try:  # a commit id: 40 hex characters (a ref file is never longer than a few lines)
+            commit = read_limited(ref, 4096, what="").decode("utf-8", "replace").strip() or None
+        except (OSError, ConfigError):
+            commit = None
     candidates = [snapshots / commit / "config.json"] if commit else []
     note = ""
     if not candidates or not candidates[0].is_file():
