@@ -189,8 +189,17 @@ def test_no_key_no_account_data_however_the_query_is_shaped(runpod_emulator: Emu
         assert saved.status_code == 200 and "errors" not in saved.json(), saved.text
         answer = http.post("/graphql", json={"query": query})
         public = http.post("/graphql", json={"query": "{ gpuTypes { id } }"})
-    assert answer.status_code == 401 and token not in answer.text
+    # Refused, or run without an account (RunPod's way: myself is null); never the account's data.
+    assert token not in answer.text and runpod_emulator.state.account.id not in answer.text
+    assert answer.status_code == 401 or (answer.status_code == 200 and answer.json()["data"].get("myself") is None)
     assert public.status_code == 200  # the catalogue stays public
+    mutation = http_post_without_key(runpod_emulator, 'mutation { deleteTemplate(templateName: "t") }')
+    assert mutation.status_code == 401
+
+
+def http_post_without_key(emulator: Emulator, query: str) -> httpx.Response:
+    with httpx.Client(base_url=emulator.api_url) as http:
+        return http.post("/graphql", json={"query": query})
 
 
 # --- 3 and 4: deploy.yaml and secret files -------------------------------------------------------

@@ -14,10 +14,13 @@ decides on the request as a whole, the way a production GraphQL gateway does:
   introspection query 15) and uses at most 50 aliases. A fragment cycle is refused here too,
   before expansion. Apollo Router, GitHub and Shopify use the same kinds of limits (tokens,
   depth, aliases/nodes); these values are sized for the emulator's schema.
-* **Authorization after parsing.** A request without a key may only *query* the public
-  catalogue fields (``control.PUBLIC_FIELDS``), and that is decided on every operation of the
-  document with its fragments resolved, not on the first field of the text: ``{ gpuTypes {
-  id } ... on Query { myself { id } } }`` and the same through a named fragment are refused.
+* **Authorization after parsing.** A request without a key may never write: a mutation or
+  subscription anywhere in the document is a 401. What a *query* without a key may see is the
+  control plane's rule: when ``control.py`` names the public catalogue fields
+  (``PUBLIC_FIELDS``), every root field of every operation, fragments resolved, must be one
+  of them (``{ gpuTypes { id } ... on Query { myself { id } } }`` and the same through a named
+  fragment are refused, not judged by the first field of the text); when it answers such
+  queries itself, without an account (``myself`` is null, as RunPod does), it gets them.
 
 The parse here is authoritative: a document this module refuses never reaches graphql-core's
 own ``parse``/``validate``/``execute`` in ``control.py`` (validation's overlapping-fields rule
@@ -182,9 +185,12 @@ def shape_of(document: Any, limits: Limits = DEFAULT_LIMITS) -> Shape:
 
 
 def check_graphql(
-    request: Any, *, authorized: bool, public_fields: frozenset[str], limits: Limits = DEFAULT_LIMITS
+    request: Any, *, authorized: bool, public_fields: frozenset[str] | None, limits: Limits = DEFAULT_LIMITS
 ) -> Rejection | None:
-    """Refuse a GraphQL request past the limits, or one without a key that is not a public query.
+    """Refuse a GraphQL request past the limits, or one without a key that writes or reads what it may not.
+
+    ``public_fields``: the root fields a query without a key may select; None when the control
+    plane runs such queries itself without an account (then only writes are refused here).
 
     ``request`` is the parsed JSON body. A body that is not a ``{"query": "..."}`` object is
     left to ``control.py`` (which answers it as RunPod does); so is a document that parses
@@ -205,12 +211,9 @@ def check_graphql(
     except RecursionError:  # graphql-core's parser recurses once per nesting level
         return denied if not authorized else Rejection(400, "query too complex: nested too deeply to parse")
     shape = shape_of(document, limits)
-    if not authorized and (
-        shape.problem is not None
-        or shape.mutations_or_subscriptions
-        or not shape.root_fields
-        or not shape.root_fields <= public_fields
-    ):
+    if not authorized and (shape.problem is not None or shape.mutations_or_subscriptions):
+        return denied
+    if not authorized and public_fields is not None and not (shape.root_fields and shape.root_fields <= public_fields):
         return denied
     if shape.problem is not None:
         return Rejection(400, f"query too complex: {shape.problem}")

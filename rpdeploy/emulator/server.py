@@ -36,9 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from rpdeploy.emulator import control, ids
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids
-from rpdeploy.emulator.control import PUBLIC_FIELDS
 from rpdeploy.emulator.faults import FaultError
 from rpdeploy.emulator.guard import DEFAULT_LIMITS, Limits, Rejection, check_graphql, parse_json
 from rpdeploy.emulator.invoke import Response, error
@@ -47,6 +46,10 @@ if TYPE_CHECKING:
     from rpdeploy.emulator.emulator import Emulator
 
 MAX_BODY = 32 * 1024 * 1024
+#: The root fields a query without a key may select, if the control plane names them; when it
+#: does not, it answers keyless queries itself without an account, and guard.py only keeps
+#: keyless writes out (see guard.check_graphql).
+PUBLIC_FIELDS: frozenset[str] | None = getattr(control, "PUBLIC_FIELDS", None)
 #: Bodies larger than this are recorded in the request log as their size only.
 RECORDED_BODY = 1024 * 1024
 

@@ -32,7 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.hostile.corpus import BY_ID, KEY, SECRET_YAML, Case
+from tests.hostile.corpus import ACCOUNT_SECRET, BY_ID, KEY, SECRET_YAML, Case
 
 
 def _status_kib(field: str) -> int:
@@ -109,13 +109,14 @@ def _http(case: Case, folder: Path) -> Act:
     emu = Emulator(KEY, cold_start=0.05, execution_time=0.01, runsync_wait=1.0, **options)
     emu.start()
     api = Api(emu)
-    endpoint_id = api.endpoint()["id"]
+    endpoint_id = api.endpoint(env=[{"key": "HF_TOKEN", "value": ACCOUNT_SECRET}])["id"]
     api.close()
     request = case.make().replace(b"{KEY}", KEY.encode()).replace(b"{ENDPOINT}", endpoint_id.encode())
 
     def act() -> dict[str, Any]:
-        status = _send(emu.port, request, case.wait)
-        return {"status": status, "_emulator": emu}
+        answer: list[bytes] = []
+        status = _send(emu.port, request, case.wait, answer)
+        return {"status": status, "leaked": ACCOUNT_SECRET.encode() in b"".join(answer), "_emulator": emu}
 
     return act
 
@@ -125,17 +126,18 @@ def _alive(emu: Any) -> bool:
     return _send(emu.port, request.encode(), 5.0) == 200
 
 
-def _send(port: int, request: bytes, wait: float) -> int | str | None:
+def _send(port: int, request: bytes, wait: float, answer: list[bytes] | None = None) -> int | str | None:
     """Send ``request`` and read the status line; None when the server closed without one,
-    ``"no answer"`` when it neither answered nor closed within ``wait`` seconds."""
+    ``"no answer"`` when it neither answered nor closed within ``wait`` seconds. With
+    ``answer``, the whole response (up to 1 MiB) is read into it."""
     with socket.create_connection(("127.0.0.1", port), timeout=wait) as conn:
         # The server may refuse the rest of a large body and close: its answer is still there.
         with contextlib.suppress(OSError):
             conn.sendall(request)
         data = b""
         try:
-            while b"\r\n" not in data:
-                chunk = conn.recv(4096)
+            while b"\r\n" not in data or (answer is not None and len(data) < 1024 * 1024):
+                chunk = conn.recv(65536)
                 if not chunk:
                     break
                 data += chunk
@@ -144,6 +146,8 @@ def _send(port: int, request: bytes, wait: float) -> int | str | None:
                 return "no answer"
         except ConnectionResetError:
             pass
+    if answer is not None:
+        answer.append(data)
     line = data.split(b"\r\n", 1)[0].split()
     return int(line[1]) if len(line) >= 2 and line[0].startswith(b"HTTP/") and line[1].isdigit() else None
 

@@ -45,6 +45,7 @@ def test_hostile_input_is_refused_quickly_and_cheaply(case: Case) -> None:
     if case.kind == "http":
         assert result["status"] in case.expect, f"{case.id}: HTTP {result['status']}, expected one of {case.expect}"
         assert result["alive"] is True, f"{case.id}: the emulator stopped answering"
+        assert result["leaked"] is False, f"{case.id}: the answer holds account data"
     else:
         assert result["exit_code"] in case.expect, f"{case.id}: exit {result['exit_code']}: {result.get('message')}"
         assert int(str(result["message_chars"])) < MESSAGE_CHARS, f"{case.id}: message echoes the input"
