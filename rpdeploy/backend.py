@@ -22,6 +22,24 @@ Secrets: the API key reaches the host only inside the env file's bytes on stdin 
 :mod:`rpdeploy.remote`); results carry it masked as ``****``; the previous key read from the
 host's file is registered for redaction too.
 
+What a diff or a confirmation shows of the env file (:func:`shown_in_clear`): the env file
+holds the service's other settings too, a datasource URL with its password or a JWT signing
+key among them, so every value is masked as ``****`` except
+
+1. the endpoint URL and endpoint id rpdeploy writes (the API key, which it also writes, is
+   always masked);
+2. values that are plainly not secret, under a name that does not look like a credential
+   (one containing KEY, TOKEN, SECRET, PASS, PWD, AUTH, CRED, CERT, PRIVATE, SALT, SIGN,
+   JWT, DSN, COOKIE or SESSION, in any case): the empty value, a decimal number (at most 15
+   digits before and after the point, optional sign), and a short word of 1 to 12 ASCII
+   letters, ``_`` or ``-`` starting with a letter (``true``, ``off``, ``INFO``, ``prod``,
+   ``en_US``). Anything with a digit next to letters, a ``/``, ``:``, ``@`` or ``=`` in it is
+   masked, which covers URLs, paths, keys and passwords.
+
+Comment lines are shown, except that the value of a commented-out assignment (``#KEY=...``)
+follows the same rule; a line that is neither is masked whole. A changed masked value still
+shows up as a changed line (its ``****`` lines differ), so a diff says *that* it changed.
+
 Env file values are written so that systemd's ``EnvironmentFile=``, ``sh``'s ``.``, and the
 common dotenv readers (python-dotenv, docker compose, dotenv-java) all read the same value:
 unquoted when the value only has characters none of them treats specially
@@ -34,6 +52,7 @@ they all agree on and are refused, as are newlines and NUL.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 import time
 from collections.abc import Sequence
@@ -43,6 +62,7 @@ from typing import TYPE_CHECKING, Any
 
 from rpdeploy import remote
 from rpdeploy.errors import BackendError, ConfigError
+from rpdeploy.limits import shorten
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.secrets import MASK, Secret, redact, register
 
@@ -59,8 +79,14 @@ _ENDPOINT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 _BARE_VALUE = re.compile(r"^[A-Za-z0-9_./:@%+,=-]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ASSIGNMENT = re.compile(r"^(?P<prefix>[ \t]*(?:export[ \t]+)?)(?P<key>[A-Za-z_][A-Za-z0-9_]*)[ \t]*=(?P<value>.*)$")
-# Keys whose values we never show, besides the API key's own name.
-_SECRET_KEY = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|PRIVATE_?KEY|CREDENTIAL|AUTH", re.IGNORECASE)
+# Names whose values are never shown, whatever the value looks like (see the module docstring).
+_SECRET_KEY = re.compile(
+    r"KEY|TOKEN|SECRET|PASS|PWD|AUTH|CRED|CERT|PRIVATE|SALT|SIGN|JWT|DSN|COOKIE|SESSION", re.IGNORECASE
+)
+_PLAIN_NUMBER = re.compile(r"^[+-]?(?:[0-9]{1,15}(?:\.[0-9]{0,15})?|\.[0-9]{1,15})$")
+_PLAIN_WORD = re.compile(r"^[A-Za-z][A-Za-z_-]{0,11}$")
+#: The most of the env file rpdeploy reads back from the host.
+MAX_ENV_FILE = 1024 * 1024
 _BACKUP_NAME = re.compile(
     r"\.rpdeploy-(?P<stamp>\d{8}T\d{6}\.\d{6}Z)\.(?P<kind>bak|absent|dropin\.bak|dropin\.absent)$"
 )
@@ -75,7 +101,7 @@ _UNIT_PATH_UNSAFE = re.compile(r"[\s\"'\\]")
 _INSPECT = r"""
 set -u
 export LC_ALL=C
-f=$1 svc=$2 dropin=$3 want_content=$4
+f=$1 svc=$2 dropin=$3 want_content=$4 max_content=$5
 case $f in "~/"*) f="$HOME/${f#"~/"}" ;; esac
 if [ -L "$f" ]; then
   target=$(readlink -f -- "$f" 2>/dev/null || true)
@@ -115,8 +141,13 @@ if [ -d "$dir" ] && [ -r "$dir" ] && [ -x "$dir" ]; then
   done
 fi
 if [ "$want_content" = 1 ] && [ -f "$f" ] && [ -r "$f" ]; then
-  echo "@content"
-  cat -- "$f" || exit 3
+  size=$(wc -c < "$f" | tr -d ' ')
+  if [ "${size:-0}" -gt "$max_content" ]; then
+    echo "too_large=$size"
+  else
+    echo "@content"
+    cat -- "$f" || exit 3
+  fi
 fi
 exit 0
 """
@@ -396,6 +427,35 @@ class KeyChange:
 
 
 @dataclass(frozen=True)
+class HostEnv:
+    """What the env file on the host holds, as the backend stages fingerprint it (nothing secret in it).
+
+    ``digest`` is a truncated sha256 of the file's bytes (``absent`` when there is none), so any
+    change on the host, ours or someone else's, changes it; ``dropin`` is the cksum of our
+    systemd drop-in (systemd mode). The URL and id are there to say what the file points at.
+    """
+
+    env_file: str
+    digest: str
+    dropin: str | None
+    endpoint_url: str | None
+    endpoint_id: str | None
+
+    def fingerprint(self) -> dict[str, str | None]:
+        return {
+            "env_file": self.env_file,
+            "digest": self.digest,
+            "dropin": self.dropin,
+            "endpoint_url": self.endpoint_url,
+            "endpoint_id": self.endpoint_id,
+        }
+
+
+def _content_digest(content: bytes | None) -> str:
+    return "absent" if content is None else hashlib.sha256(content).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
 class ConfigureResult:
     host: str
     mode: str
@@ -409,6 +469,8 @@ class ConfigureResult:
     dropin_changed: bool = False
     reloaded: bool = False
     notes: tuple[str, ...] = ()
+    #: The env file as it is on the host after this (before it, for a dry run or no change).
+    on_host: HostEnv | None = None
 
     @property
     def backup_stamp(self) -> str | None:
@@ -636,30 +698,73 @@ def _is_secret(key: str, secret_keys: frozenset[str]) -> bool:
     return key in secret_keys or bool(_SECRET_KEY.search(key))
 
 
-def mask_env(text: str, *, secret_keys: frozenset[str], tags: dict[str, int] | None = None) -> list[str]:
-    """The file's lines with secret values shown as ``****`` (each secret assignment as one line).
+def shown_in_clear(key: str, value: str, *, clear_keys: frozenset[str] = frozenset()) -> bool:
+    """Whether a diff may show ``key``'s value: one of ``clear_keys``, or plainly not a secret (module doc)."""
+    if key in clear_keys:
+        return True
+    if _SECRET_KEY.search(key):
+        return False
+    return value == "" or bool(_PLAIN_NUMBER.match(value) or _PLAIN_WORD.match(value))
 
-    With ``tags``, each distinct secret value also gets a private tag (stripped again by
-    :func:`_diff`), so a changed secret still shows up as a changed line.
+
+def mask_env(
+    text: str,
+    *,
+    secret_keys: frozenset[str] = frozenset(),
+    clear_keys: frozenset[str] = frozenset(),
+    tags: dict[str, int] | None = None,
+) -> list[str]:
+    """The file's lines with every value masked as ``****`` unless :func:`shown_in_clear` allows it.
+
+    ``secret_keys`` are masked even when they are also in ``clear_keys``. With ``tags``, each
+    distinct masked value also gets a private tag (stripped again by :func:`_diff`), so a
+    changed value still shows up as a changed line.
     """
     lines = text.splitlines(keepends=True)
     out: list[str] = []
+
+    def masked(prefix: str, key: str, value: str) -> str:
+        tag = f"\0{tags.setdefault(value, len(tags))}\0" if tags is not None else ""
+        return f"{prefix}{key}={MASK}{tag}\n"
+
     for entry in parse_env(text):
-        if entry.key is not None and _is_secret(entry.key, secret_keys):
-            tag = ""
-            if tags is not None:
-                tag = f"\0{tags.setdefault(entry.value or '', len(tags))}\0"
-            out.append(f"{entry.prefix}{entry.key}={MASK}{tag}\n")
+        body = "".join(lines[entry.start : entry.end])
+        if entry.key is not None:
+            value = entry.value or ""
+            if entry.key not in secret_keys and shown_in_clear(entry.key, value, clear_keys=clear_keys):
+                out.extend(line if line.endswith("\n") else line + "\n" for line in lines[entry.start : entry.end])
+            else:
+                out.append(masked(entry.prefix, entry.key, value))
+            continue
+        stripped = body.strip()
+        if not stripped:
+            out.append("\n")
+        elif stripped.startswith(("#", ";")):
+            # A commented-out assignment is a value like any other (an old password, often).
+            lead = body[: len(body) - len(body.lstrip())] + stripped[0]
+            match = _ASSIGNMENT.match(stripped[1:])
+            if match and not shown_in_clear(match.group("key"), match.group("value").strip(), clear_keys=clear_keys):
+                out.append(masked(lead + match.group("prefix"), match.group("key"), match.group("value")))
+            else:
+                out.append(_line_body(body) + "\n")
         else:
-            out.extend(line if line.endswith("\n") else line + "\n" for line in lines[entry.start : entry.end])
+            tag = f"\0{tags.setdefault(body, len(tags))}\0" if tags is not None else ""
+            out.append(f"{MASK}{tag}\n")
     return [redact(line) for line in out]
 
 
-def _diff(old: str | None, new: str, path: str, *, secret_keys: frozenset[str]) -> str:
-    """Unified diff of the env file, secrets masked as ****."""
+def _diff(
+    old: str | None,
+    new: str,
+    path: str,
+    *,
+    secret_keys: frozenset[str],
+    clear_keys: frozenset[str] = frozenset(),
+) -> str:
+    """Unified diff of the env file, values masked as **** (see :func:`mask_env`)."""
     tags: dict[str, int] = {}
-    before = mask_env(old, secret_keys=secret_keys, tags=tags) if old is not None else []
-    after = mask_env(new, secret_keys=secret_keys, tags=tags)
+    before = mask_env(old, secret_keys=secret_keys, clear_keys=clear_keys, tags=tags) if old is not None else []
+    after = mask_env(new, secret_keys=secret_keys, clear_keys=clear_keys, tags=tags)
     fromfile = path if old is not None else "/dev/null"
     text = "".join(difflib.unified_diff(before, after, fromfile=fromfile, tofile=path))
     return re.sub(r"\0\d+\0", "", text)
@@ -735,6 +840,7 @@ class _HostState:
     symlink: str | None
     dropin_cksum: str | None
     content: bytes | None = field(default=None, repr=False)
+    too_large: int | None = None
 
     @property
     def exists(self) -> bool:
@@ -776,9 +882,15 @@ def _parse_inspect(output: bytes) -> _HostState:
     if len(facts.get("path", [])) != 1 or len(facts.get("uid", [])) != 1:
         # A path with a line break in it (a symlink's target) would also end up here: refuse it.
         raise BackendError("the host answered something rpdeploy does not understand (is its shell POSIX sh?)")
+    uid = _int(one("uid") or "")
+    if uid is None or uid < 0:
+        raise BackendError(
+            f"the host's `id -u` answered {shorten(one('uid') or '', 40)}, not a user id (is its shell POSIX sh?)"
+        )
+    too_large = _int(one("too_large") or "")
     return _HostState(
         path=one("path") or "",
-        uid=int(one("uid") or "-1"),
+        uid=uid,
         user=one("user") or "",
         dir_exists=one("dir") == "1",
         dir_writable=one("dir_writable") == "1",
@@ -794,6 +906,7 @@ def _parse_inspect(output: bytes) -> _HostState:
         symlink=one("symlink"),
         dropin_cksum=one("dropin_cksum"),
         content=content if marker else None,
+        too_large=too_large,
     )
 
 
@@ -822,6 +935,12 @@ class _Session:
         return frozenset({self.backend.env_names.api_key})
 
     @property
+    def clear_keys(self) -> frozenset[str]:
+        """The keys rpdeploy writes whose values are not secret: shown in diffs."""
+        names = self.backend.env_names
+        return frozenset({names.endpoint_url, names.endpoint_id})
+
+    @property
     def dropin(self) -> str | None:
         return dropin_path(self.backend.service) if self.systemd_mode else None
 
@@ -830,7 +949,7 @@ class _Session:
         env_file = self.backend.resolved_env_file
         if self.systemd_mode and not env_file.startswith("/"):
             raise ConfigError(f"backend.env_file {env_file!r}: systemd mode needs an absolute path")
-        args = [env_file, self.backend.service, self.dropin or "", "1" if content else "0"]
+        args = [env_file, self.backend.service, self.dropin or "", "1" if content else "0", str(MAX_ENV_FILE)]
         state = self._inspect(args, root=False)
         if isinstance(self.host, remote.SshHost):
             self.host.remember_uid(state.uid)
@@ -842,6 +961,12 @@ class _Session:
             self.reporter.info(f"{env_file} is a symlink: editing its target {state.path}")
         if state.file == "other":
             raise BackendError(f"{state.path} on {self.label} exists but is not a regular file")
+        if state.too_large is not None:
+            raise BackendError(
+                f"{state.path} on {self.label} is {state.too_large} bytes; rpdeploy edits env files of at most "
+                f"{MAX_ENV_FILE} bytes",
+                hint="is backend.env_file really the service's env file?",
+            )
         if state.exists and content and state.content is None:
             raise BackendError(f"cannot read {state.path} on {self.label}", hint=self.host.sudo_hint())
         return state
@@ -902,8 +1027,12 @@ def _register_secrets(text: str | None, secret_keys: frozenset[str]) -> None:
     if text is None:
         return
     for entry in parse_env(text):
-        if entry.key is not None and entry.value and _is_secret(entry.key, secret_keys):
-            register(entry.value)
+        value = entry.value or ""
+        if entry.key is None or not value or not _is_secret(entry.key, secret_keys):
+            continue
+        # A short plain word ("true", "admin") would mask that word in every message from now on.
+        if entry.key in secret_keys or len(value) >= 8 or not (_PLAIN_NUMBER.match(value) or _PLAIN_WORD.match(value)):
+            register(value)
 
 
 def _updates(session: _Session, values: BackendValues) -> dict[str, str]:
@@ -951,7 +1080,11 @@ def configure(
     notes += _unit_notes(session, state)
     new_dropin = dropin_text(session.backend.service, state.path) if session.systemd_mode else None
     dropin_changed = new_dropin is not None and state.dropin_cksum != cksum(new_dropin.encode())
-    diff = _diff(old, merged.text, state.path, secret_keys=session.secret_keys) if merged.changed else ""
+    diff = (
+        _diff(old, merged.text, state.path, secret_keys=session.secret_keys, clear_keys=session.clear_keys)
+        if merged.changed
+        else ""
+    )
     if dropin_changed and new_dropin is not None and session.dropin is not None:
         before = "(replaced)\n" if state.dropin_cksum else None
         diff += "".join(
@@ -963,6 +1096,15 @@ def configure(
             )
         )
     changed = merged.changed or dropin_changed
+    names = session.backend.env_names
+    current = env_values(old or "")
+    found = HostEnv(
+        state.path,
+        _content_digest(state.content if state.exists else None),
+        state.dropin_cksum if session.systemd_mode else None,
+        current.get(names.endpoint_url),
+        current.get(names.endpoint_id),
+    )
     planned = ConfigureResult(
         host=label,
         mode=session.backend.mode.value,
@@ -974,6 +1116,7 @@ def configure(
         dropin=session.dropin,
         dropin_changed=dropin_changed,
         notes=tuple(notes),
+        on_host=found,
     )
     if dry_run or not changed:
         for note in notes:
@@ -1026,7 +1169,31 @@ def configure(
     for note in notes:
         reporter.warn(note)
     reporter.info(f"wrote {state.path} on {label} (backup: {backup})")
-    return replace(planned, backup=backup, reloaded=any(word == "reloaded" for word, _ in events))
+    after = HostEnv(
+        state.path,
+        _content_digest(payload),
+        (cksum(new_dropin.encode("utf-8")) if new_dropin is not None else None) if session.systemd_mode else None,
+        values.endpoint_url,
+        values.endpoint_id,
+    )
+    return replace(planned, backup=backup, reloaded=any(word == "reloaded" for word, _ in events), on_host=after)
+
+
+def observe(config: Config, *, reporter: Reporter | None = None, host: remote.Host | None = None) -> HostEnv:
+    """What the env file (and drop-in) on the host hold now: the backend stages' view of the real host."""
+    session = _Session(config, reporter or NullReporter(), host)
+    state = session.inspect(write=False)
+    text = _decode_env(state, session.label)
+    _register_secrets(text, session.secret_keys)
+    current = env_values(text or "")
+    names = session.backend.env_names
+    return HostEnv(
+        state.path,
+        _content_digest(state.content if state.exists else None),
+        state.dropin_cksum if session.systemd_mode else None,
+        current.get(names.endpoint_url),
+        current.get(names.endpoint_id),
+    )
 
 
 def _unit_notes(session: _Session, state: _HostState) -> list[str]:

@@ -45,35 +45,36 @@ def _annotate_for_github(error: RpdeployError, json_output: bool) -> None:
     if os.environ.get("GITHUB_ACTIONS") != "true":
         return
     from rpdeploy.ci import annotation_escape, annotation_property
+    from rpdeploy.output import printable
     from rpdeploy.secrets import redact
 
     stream = sys.stderr if json_output else sys.stdout
     issues = error.issues if isinstance(error, ConfigError) else ()
     if not issues:
-        stream.write(f"::error title=rpdeploy::{annotation_escape(redact(error.message))}\n")
+        stream.write(f"::error title=rpdeploy::{annotation_escape(printable(redact(error.message)))}\n")
         return
     for issue in issues:
         loc = issue.location
-        props = [f"file={annotation_property(loc.path)}"]
+        props = [f"file={annotation_property(printable(loc.path))}"]
         if loc.line is not None:
             props.append(f"line={loc.line}")
         if loc.column is not None:
             props.append(f"col={loc.column}")
-        props.append(f"title={annotation_property(issue.field or 'deploy.yaml')}")
-        stream.write(f"::error {','.join(props)}::{annotation_escape(redact(issue.message))}\n")
+        props.append(f"title={annotation_property(printable(issue.field or 'deploy.yaml'))}")
+        stream.write(f"::error {','.join(props)}::{annotation_escape(printable(redact(issue.message)))}\n")
     stream.flush()
 
 
 def _report(error: RpdeployError, json_output: bool) -> None:
-    from rpdeploy.output import print_json
+    from rpdeploy.output import print_json, printable
     from rpdeploy.secrets import redact
 
     if json_output:
         # One line: a valid document for one-shot commands and a valid last event for NDJSON ones.
         print_json({"ok": False, "error": error.to_dict()}, compact=True)
-    sys.stderr.write(redact(f"Error: {error}") + "\n")
+    sys.stderr.write(printable(redact(f"Error: {error}")) + "\n")
     if error.hint:
-        sys.stderr.write(redact(f"Hint: {error.hint}") + "\n")
+        sys.stderr.write(printable(redact(f"Hint: {error.hint}")) + "\n")
     _annotate_for_github(error, json_output)
 
 
@@ -212,11 +213,12 @@ def main() -> None:
         sys.stderr.write("Interrupted.\n")
         sys.exit(EXIT_INTERRUPTED)
     except BaseException as exc:  # a bug: show where, without locals, redacted
+        from rpdeploy.output import printable
         from rpdeploy.secrets import redact, register_environment
 
         register_environment(os.environ)
         _register_config_secrets()
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        sys.stderr.write(redact(text))
+        sys.stderr.write(printable(redact(text)))
         sys.stderr.write("rpdeploy crashed (a bug). Please report the traceback above.\n")
         sys.exit(1)

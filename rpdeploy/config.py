@@ -12,6 +12,8 @@ import difflib
 import hashlib
 import os
 import re
+import shlex
+import unicodedata
 from collections.abc import Mapping
 from enum import Enum
 from pathlib import Path
@@ -32,6 +34,7 @@ from pydantic import (
 
 from rpdeploy import gpus, versions
 from rpdeploy.errors import ConfigError, ConfigIssue, Location
+from rpdeploy.limits import DEPLOY_YAML, compose_yaml, decode_text, read_limited, read_secret_file, shorten
 from rpdeploy.methods import Method
 from rpdeploy.secrets import SECRET_NAME, Secret
 
@@ -56,8 +59,72 @@ _PLATFORM = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
 _HOST = re.compile(
     r"^(?:(?P<user>[A-Za-z0-9._-]+)@)?(?P<host>[A-Za-z0-9._-]+|\[[0-9A-Fa-f:]+\])(?::(?P<port>[0-9]{1,5}))?$"
 )
-_SERVICE = re.compile(r"^[A-Za-z0-9@._-]{1,200}$")
+# systemd's unit name characters (src/basic/unit-name.c, VALID_CHARS plus the instance '@'),
+# without the backslash of its \xNN escapes: the name also ends up in file paths.
+_SERVICE = re.compile(r"^[A-Za-z0-9:_.@-]+$")
+#: The longest unit name systemd takes is 255 characters, ".service" included (UNIT_NAME_MAX).
+_UNIT_NAME_MAX = 255
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CUDA = re.compile(r"^[0-9]{1,2}\.[0-9]$")
+
+
+def check_service_name(value: str) -> str:
+    """``backend.service`` as systemd takes it for a service to restart, minus what rpdeploy cannot use safely.
+
+    systemd (man systemd.unit; src/basic/unit-name.c ``unit_name_is_valid``): ASCII letters,
+    digits and ``: _ . - \\``, an optional ``@instance``, a non-empty prefix, 255 characters
+    at most with the ``.service`` suffix; ``name@.service`` is a template, which cannot be
+    restarted. rpdeploy also refuses a leading ``-`` (systemctl would read it as an option),
+    a leading ``.`` or ``..`` anywhere (the name is part of ``/opt/<service>/.env`` and the
+    drop-in's path) and the backslash of systemd's ``\\xNN`` escapes.
+    """
+    name = value.removesuffix(".service")
+    if not name or not _SERVICE.match(name):
+        raise ValueError(
+            f"{shorten(value)} is not a systemd service name (letters, digits and : _ . - @, like spring-boot)"
+        )
+    if len(name) + len(".service") > _UNIT_NAME_MAX:
+        raise ValueError(f"a systemd unit name has at most {_UNIT_NAME_MAX} characters, .service included")
+    if name.startswith(("-", ".", "@")) or ".." in name:
+        raise ValueError(f"{shorten(value)}: a service name may not start with '-', '.' or '@', nor contain '..'")
+    if name.endswith("@"):
+        raise ValueError(f"{shorten(value)} is a template unit; name an instance (like app@1)")
+    return name
+
+
+# Unicode categories a display name must not contain: control, format (bidi overrides,
+# zero-width), surrogate, private-use and unassigned characters, and line/paragraph separators.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def check_display_name(value: str) -> str:
+    """An endpoint or template name: printable text only.
+
+    RunPod takes 3 to 191 characters (runpodctl AGENTS.md, REST v1 ``name`` maxLength) and
+    documents no character set (REST v2's OpenAPI: ``minLength: 1`` only), so letters of any
+    script are fine. rpdeploy refuses what could disguise the name where it is shown (a
+    terminal, a CI job summary): control characters (ESC, BEL, newlines), bidi overrides and
+    other invisible format characters, and whitespace other than a plain space or at either end.
+    """
+    for char in value:
+        if unicodedata.category(char) in _HIDDEN_CATEGORIES or (char.isspace() and char != " "):
+            raise ValueError(f"contains the invisible or control character U+{ord(char):04X}; use printable text")
+    if value != value.strip():
+        raise ValueError("must not start or end with a space")
+    return value
+
+
+def check_project_path(value: str) -> str:
+    """A folder deploy.yaml names for rpdeploy to write into: relative, inside the project, not ours."""
+    text = value.replace("\\", "/")
+    parts = [part for part in text.split("/") if part not in ("", ".")]
+    if text.startswith(("/", "~")) or re.match(r"^[A-Za-z]:", text) or ".." in parts:
+        raise ValueError(
+            f"{shorten(value)} must be a folder inside the project: a relative path without '..' (like worker)"
+        )
+    if parts and parts[0] in (".rpdeploy", ".git"):
+        raise ValueError(f"{shorten(value)} is rpdeploy's or git's own folder; pick another (like worker)")
+    return value
 
 
 class _Model(BaseModel):
@@ -95,7 +162,7 @@ class SecretRef(_Model):
         if (self.env is None) == (self.file is None):
             raise ValueError("give exactly one of env: or file:")
         if self.env is not None and not _ENV_NAME.match(self.env):
-            raise ValueError(f"{self.env!r} is not a valid environment variable name")
+            raise ValueError(f"{shorten(self.env)} is not a valid environment variable name")
         if self.file is not None and not self.file.strip():
             raise ValueError("file: must not be empty")
         return self
@@ -119,13 +186,7 @@ class SecretRef(_Model):
         path = Path(os.path.expanduser(self.file))
         if not path.is_absolute():
             path = base_dir / path
-        try:
-            value = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{label}: cannot read {path}: {exc.strerror}") from None
-        if not value:
-            raise ConfigError(f"{label}: {path} is empty")
-        return Secret(value, f"file:{self.file}")
+        return Secret(read_secret_file(path, label=label), f"file:{self.file}")
 
 
 def _secret_ref(default_env: str) -> Any:
@@ -195,7 +256,7 @@ class ModelConfig(_Model):
     def _name(cls, value: str) -> str:
         if not _MODEL_NAME.match(value) or ".." in value:
             raise ValueError(
-                f"{value!r} is not a Hugging Face repo id (like Qwen/Qwen2.5-7B-Instruct) or an absolute path"
+                f"{shorten(value)} is not a Hugging Face repo id (like Qwen/Qwen2.5-7B-Instruct) or an absolute path"
             )
         return value
 
@@ -203,14 +264,14 @@ class ModelConfig(_Model):
     @classmethod
     def _revision(cls, value: str | None) -> str | None:
         if value is not None and (not _REVISION.match(value) or ".." in value):
-            raise ValueError(f"{value!r} is not a branch, tag or commit id")
+            raise ValueError(f"{shorten(value)} is not a branch, tag or commit id")
         return value
 
     @field_validator("served_model_name")
     @classmethod
     def _served(cls, value: str | None) -> str | None:
         if value is not None and not _MODEL_NAME.match(value):
-            raise ValueError(f"{value!r} is not a valid model name (letters, digits, . _ - and one /)")
+            raise ValueError(f"{shorten(value)} is not a valid model name (letters, digits, . _ - and one /)")
         return value
 
     @property
@@ -260,7 +321,7 @@ class ImageConfig(_Model):
         if value.startswith(("http://", "https://")):
             raise ValueError("give the registry host without a scheme, e.g. ghcr.io or 127.0.0.1:5000")
         if not _REGISTRY.match(value):
-            raise ValueError(f"{value!r} is not a registry host[:port] (lowercase, e.g. docker.io)")
+            raise ValueError(f"{shorten(value)} is not a registry host[:port] (lowercase, e.g. docker.io)")
         return value
 
     @field_validator("repository")
@@ -268,7 +329,7 @@ class ImageConfig(_Model):
     def _repository(cls, value: str) -> str:
         if not _REPOSITORY.match(value) or len(value) > 255:
             raise ValueError(
-                f"{value!r} is not a repository path: lowercase letters, digits and . _ - separated by /, "
+                f"{shorten(value)} is not a repository path: lowercase letters, digits and . _ - separated by /, "
                 "e.g. acme/qwen-worker"
             )
         return value
@@ -277,7 +338,7 @@ class ImageConfig(_Model):
     @classmethod
     def _tag(cls, value: str | None) -> str | None:
         if value is not None and not _TAG.match(value):
-            raise ValueError(f"{value!r} is not a valid tag (letters, digits, _ . -; at most 128)")
+            raise ValueError(f"{shorten(value)} is not a valid tag (letters, digits, _ . -; at most 128)")
         if value == "latest":
             raise ValueError("'latest' is mutable; use an immutable tag (or leave tag unset)")
         return value
@@ -286,22 +347,22 @@ class ImageConfig(_Model):
     @classmethod
     def _base(cls, value: str) -> str:
         if not _IMAGE_REF.match(value):
-            raise ValueError(f"{value!r} is not an image reference")
+            raise ValueError(f"{shorten(value)} is not an image reference")
         return value
 
     @field_validator("platform")
     @classmethod
     def _platform(cls, value: str) -> str:
         if not _PLATFORM.match(value):
-            raise ValueError(f"{value!r} is not a platform like linux/amd64")
+            raise ValueError(f"{shorten(value)} is not a platform like linux/amd64")
         return value
 
     @field_validator("worker_dir")
     @classmethod
     def _worker_dir(cls, value: str) -> str:
-        if not value.strip() or "\n" in value or "\0" in value:
+        if not value.strip() or _CONTROL.search(value):
             raise ValueError("must be a folder path")
-        return value
+        return check_project_path(value)
 
     @property
     def name(self) -> str:
@@ -390,6 +451,11 @@ class EndpointConfig(_Model):
         default_factory=dict, description="Extra env vars for the workers; secrets as {env: NAME} or {file: PATH}."
     )
 
+    @field_validator("name", "template_name")
+    @classmethod
+    def _display_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_display_name(value)
+
     @field_validator("gpu")
     @classmethod
     def _gpu(cls, value: str) -> str:
@@ -397,7 +463,7 @@ class EndpointConfig(_Model):
         if gpu is None:
             guess = gpus.suggest_gpu(value)
             hint = f" (did you mean {guess!r}?)" if guess else ""
-            raise ValueError(f"{value!r} is not a RunPod GPU type{hint}; valid: {', '.join(gpus.gpu_choices())}")
+            raise ValueError(f"{shorten(value)} is not a RunPod GPU type{hint}; valid: {', '.join(gpus.gpu_choices())}")
         return gpu.short
 
     @field_validator("allowed_cuda_versions")
@@ -406,7 +472,7 @@ class EndpointConfig(_Model):
         if value is not None:
             for item in value:
                 if not _CUDA.match(item):
-                    raise ValueError(f"{item!r} is not a CUDA version like 12.8")
+                    raise ValueError(f"{shorten(item)} is not a CUDA version like 12.8")
             if not value:
                 raise ValueError("give at least one version, or leave it unset")
         return value
@@ -441,7 +507,7 @@ class RunpodConfig(_Model):
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+            raise ValueError(f"{shorten(value)} is not an http(s) URL")
         return value.rstrip("/") if value else value
 
     def resolved_api_url(self, environ: Mapping[str, str] | None = None) -> str:
@@ -469,7 +535,7 @@ class BackendEnvNames(_Model):
     @classmethod
     def _name(cls, value: str) -> str:
         if not _ENV_NAME.match(value):
-            raise ValueError(f"{value!r} is not a valid environment variable name")
+            raise ValueError(f"{shorten(value)} is not a valid environment variable name")
         return value
 
 
@@ -508,7 +574,7 @@ class BackendConfig(_Model):
         if value is not None:
             match = _HOST.match(value)
             if not match:
-                raise ValueError(f"{value!r} is not user@host[:port]")
+                raise ValueError(f"{shorten(value)} is not user@host[:port]")
             port = match.group("port")
             if port is not None and not 0 < int(port) < 65536:
                 raise ValueError(f"port {port} is out of range")
@@ -517,29 +583,28 @@ class BackendConfig(_Model):
     @field_validator("service")
     @classmethod
     def _service(cls, value: str) -> str:
-        if not _SERVICE.match(value):
-            raise ValueError(f"{value!r} is not a systemd unit name")
-        return value.removesuffix(".service")
+        return check_service_name(value)
 
     @field_validator("env_file")
     @classmethod
     def _env_file(cls, value: str | None) -> str | None:
-        if value is not None and (not value.startswith(("/", "~")) or "\n" in value or "\0" in value):
+        if value is not None and (not value.startswith(("/", "~")) or _CONTROL.search(value)):
             raise ValueError("must be an absolute path on the backend host")
         return value
 
     @field_validator("restart")
     @classmethod
     def _restart(cls, value: str | None) -> str | None:
-        if value is not None and (not value.strip() or "\0" in value):
-            raise ValueError("must be a command")
+        # Tabs and line breaks make a multi-line script; other control characters have no business there.
+        if value is not None and (not value.strip() or re.search(r"[\x00-\x08\x0b-\x1f\x7f]", value)):
+            raise ValueError("must be a command (without control characters)")
         return value
 
     @field_validator("health_url")
     @classmethod
     def _health(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s]+$", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
+        if value is not None and (not re.match(r"^https?://[^\s]+$", value) or _CONTROL.search(value)):
+            raise ValueError(f"{shorten(value)} is not an http(s) URL")
         return value
 
     @property
@@ -552,7 +617,8 @@ class BackendConfig(_Model):
 
     @property
     def restart_command(self) -> str:
-        return self.restart or f"sudo systemctl restart {self.service}"
+        # "--" and quoting: the unit name is validated, and still never read as an option or two words.
+        return self.restart or f"sudo systemctl restart -- {shlex.quote(self.service)}"
 
 
 class SmokeTestConfig(_Model):
@@ -737,8 +803,8 @@ def _describe_error(error: Any, path: _Path) -> str:
             valid = list(parent.model_fields)
             guess = difflib.get_close_matches(name, valid, n=1)
             suggestion = f" (did you mean {guess[0]!r}?)" if guess else ""
-            return f"unknown field {name!r}{suggestion}; valid fields here: {', '.join(valid)}"
-        return f"unknown field {name!r}"
+            return f"unknown field {shorten(name)}{suggestion}; valid fields here: {', '.join(valid)}"
+        return f"unknown field {shorten(name)}"
     if kind == "missing":
         return "required field is missing"
     message = str(error["msg"])
@@ -746,7 +812,7 @@ def _describe_error(error: Any, path: _Path) -> str:
     if kind.startswith(("int_", "float_", "bool_", "string_", "greater", "less", "literal", "enum", "list_", "dict_")):
         value = error.get("input")
         if not isinstance(value, (dict, list)):
-            message = f"{message} (got {value!r})"
+            message = f"{message} (got {shorten(value)})"
     return message
 
 
@@ -780,7 +846,7 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
     for key, item in config.endpoint.env.items():
         key_path: _Path = ("endpoint", "env", key)
         if not _ENV_NAME.match(key):
-            issues.append((key_path, f"{key!r} is not a valid environment variable name", True))
+            issues.append((key_path, f"{shorten(key)} is not a valid environment variable name", True))
         elif key.upper() in MANAGED_ENV:
             issues.append(
                 (key_path, f"{key} is set by rpdeploy from the model: and endpoint: sections; set it there", True)
@@ -806,12 +872,7 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
     """Validate deploy.yaml's text. Raises ConfigError listing every problem with its location."""
     shown = display or str(path)
     try:
-        loader = yaml.SafeLoader(text)
-        try:
-            node = loader.get_single_node()
-            data = loader.construct_document(node) if node is not None else None
-        finally:
-            loader.dispose()
+        node, data = compose_yaml(text, DEPLOY_YAML)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         location = Location(shown, mark.line + 1, mark.column + 1) if mark else Location(shown)
@@ -854,7 +915,9 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
             on_key = error["type"] in ("extra_forbidden",)
             line, column = marks.locate(field_path, key=on_key)
             issues.append(
-                ConfigIssue(Location(shown, line, column), _dotted(field_path), _describe_error(error, field_path))
+                ConfigIssue(
+                    Location(shown, line, column), _dotted(field_path), _bounded(_describe_error(error, field_path))
+                )
             )
         raise ConfigError(f"{shown} has {len(issues)} problem(s)", issues=tuple(_unique(issues))) from None
 
@@ -867,6 +930,11 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
     config._path = path
     config._text_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return config
+
+
+def _bounded(message: str, limit: int = 600) -> str:
+    """A message cut to ``limit`` characters: values in it are shortened already, this is the backstop."""
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
@@ -883,19 +951,10 @@ def _unique(issues: list[ConfigIssue]) -> list[ConfigIssue]:
 def load_config(path: Path = DEFAULT_CONFIG) -> Config:
     """Read and validate deploy.yaml."""
     try:
-        raw = path.read_bytes()
+        raw = read_limited(path, DEPLOY_YAML.size, what="")
     except FileNotFoundError:
         raise ConfigError(f"{path} not found", hint="run `rpdeploy init` to create it, or pass --config PATH") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path} is a directory, not a deploy.yaml") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    if "\0" in text:
-        raise ConfigError(f"{path} contains a NUL byte; is it a binary file?")
+    text = decode_text(raw, what="", path=path)
     return parse_config(text, path=path.absolute(), display=str(path))
 
 

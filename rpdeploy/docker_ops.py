@@ -268,10 +268,13 @@ class BuildContext:
 
 def read_dockerignore(root: Path) -> list[str]:
     """The patterns of ``root/.dockerignore``, read exactly as the SDK reads them."""
+    from rpdeploy.limits import DOCKERIGNORE_BYTES, decode_text, read_limited
+
     path = root / ".dockerignore"
     if not path.exists():
         return []
-    lines = [line.strip() for line in path.read_text().splitlines()]
+    text = decode_text(read_limited(path, DOCKERIGNORE_BYTES, what=".dockerignore"), what=".dockerignore", path=path)
+    lines = [line.strip() for line in text.splitlines()]
     return [line for line in lines if line and not line.startswith("#")]
 
 
@@ -353,7 +356,9 @@ class TagChoice:
 
 
 def _git(args: list[str], cwd: Path) -> str | None:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"}
+    from rpdeploy.secrets import child_environment
+
+    env = child_environment(os.environ, extra={"GIT_TERMINAL_PROMPT": "0", "GIT_OPTIONAL_LOCKS": "0", "LC_ALL": "C"})
     try:
         done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=30, check=False, env=env)
     except (OSError, subprocess.SubprocessError):

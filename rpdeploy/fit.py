@@ -49,7 +49,6 @@ one L4, max_model_len 8192, utilization 0.9; ``python benchmarks/fit_accuracy.py
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import re
@@ -340,7 +339,14 @@ def hf_cache_dir(environ: Mapping[str, str]) -> Path:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    data = json.loads(path.read_text(encoding="utf-8"))
+    """A config.json: at most 4 MiB and 64 levels (rpdeploy.limits); ValueError when it is not usable."""
+    from rpdeploy.limits import MODEL_CONFIG_BYTES, MODEL_CONFIG_DEPTH, decode_text, loads_json, read_limited
+
+    try:
+        raw = read_limited(path, MODEL_CONFIG_BYTES, what="config.json")
+        data = loads_json(decode_text(raw, what="config.json", path=path), depth=MODEL_CONFIG_DEPTH, what=str(path))
+    except ConfigError as exc:
+        raise ValueError(exc.message) from None
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     return data
@@ -369,7 +375,12 @@ def _from_cache(name: str, revision: str | None, environ: Mapping[str, str]) -> 
     commit = wanted if _COMMIT.match(wanted) else None
     ref = folder / "refs" / wanted
     if commit is None and ref.is_file():
-        commit = ref.read_text(encoding="utf-8").strip()
+        from rpdeploy.limits import read_limited
+
+        try:  # a commit id: 40 hex characters (a ref file is never longer than a few lines)
+            commit = read_limited(ref, 4096, what="").decode("utf-8", "replace").strip() or None
+        except (OSError, ConfigError):
+            commit = None
     candidates = [snapshots / commit / "config.json"] if commit else []
     note = ""
     if not candidates or not candidates[0].is_file():

@@ -4,16 +4,27 @@ The ledger is a cache and a resume point, never the truth: RunPod is asked what 
 every run. It holds outputs (image digest, template and endpoint ids, backup paths, smoke
 results), timings and an input fingerprint per stage; never a secret. It is versioned and
 replaced atomically, so a crash at any instant leaves the previous complete file.
+
+Reading it trusts nothing: the file is read within the limits of :mod:`rpdeploy.limits`
+(1 MiB, JSON depth 64) and validated as a whole against :class:`LedgerDocument` (pydantic,
+strict types: a stage record that is a string, ``outputs`` that is not an object or a
+``history`` that is not a list is refused). The outputs later stages read back are typed too.
+Any problem is a ConfigError (exit 3) that names the file, the field, and the fix: move the
+file away and deploy again (RunPod is the source of truth, so nothing is duplicated).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from rpdeploy import limits
 from rpdeploy.errors import ConfigError
 from rpdeploy.fsutil import atomic_write
 
@@ -21,6 +32,100 @@ LEDGER_NAME = "state.json"
 LEDGER_VERSION = 1
 #: How many earlier deployments `rpdeploy rollback` can go back to.
 HISTORY_LIMIT = 20
+
+
+# --- the document's schema -------------------------------------------------------------------
+
+Status = Literal["done", "failed", "running", "skipped", "rolled-back"]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are kept out of the way (ignored), wrong types refused without coercion.
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class _Outputs(_Strict):
+    """Outputs a later stage or command reads back; any other key may be there too."""
+
+    model_config = ConfigDict(strict=True, extra="allow")
+    image: str | None = None
+    image_id: str | None = None
+    name: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    template_id: str | None = None
+    endpoint_id: str | None = None
+    gpu_ids: str | None = None
+    registry_auth_id: str | None = None
+    urls: dict[str, str | None] | None = None
+    host: str | None = None
+    mode: str | None = None
+    env_file: str | None = None
+    backup: str | None = None
+    changed: bool | None = None
+    files: dict[str, str] | None = None
+
+
+class _StageDocument(_Strict):
+    status: Status
+    fingerprint: str = ""
+    outputs: _Outputs = Field(default_factory=_Outputs)
+    started_at: float | None = None
+    finished_at: float | None = None
+    seconds: float | None = None
+    error: str | None = None
+
+
+class _HistoryEntry(_Strict):
+    model_config = ConfigDict(strict=True, extra="allow")
+    at: float | None = None
+    image: str | None = None
+    template_id: str | None = None
+    endpoint_id: str | None = None
+    backend_backup: str | None = None
+
+
+class LedgerDocument(_Strict):
+    """``state.json`` as a whole."""
+
+    version: Literal[1]
+    updated_at: float | None = None
+    stages: dict[str, _StageDocument] = Field(default_factory=dict)
+    history: list[_HistoryEntry] = Field(default_factory=list)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+def _recovery_hint(path: Path) -> str:
+    return (
+        f"move it away (mv {path} {path}.broken) and run the command again: RunPod is the source of truth, so "
+        "nothing is duplicated; only the resume point, the build cache and the rollback history are lost"
+    )
+
+
+def _parse(path: Path, raw: bytes) -> LedgerDocument:
+    what = f"the deploy ledger {path}"
+    try:
+        text = limits.decode_text(raw, what="the deploy ledger", path=path)
+        data = limits.loads_json(text, depth=limits.LEDGER_DEPTH, what=what)
+    except ConfigError as exc:
+        raise ConfigError(exc.message, hint=_recovery_hint(path)) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} is not a JSON object", hint=_recovery_hint(path))
+    if data.get("version") != LEDGER_VERSION:
+        raise ConfigError(
+            f"{what} has an unknown format (version {limits.shorten(data.get('version'))})",
+            hint="it was written by another rpdeploy version; " + _recovery_hint(path),
+        )
+    try:
+        return LedgerDocument.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors(include_url=False)[:5]:
+            where = ".".join(str(part) for part in error["loc"])[:80] or "(top)"
+            message = re.sub(r" or instance of \w+", "", str(error["msg"]))
+            problems.append(f"{where}: {message}")
+        more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
+        raise ConfigError(f"{what} is damaged: {'; '.join(problems)}{more}", hint=_recovery_hint(path)) from None
 
 
 @dataclass
@@ -45,15 +150,15 @@ class StageRecord:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> StageRecord:
+    def from_document(cls, data: _StageDocument) -> StageRecord:
         return cls(
-            status=str(data.get("status", "")),
-            fingerprint=str(data.get("fingerprint", "")),
-            outputs=dict(data.get("outputs") or {}),
-            started_at=data.get("started_at"),
-            finished_at=data.get("finished_at"),
-            seconds=data.get("seconds"),
-            error=data.get("error"),
+            status=data.status,
+            fingerprint=data.fingerprint,
+            outputs=data.outputs.model_dump(exclude_unset=True),
+            started_at=data.started_at,
+            finished_at=data.finished_at,
+            seconds=data.seconds,
+            error=data.error,
         )
 
 
@@ -68,21 +173,15 @@ class Ledger:
     def load(cls, state_dir: Path) -> Ledger:
         path = state_dir / LEDGER_NAME
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            raw = limits.read_limited(path, limits.LEDGER_BYTES, what="the deploy ledger", regular_only=True)
         except FileNotFoundError:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"the deploy ledger {path} is unreadable ({exc})",
-                hint="move it away and re-run: RunPod is the source of truth, so nothing is duplicated",
-            ) from None
-        if not isinstance(data, dict) or data.get("version") != LEDGER_VERSION:
-            raise ConfigError(
-                f"the deploy ledger {path} has an unknown format (version {data.get('version')!r})",
-                hint="it was written by another rpdeploy version; move it away and re-run",
-            )
-        stages = {name: StageRecord.from_json(rec) for name, rec in (data.get("stages") or {}).items()}
-        return cls(path, stages, list(data.get("history") or []), dict(data.get("extra") or {}))
+        except ConfigError as exc:
+            raise ConfigError(exc.message, hint=_recovery_hint(path)) from None
+        document = _parse(path, raw)
+        stages = {name: StageRecord.from_document(record) for name, record in document.stages.items()}
+        history = [entry.model_dump(exclude_unset=True) for entry in document.history]
+        return cls(path, stages, history, dict(document.extra))
 
     def save(self) -> None:
         document = {

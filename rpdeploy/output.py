@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
+import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Protocol
@@ -24,6 +26,35 @@ if TYPE_CHECKING:
 
 #: How often a non-terminal wait prints "still waiting" so CI logs show the job is alive.
 HEARTBEAT_SECONDS = 30.0
+
+
+# Anything but printable ASCII, tab and newline: the fast test before the careful one.
+_NOT_PLAIN = re.compile(r"[^\t\n\x20-\x7e]")
+# Shown as escapes on a terminal: control characters (ESC starts terminal commands, CR
+# overwrites a line, BEL rings), invisible format characters (bidi overrides and isolates,
+# zero-width ones), surrogates, private-use and unassigned code points, line/paragraph separators.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def printable(text: str, *, newlines: bool = True) -> str:
+    """``text`` safe for a terminal or a log: hidden and control characters as ``\\x1b``/``\\u202e`` escapes.
+
+    Tabs stay; newlines stay unless ``newlines`` is False. Every line rpdeploy writes for
+    people goes through this, because much of it is text we did not write (API messages,
+    remote stderr, a model's answer, names from deploy.yaml).
+    """
+    if not _NOT_PLAIN.search(text):
+        return text
+    out = []
+    for char in text:
+        if char == "\t" or (char == "\n" and newlines) or "\x20" <= char <= "\x7e":
+            out.append(char)
+        elif char < "\x80" or unicodedata.category(char) in _HIDDEN:
+            code = ord(char)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(char)
+    return "".join(out)
 
 
 def is_ci() -> bool:
@@ -257,7 +288,7 @@ class ConsoleReporter:
         return self.console.is_terminal and not is_ci()
 
     def _print(self, text: str, style: str | None = None) -> None:
-        self.console.print(redact(text), style=style)
+        self.console.print(printable(redact(text)), style=style)
 
     def info(self, message: str) -> None:
         self._print(message)
@@ -273,7 +304,7 @@ class ConsoleReporter:
             self._print(message, "dim")
 
     def log_line(self, line: str) -> None:
-        line = line.rstrip("\n")
+        line = line.rstrip("\r\n")  # a CRLF ending is not worth an escape; any other CR is shown
         if line:
             self._print(f"  | {line}", "dim")
 
@@ -289,12 +320,12 @@ class ConsoleReporter:
     def status(self, message: str) -> Iterator[Status]:
         if self.live:
             started = time.monotonic()
-            with self.console.status(redact(message)) as spinner:
+            with self.console.status(printable(redact(message), newlines=False)) as spinner:
 
                 class _LiveStatus:
                     def update(self, message: str) -> None:
                         elapsed = _format_seconds(time.monotonic() - started)
-                        spinner.update(f"{redact(message)} ({elapsed})")
+                        spinner.update(f"{printable(redact(message), newlines=False)} ({elapsed})")
 
                 yield _LiveStatus()
             return
@@ -347,13 +378,13 @@ class ConsoleReporter:
                     def update(
                         self, key: str, *, description: str, completed: int | None = None, total: int | None = None
                     ) -> None:
-                        label = redact(f"{key[:12]} {description}")
+                        label = printable(redact(f"{key[:12]} {description}"), newlines=False)
                         if key not in tasks:
                             tasks[key] = progress.add_task(label, total=total)
                         progress.update(tasks[key], description=label, completed=completed, total=total)
 
                     def finish(self, key: str, *, description: str) -> None:
-                        label = redact(f"{key[:12]} {description}")
+                        label = printable(redact(f"{key[:12]} {description}"), newlines=False)
                         if key not in tasks:
                             tasks[key] = progress.add_task(label, total=1)
                         task = progress.tasks[tasks[key]]
@@ -413,7 +444,7 @@ class ConsoleReporter:
                         Text(stage),
                         Text(state, style=styles.get(state, "")),
                         Text(took, style="dim"),
-                        Text(redact(detail), style="dim"),
+                        Text(printable(redact(detail), newlines=False), style="dim"),
                     )
                 return table
 
@@ -451,5 +482,5 @@ def print_json(document: Any, *, stream: IO[str] | None = None, compact: bool = 
 def print_result(text: str, *, stream: IO[str] | None = None) -> None:
     """Write a human-readable result to stdout (redacted)."""
     out = stream if stream is not None else sys.stdout
-    out.write(redact(text).rstrip("\n") + "\n")
+    out.write(printable(redact(text)).rstrip("\n") + "\n")
     out.flush()

@@ -101,13 +101,9 @@ def _read_ref(ref: SecretRef, *, base_dir: Path, environ: Mapping[str, str], fie
     path = Path(os.path.expanduser(ref.file))
     if not path.is_absolute():
         path = base_dir / path
-    try:
-        value = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{field} ({ref.describe()}): cannot read {path}: {exc.strerror}") from None
-    if not value:
-        raise ConfigError(f"{field} ({ref.describe()}): {path} is empty")
-    return value
+    from rpdeploy.limits import read_secret_file
+
+    return read_secret_file(path, label=f"{field} ({ref.describe()})")
 
 
 def docker_config_path(environ: Mapping[str, str]) -> Path | None:

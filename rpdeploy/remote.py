@@ -87,13 +87,17 @@ def seal(script: str) -> bytes:
 
 
 def child_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Our environment minus every variable holding a registered secret.
+    """The environment of ssh, sh and the restart command: an allow-list of ours (see :mod:`rpdeploy.secrets`).
 
-    ``RUNPOD_API_KEY`` is usually an env var of ours; ssh, sudo and the restart command have
-    no business inheriting it (a ``SendEnv *`` in someone's ssh config would even send it).
+    ``RUNPOD_API_KEY`` is usually an env var of ours, and deploy.yaml may name secrets under
+    any name (``{env: OPAQUE_VAR}``); ssh, sudo and the restart command have no business
+    inheriting them (a ``SendEnv *`` in someone's ssh config would even send them). Only
+    the basics pass (PATH, HOME, locale, the ssh agent socket, proxies...), and only
+    values holding no registered secret.
     """
-    source = os.environ if environ is None else environ
-    return {name: value for name, value in source.items() if redact(value) == value}
+    from rpdeploy.secrets import child_environment as allowed
+
+    return allowed(os.environ if environ is None else environ)
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,8 @@ class Completed:
     def stderr_tail(self) -> str:
         """The last few non-empty stderr lines, for an error message."""
         lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
-        return " / ".join(lines[-3:])
+        tail = " / ".join(lines[-3:])
+        return tail if len(tail) <= 600 else "..." + tail[-600:]
 
 
 LineHandler = Callable[[str], None]
@@ -127,7 +132,7 @@ class Host:
     _environ: Mapping[str, str] | None = None
 
     def environment(self) -> dict[str, str]:
-        """The environment of every process we start: ours, without secrets."""
+        """The environment of every process we start: an allow-list of ours, without secrets."""
         return child_environment(self._environ)
 
     def argv(self, words: Sequence[str]) -> list[str]:

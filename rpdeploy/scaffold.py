@@ -63,17 +63,42 @@ def _manifest_path(base_dir: Path) -> Path:
 
 
 def _load_manifest(base_dir: Path) -> dict[str, str]:
+    from rpdeploy.errors import ConfigError
+    from rpdeploy.limits import MANIFEST_BYTES, MANIFEST_DEPTH, loads_json, read_limited
+
     path = _manifest_path(base_dir)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = loads_json(
+            read_limited(path, MANIFEST_BYTES, what="rpdeploy's list of generated files", regular_only=True),
+            depth=MANIFEST_DEPTH,
+            what=str(path),
+        )
     except FileNotFoundError:
         return {}
-    except (OSError, ValueError):
+    except ConfigError:
         # A damaged manifest must not make us overwrite anything: treat every existing
         # file as the user's (the conflict check below then protects it).
         return {}
     files = data.get("files") if isinstance(data, dict) else None
     return {str(k): str(v) for k, v in files.items()} if isinstance(files, dict) else {}
+
+
+def _inside(base_dir: Path, rel: str) -> Path:
+    """``base_dir / rel``, refused when it resolves (symlinks followed) outside the project folder.
+
+    deploy.yaml's ``image.worker_dir`` is checked when it is read; this also catches a
+    ``worker`` folder that is a symlink to elsewhere, or a path planted on disk.
+    """
+    from rpdeploy.errors import ConfigError
+
+    root = base_dir.resolve()
+    target = (base_dir / rel).resolve()
+    if target != root and root not in target.parents:
+        raise ConfigError(
+            f"{rel} would be written outside the project folder {root} (to {target})",
+            hint="image.worker_dir must be a folder inside the project, and not a symlink that leads out of it",
+        )
+    return base_dir / rel
 
 
 def write_generated(
@@ -96,7 +121,7 @@ def write_generated(
     plan: list[tuple[str, Path, str, Action]] = []
     conflicts: list[str] = []
     for rel, text in files.items():
-        target = base_dir / rel
+        target = _inside(base_dir, rel)
         if not target.exists():
             plan.append((rel, target, text, "created"))
             continue

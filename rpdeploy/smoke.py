@@ -24,6 +24,7 @@ requests the wait costs.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -624,7 +625,12 @@ def format_report(result: SmokeResult) -> str:
 def write_junit(result: SmokeResult, path: Path) -> None:
     """JUnit XML for CI test reports: one test case per check."""
     from rpdeploy.fsutil import atomic_write
-    from rpdeploy.secrets import redact
+    from rpdeploy.output import printable
+    from rpdeploy.secrets import redact as _redact
+
+    def redact(text: str) -> str:
+        # Control characters are not allowed in XML 1.0 at all: a worker's answer may hold some.
+        return printable(_redact(text))
 
     failures = sum(1 for c in result.checks if not c.passed)
     suite = ET.Element(
@@ -657,6 +663,63 @@ class Target:
     base_url: str
     local: bool
     label: str
+    #: Whether the RunPod API key may go to ``base_url`` (see :func:`key_allowed`).
+    send_key: bool = True
+    #: Why not, when it may not.
+    key_note: str = ""
+
+
+#: RunPod's own domains: the serverless API (api.runpod.ai, <id>.api.runpod.ai for load-balancing
+#: endpoints) and the control plane (api.runpod.io). The key goes there over https only.
+RUNPOD_DOMAINS = ("runpod.ai", "runpod.io")
+
+
+def _under(url: str, base: str) -> bool:
+    """``url`` is ``base`` or below it: same scheme, host and port, and a path inside base's path."""
+    from urllib.parse import urlsplit
+
+    u, b = urlsplit(url), urlsplit(base)
+    try:
+        same_port = u.port == b.port
+    except ValueError:
+        return False
+    if (
+        not same_port
+        or u.scheme.lower() != b.scheme.lower()
+        or (u.hostname or "").lower() != (b.hostname or "").lower()
+    ):
+        return False
+    if u.username is not None or u.password is not None:
+        return False
+    base_path = b.path.rstrip("/")
+    return u.path.rstrip("/") == base_path or u.path.startswith(base_path + "/")
+
+
+def key_allowed(url: str, configured_base: str) -> tuple[bool, str]:
+    """May the RunPod API key be sent to ``url``? (True, "") or (False, why not).
+
+    Yes for RunPod's own hosts over https (``RUNPOD_DOMAINS`` and their subdomains, default
+    port) and for anything under the endpoint base rpdeploy is configured with
+    (``runpod.endpoint_url`` / ``RUNPOD_ENDPOINT_BASE_URL``: the emulator, a proxy you chose).
+    Anything else gets no key unless ``smoke-test --send-key`` says so: a typo'd or hostile
+    URL must not collect the account's key, and plain http would show it to the network.
+    """
+    from urllib.parse import urlsplit
+
+    if _under(url, configured_base):
+        return True, ""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower().rstrip(".")
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    runpod = any(host == domain or host.endswith("." + domain) for domain in RUNPOD_DOMAINS)
+    if runpod and parts.scheme.lower() == "https" and port in (None, 443) and parts.username is None:
+        return True, ""
+    if runpod:
+        return False, f"{url} is not https on RunPod's default port"
+    return False, f"{host or url} is neither RunPod's API nor the configured endpoint base ({configured_base})"
 
 
 def resolve_target(config: Any, *, endpoint_id: str | None, url: str | None, local: bool | None = None) -> Target:
@@ -665,7 +728,16 @@ def resolve_target(config: Any, *, endpoint_id: str | None, url: str | None, loc
 
     if url:
         is_local = detect_local(url) if local is None else local
-        return Target(url.rstrip("/"), is_local, url)
+        if is_local:
+            return Target(url.rstrip("/"), True, url, send_key=False, key_note="a local worker needs no key")
+        if config is not None:
+            configured = config.runpod.resolved_endpoint_url()
+        else:
+            from rpdeploy.config import DEFAULT_ENDPOINT_URL
+
+            configured = (os.environ.get("RUNPOD_ENDPOINT_BASE_URL") or DEFAULT_ENDPOINT_URL).rstrip("/")
+        allowed, why = key_allowed(url, configured)
+        return Target(url.rstrip("/"), False, url, send_key=allowed, key_note=why)
     if config is None:
         raise ApiError("no endpoint to test", hint="pass --endpoint-id ID or --url URL, or run it next to deploy.yaml")
     if not endpoint_id:

@@ -151,6 +151,9 @@ class Stage:
     run: Callable[[Context], dict[str, Any]]
     #: For a stage about to be skipped: does what it made still exist? (RunPod stages)
     still_valid: Callable[[Context, dict[str, Any]], bool] | None = None
+    #: For a stage whose inputs include the outside world it changes (the backend's env file):
+    #: its inputs as they are after it ran, which is what the next run will find and compare.
+    settle: Callable[[Context, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
 
 
 def _builds(config: Config) -> bool:
@@ -518,6 +521,8 @@ def _endpoint_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
 
 
 def _backend_env_inputs(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.backend import observe
+
     backend = ctx.config.backend
     assert backend is not None
     return {
@@ -525,7 +530,14 @@ def _backend_env_inputs(ctx: Context) -> dict[str, Any]:
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
         "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
         "key": digest(ctx.api_key()),
+        # What is really on the host: an env file someone (or something) changed since the last
+        # run makes the stage run again and put our values back, instead of "unchanged".
+        "on_host": observe(ctx.config, reporter=ctx.reporter).fingerprint(),
     }
+
+
+def _backend_env_settle(ctx: Context, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
+    return {**inputs, "on_host": outputs["on_host"]}
 
 
 def _backend_env_run(ctx: Context) -> dict[str, Any]:
@@ -540,12 +552,14 @@ def _backend_env_run(ctx: Context) -> dict[str, Any]:
     unfinished = previous is not None and previous.status != "done"
     if unfinished and not result.changed:
         ctx.reporter.info(f"{result.env_file} already holds these values; restarting in case the last run did not")
+    assert result.on_host is not None
     return {
         "host": result.host,
         "mode": result.mode,
         "env_file": result.env_file,
         "backup": result.backup,
         "changed": result.changed or unfinished,
+        "on_host": result.on_host.fingerprint(),
     }
 
 
@@ -638,7 +652,14 @@ STAGES: tuple[Stage, ...] = (
     Stage("template", "create or update the template", _always, _template_inputs, _template_run, _template_still_valid),
     Stage("gpu", "check GPU, memory fit and cost", _always, _gpu_inputs, _gpu_run),
     Stage("endpoint", "create or update the endpoint", _always, _endpoint_inputs, _endpoint_run, _endpoint_still_valid),
-    Stage("backend-env", "set the backend's env", _has_backend, _backend_env_inputs, _backend_env_run),
+    Stage(
+        "backend-env",
+        "set the backend's env",
+        _has_backend,
+        _backend_env_inputs,
+        _backend_env_run,
+        settle=_backend_env_settle,
+    ),
     Stage("backend-restart", "restart the backend", _has_backend, _backend_restart_inputs, _backend_restart_run),
     Stage("smoke-test", "smoke-test the endpoint", _always, _smoke_inputs, _smoke_run),
 )
@@ -788,6 +809,8 @@ def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageO
         raise
     seconds = time.monotonic() - began
     ctx.outputs[stage.name] = outputs
+    if stage.settle is not None:
+        print_ = fingerprint(stage.settle(ctx, inputs, outputs))
     ctx.ledger.stages[stage.name] = StageRecord(
         "done", print_, outputs, started_at=time.time() - seconds, finished_at=time.time(), seconds=round(seconds, 3)
     )

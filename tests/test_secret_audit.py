@@ -8,16 +8,39 @@ the kernel). Afterwards stdout, stderr, the ledger, the worker files, the pushed
 
 Where a secret is *meant* to go is not searched: RunPod's template env (the emulator's state)
 and the backend's env file.
+
+Every secret is searched for in its encoded forms too, because programs echo what they were
+sent in the form they were sent it, and a masked raw value does not help when its JSON
+string is printed (:func:`encodings`). The set, and why each is in it:
+
+* JSON string escaping, ASCII-only and not, and JSON escaping twice: GraphQL variables and
+  API error bodies that echo a request (a JSON document quoted inside another one), NDJSON
+  events, pydantic's echo of an input;
+* Python ``repr``: tracebacks and ``{value!r}`` in messages;
+* URL percent-encoding (``quote`` with and without ``/``, ``quote_plus``): query strings
+  (``?api_key=``) and form bodies, which HTTP libraries print in their errors;
+* base64, standard and URL-safe, at the three byte alignments a value can have inside a
+  longer encoded string: HTTP Basic auth, docker's ``X-Registry-Auth`` header and config.json
+  ``auth``, JWT-like tokens (the run of full 3-byte groups is searched);
+* POSIX shell quoting (``shlex.quote``): a command printed for someone to copy.
+
+Hex and HTML escaping are not searched: nothing rpdeploy talks to produces them from a
+secret. The secrets hold the characters each encoding changes (``"``, ``\\``, ``é``, ``'``,
+space, ``+ / = % & :``), or an encoded form would simply equal the raw value.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import shlex
 import subprocess
 import sys
 import tarfile
 import tempfile
 import threading
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,15 +49,39 @@ from typing import Any
 import pytest
 
 from rpdeploy.emulator import Emulator
-from tests.support.services import BaseImages, Registry, SystemdHost
+from tests.support.services import REPO_ROOT, BaseImages, Registry, SystemdHost
 
 pytestmark = [pytest.mark.docker, pytest.mark.registry, pytest.mark.ssh, pytest.mark.slow]
 
 SECRETS = {
-    "RUNPOD_API_KEY": "rpa_AUDITKEY_3f9c2e71b8d44a05",
-    "HF_TOKEN": "hf_AUDITTOKEN_a81d03c5e2f7",
-    "AUDIT_APP_SECRET": "appsecret_AUDIT_77c1e94b20",
+    # Characters an env file takes bare (+ / = % :), which URL encoding and base64 change.
+    "RUNPOD_API_KEY": "rpa_AUDIT+KEY/3f9c=2e71%b8d4:a05",
+    "HF_TOKEN": "hf_AUDIT+TOKEN/a81d=03c5e2f7",
+    # Only ever in RunPod's template env: it can hold what JSON, URLs and shells all escape.
+    "AUDIT_APP_SECRET": 'appsecret AUDIT "q" \\ é/+&=%\' 77c1e94b20',
 }
+
+
+def encodings(value: str) -> dict[str, str]:
+    """``value`` and its encoded forms (see the module docstring), each at least 8 characters."""
+    raw = value.encode("utf-8")
+    forms = {
+        "raw": value,
+        "json": json.dumps(value)[1:-1],
+        "json-unicode": json.dumps(value, ensure_ascii=False)[1:-1],
+        "json-in-json": json.dumps(json.dumps(value)[1:-1])[1:-1],
+        "repr": repr(value)[1:-1],
+        "url": urllib.parse.quote(value, safe=""),
+        "url-path": urllib.parse.quote(value),
+        "form": urllib.parse.quote_plus(value),
+        "shell": shlex.quote(value),
+    }
+    for offset in range(3):
+        body = raw[offset:]
+        body = body[: len(body) - len(body) % 3]
+        forms[f"base64@{offset}"] = base64.b64encode(body).decode()
+        forms[f"base64url@{offset}"] = base64.urlsafe_b64encode(body).decode()
+    return {name: form for name, form in forms.items() if len(form) >= 8}
 
 
 @dataclass
@@ -100,7 +147,12 @@ class Audit:
         return [name for name, value in self.named() if value in text]
 
     def named(self) -> list[tuple[str, str]]:
-        return [(f"secret #{i}", needle) for i, needle in enumerate(self.needles)]
+        """(label, needle) for every secret in every encoded form; labels never hold the value."""
+        return [
+            (f"secret #{i} ({encoding})", form)
+            for i, needle in enumerate(self.needles)
+            for encoding, form in encodings(needle).items()
+        ]
 
 
 def _deploy_yaml(base_image: str, registry: Registry, host: SystemdHost) -> str:
@@ -155,6 +207,8 @@ def audit(
     docker_config.mkdir()
     env = {
         "PATH": os.environ["PATH"],
+        # The checkout under test, whatever rpdeploy the interpreter has installed.
+        "PYTHONPATH": str(REPO_ROOT),
         "HOME": os.environ.get("HOME", "/root"),
         "LANG": "C.UTF-8",
         "CI": "true",
@@ -183,7 +237,7 @@ def _crash_hook(tmp_path: Path) -> dict[str, str]:
         "    raise RuntimeError(f'unexpected state with {token}')\n"
         "validate.validate = broken\n"
     )
-    return {"PYTHONPATH": str(hooks)}
+    return {"PYTHONPATH": f"{hooks}{os.pathsep}{REPO_ROOT}"}
 
 
 def test_no_secret_leaks_anywhere(
@@ -216,6 +270,20 @@ def test_no_secret_leaks_anywhere(
     audit.run("build", "--push", "--no-cache", "--verbose", expect=6, extra_env=wrong_registry)
     audit_emulator.faults.job_error_output(message=f"tokenizer rejected {SECRETS['HF_TOKEN']}", count=1)
     audit.run("smoke-test", "--verbose", expect=10)
+    # ...and programs that echo a secret in the form they were sent it: a worker quoting its
+    # JSON config and an Authorization header, an API error quoting the request's variables.
+    echoed = (
+        f"config {json.dumps({'APP_SECRET': SECRETS['AUDIT_APP_SECRET']})} auth Basic "
+        + base64.b64encode(f"user:{SECRETS['RUNPOD_API_KEY']}".encode()).decode()
+        + " query "
+        + urllib.parse.urlencode({"api_key": SECRETS["RUNPOD_API_KEY"], "t": SECRETS["HF_TOKEN"]})
+    )
+    audit_emulator.faults.job_error_output(message=echoed, count=2)
+    audit.run("smoke-test", expect=10)
+    audit_emulator.faults.job_error_output(message=echoed, count=2)
+    audit.run("smoke-test", "--json", expect=10)
+    audit_emulator.faults.graphql_errors(message=f"bad input {echoed}", count=3)
+    audit.run("endpoint", "update", expect=7)
     crash = audit.run("validate", expect=1, extra_env=_crash_hook(tmp_path))
     assert "RuntimeError: unexpected state with ****" in crash.stderr  # the traceback is there, redacted
     config = audit.project / "deploy.yaml"
@@ -312,3 +380,25 @@ def test_the_audit_can_see_a_leak(audit: Audit) -> None:
         env=audit.env, capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert audit.leaks(process.stdout)
+
+
+@pytest.mark.parametrize(
+    "printing",
+    [
+        "json.dumps({'v': os.environ['AUDIT_APP_SECRET']})",
+        "repr(os.environ['AUDIT_APP_SECRET'])",
+        "urllib.parse.urlencode({'api_key': os.environ['RUNPOD_API_KEY']})",
+        "base64.b64encode(('user:' + os.environ['RUNPOD_API_KEY']).encode()).decode()",
+        "base64.urlsafe_b64encode(('ab' + os.environ['HF_TOKEN']).encode()).decode()",
+        "shlex.quote(os.environ['AUDIT_APP_SECRET'])",
+    ],
+    ids=["json", "repr", "query-string", "basic-auth", "base64url-offset-2", "shell"],
+)
+def test_the_audit_can_see_an_encoded_leak(audit: Audit, printing: str) -> None:
+    """Each encoding the audit searches is found when a program prints it, raw value nowhere in sight."""
+    process = subprocess.run(
+        [sys.executable, "-c", f"import base64, json, os, shlex, urllib.parse; print({printing})"],
+        env=audit.env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert audit.leaks(process.stdout)
+    assert not any(value in process.stdout for value in SECRETS.values())

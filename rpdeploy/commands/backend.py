@@ -17,7 +17,8 @@ from rpdeploy.commands._common import (
     reporter,
 )
 from rpdeploy.errors import BackendError
-from rpdeploy.output import can_prompt
+from rpdeploy.output import can_prompt, printable
+from rpdeploy.secrets import redact
 
 if TYPE_CHECKING:
     from rpdeploy.backend import BackendValues, CheckResult, ConfigureResult, RestartResult
@@ -116,9 +117,9 @@ def configure(
     if can_prompt() and not yes:
         planned = backend.configure(cfg, values, reporter=out, dry_run=True)
         if planned.changed:
-            typer.echo(planned.diff.rstrip("\n"), err=True)
+            typer.echo(printable(redact(planned.diff.rstrip("\n"))), err=True)
             then = " and restart " + cfg.backend.service if restart and cfg.backend else ""
-            typer.confirm(f"Write {planned.env_file} on {planned.host}{then}?", abort=True, err=True)
+            typer.confirm(printable(f"Write {planned.env_file} on {planned.host}{then}?"), abort=True, err=True)
     if restart:
         applied = backend.apply(cfg, values, reporter=out)
         text = _configured_text(applied.configure)

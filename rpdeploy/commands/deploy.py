@@ -24,7 +24,7 @@ from rpdeploy.commands._common import (
     to_jsonable,
 )
 from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, StageError
-from rpdeploy.output import can_prompt, print_json
+from rpdeploy.output import can_prompt, print_json, printable
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
@@ -41,14 +41,32 @@ EmulatorOption = Annotated[
     bool,
     typer.Option(
         "--emulator",
-        help="Run against a local RunPod emulator started for this command (no account, no GPU; its own ledger).",
+        help="Run against a local RunPod emulator started for this command (no account, no GPU; its own ledger). "
+        "A sandbox: the backend in deploy.yaml is not read, written or restarted.",
+    ),
+]
+RealBackendOption = Annotated[
+    bool,
+    typer.Option(
+        "--real-backend",
+        help="With --emulator: also configure (and restart) the real backend in deploy.yaml, pointing it at the "
+        "throw-away emulator. Without it the emulator never touches the backend.",
     ),
 ]
 
 
 @contextmanager
-def target(config: Config, emulator: bool) -> Iterator[tuple[Config, dict[str, str], Path]]:
-    """The config, environment and ledger folder to use: RunPod's, or a throw-away emulator's."""
+def target(
+    config: Config, emulator: bool, *, real_backend: bool = False
+) -> Iterator[tuple[Config, dict[str, str], Path]]:
+    """The config, environment and ledger folder to use: RunPod's, or a throw-away emulator's.
+
+    The emulator is a sandbox: its config has no ``backend:`` section, so nothing reads, writes
+    or restarts the configured backend (its env would end up pointing at an emulator that is
+    gone when the command ends). ``real_backend`` is the explicit opt-in.
+    """
+    if real_backend and not emulator:
+        raise typer.BadParameter("only means something with --emulator", param_hint="--real-backend")
     if not emulator:
         yield config, dict(os.environ), config.state_dir
         return
@@ -60,9 +78,24 @@ def target(config: Config, emulator: bool) -> Iterator[tuple[Config, dict[str, s
         runpod = config.runpod.model_copy(
             update={"api_url": emu.api_url, "endpoint_url": emu.endpoint_url, "api_key": SecretRef(env=key_var)}
         )
-        reporter().info(f"Using a local RunPod emulator at {emu.api_url} (state is gone when this command ends)")
+        out = reporter()
+        out.info(f"Using a local RunPod emulator at {emu.api_url} (state is gone when this command ends)")
+        update: dict[str, object] = {"runpod": runpod}
+        if config.backend is not None:
+            where = config.backend.host or "this machine"
+            if real_backend:
+                out.warn(
+                    f"--real-backend: the backend {config.backend.service} on {where} will be pointed at this "
+                    "throw-away emulator; run a real deploy afterwards to point it back"
+                )
+            else:
+                update["backend"] = None
+                out.info(
+                    f"Emulator sandbox: the backend ({config.backend.service} on {where}) is not read, written or "
+                    "restarted (--real-backend to include it)"
+                )
         yield (
-            config.model_copy(update={"runpod": runpod}),
+            config.model_copy(update=update),
             {**os.environ, key_var: emu.api_key},
             config.state_dir / "emulator",
         )
@@ -99,6 +132,7 @@ def deploy(
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Rebuild the image from scratch.")] = False,
     adopt: AdoptOption = False,
     emulator: EmulatorOption = False,
+    real_backend: RealBackendOption = False,
     yes: YesOption = False,
     verbose: VerboseOption = False,
     json_output: Annotated[
@@ -135,7 +169,7 @@ def deploy(
         adopt=adopt,
     )
     out = reporter(verbose=verbose, events=json_output)
-    with target(cfg, emulator) as (effective, environ, state_dir):
+    with target(cfg, emulator, real_backend=real_backend) as (effective, environ, state_dir):
         try:
             result = run_deploy(effective, options, reporter=out, environ=environ, state_dir=state_dir)
         except StageError as exc:
@@ -159,20 +193,21 @@ def deploy(
 
 def _summary(config: Config, result: DeployResult | None, error: StageError | None) -> None:
     """The GitHub Actions job summary (when running there)."""
-    from rpdeploy.ci import markdown_table, write_step_summary
+    from rpdeploy.ci import markdown_table, md_block, md_code, write_step_summary
 
+    name = md_code(config.endpoint.name)
     if error is not None:
-        write_step_summary(f"### rpdeploy: deploy of `{config.endpoint.name}` failed\n\n{error}", None)
+        write_step_summary(f"### rpdeploy: deploy of {name} failed\n\n{md_block(str(error))}", None)
         return
     assert result is not None
     rows = [(s.name, s.status, f"{s.seconds:.1f}s" if s.status == "done" else "") for s in result.stages]
-    parts = [f"### rpdeploy: deployed `{config.endpoint.name}` in {result.seconds:.1f}s", ""]
+    parts = [f"### rpdeploy: deployed {name} in {result.seconds:.1f}s", ""]
     if result.endpoint_id:
-        parts.append(f"Endpoint `{result.endpoint_id}`")
+        parts.append(f"Endpoint {md_code(result.endpoint_id)}")
         parts.append("")
     parts.append(markdown_table(["stage", "status", "time"], rows))
     if result.smoke and result.smoke.get("answer"):
-        parts += ["", f"Smoke test answer: `{result.smoke['answer']}`"]
+        parts += ["", f"Smoke test answer: {md_code(str(result.smoke['answer']))}"]
     write_step_summary("\n".join(parts), None)
 
 
@@ -185,6 +220,7 @@ def plan(
         ),
     ] = False,
     emulator: EmulatorOption = False,
+    real_backend: RealBackendOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Show what `rpdeploy deploy` would change, without changing anything.
@@ -202,7 +238,7 @@ def plan(
     from rpdeploy.planning import format_plan, make_plan
 
     cfg = load(config)
-    with target(cfg, emulator) as (effective, environ, state_dir):
+    with target(cfg, emulator, real_backend=real_backend) as (effective, environ, state_dir):
         result = make_plan(effective, reporter=reporter(), environ=environ, state_dir=state_dir)
     if json_output:
         print_json({"ok": True, **to_jsonable(result), "changes_pending": result.changes_pending})
@@ -235,6 +271,7 @@ def destroy(
     adopt: AdoptOption = False,
     wait: WaitOption = 180.0,
     emulator: EmulatorOption = False,
+    real_backend: RealBackendOption = False,
     yes: YesOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -257,8 +294,8 @@ def destroy(
     if not yes:
         if not can_prompt():
             raise MissingValueError("confirmation", flag="--yes")
-        typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
-    with target(cfg, emulator) as (effective, environ, state_dir):
+        typer.confirm(printable(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?"), abort=True)
+    with target(cfg, emulator, real_backend=real_backend) as (effective, environ, state_dir):
         result = destroy_deployment(
             effective,
             restore_backend=restore_backend,

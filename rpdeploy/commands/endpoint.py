@@ -18,7 +18,7 @@ from rpdeploy.commands._common import (
     reporter,
 )
 from rpdeploy.errors import MissingValueError
-from rpdeploy.output import can_prompt
+from rpdeploy.output import can_prompt, printable
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
@@ -284,7 +284,7 @@ def delete(
         if operations and not yes:
             if not can_prompt():
                 raise MissingValueError("confirmation", flag="--yes")
-            typer.confirm(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?", abort=True)
+            typer.confirm(printable(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?"), abort=True)
         # With nothing left this still runs: it clears the ledger of what is gone (deleted in the console?).
         result = delete_deployment(cp, cfg, adopt=adopt, wait=wait, command="endpoint delete", reporter=reporter())
     text = (

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 def _summary(result: SmokeResult) -> None:
     """The GitHub Actions job summary (when running there)."""
-    from rpdeploy.ci import markdown_table, write_step_summary
+    from rpdeploy.ci import markdown_table, md_code, write_step_summary
 
     verdict = "passed" if result.passed else "FAILED"
     rows = [(c.name, "ok" if c.passed else "FAIL", f"{c.seconds:.2f}s", c.message) for c in result.checks]
@@ -29,7 +29,7 @@ def _summary(result: SmokeResult) -> None:
     if summary.get("cold_start_ms") is not None:
         extra.append(f"queue/cold start {summary['cold_start_ms'] / 1000:.1f}s")
     write_step_summary(
-        f"### rpdeploy: smoke test of `{result.target}` {verdict}\n\n"
+        f"### rpdeploy: smoke test of {md_code(result.target)} {verdict}\n\n"
         + markdown_table(["check", "result", "time", "message"], rows)
         + (f"\n\n{', '.join(extra)}" if extra else ""),
         None,
@@ -59,6 +59,14 @@ def smoke_test(
     junit: Annotated[
         Path | None, typer.Option("--junit", help="Write a JUnit XML report here (for CI).", dir_okay=False)
     ] = None,
+    send_key: Annotated[
+        bool,
+        typer.Option(
+            "--send-key",
+            help="Send the RunPod API key to --url even though it is neither RunPod's API (https) nor the "
+            "configured endpoint base.",
+        ),
+    ] = False,
     verbose: VerboseOption = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -70,6 +78,10 @@ def smoke_test(
     completion answers (and a streamed one with --stream); a local worker gets the jobs RunPod
     makes of those requests. A job that fails, times out, or "completes" with an error in its
     output fails the test (exit 10).
+
+    The RunPod API key goes only to RunPod's API over https or to the configured endpoint
+    base (runpod.endpoint_url, RUNPOD_ENDPOINT_BASE_URL); a local worker gets none, and any
+    other --url gets none unless --send-key.
 
     Examples:
 
@@ -100,8 +112,11 @@ def smoke_test(
         stream=stream if stream is not None else (defaults.stream if defaults else False),
     )
     target = resolve_target(cfg, endpoint_id=endpoint_id, url=url)
+    out = reporter(verbose=verbose)
     api_key = None
-    if not target.local:
+    if not target.local and not target.send_key and not send_key:
+        out.info(f"Not sending the RunPod API key: {target.key_note} (--send-key sends it anyway)")
+    elif not target.local:
         if cfg is not None:
             api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
         elif os.environ.get("RUNPOD_API_KEY", "").strip():
@@ -109,9 +124,7 @@ def smoke_test(
             api_key = Secret(os.environ["RUNPOD_API_KEY"].strip(), "env:RUNPOD_API_KEY")
     model = cfg.model.public_name if cfg else ""
     with InvokeClient(target.base_url, api_key=api_key, local=target.local) as client:
-        result = run_smoke(
-            client, chosen, settings, model=model, target=target.label, reporter=reporter(verbose=verbose)
-        )
+        result = run_smoke(client, chosen, settings, model=model, target=target.label, reporter=out)
     if junit is not None:
         write_junit(result, junit)
     _summary(result)

@@ -22,6 +22,7 @@ from types import TracebackType
 from rpdeploy.emulator import ids
 from rpdeploy.emulator.control import TEMPLATE_DELETE_DELAY, ControlPlane
 from rpdeploy.emulator.faults import Faults
+from rpdeploy.emulator.guard import DEFAULT_LIMITS, Limits
 from rpdeploy.emulator.invoke import InvokeApi
 from rpdeploy.emulator.server import EmulatorHTTPServer, RequestLog
 from rpdeploy.emulator.state import Account, EmulatorState
@@ -61,12 +62,15 @@ class Emulator:
         email: str = DEFAULT_EMAIL,
         request_log_limit: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         env_key = os.environ.get("RUNPOD_API_KEY", "").strip()
         self.key_generated = not api_key and not env_key
         self.api_key: str = api_key or env_key or ids.api_key()
         self.host = host
         self._requested_port = port
+        #: Request limits of the HTTP front (body sizes, GraphQL depth/aliases, socket timeout): guard.py.
+        self.limits = limits or DEFAULT_LIMITS
         self.faults = Faults()
         self.requests = RequestLog(request_log_limit)
         self.state = EmulatorState(Account(id=ids.user_id(), email=email), clock)
@@ -95,7 +99,7 @@ class Emulator:
         """Bind and serve in a background thread; returns self. Idempotent."""
         if self._server is not None:
             return self
-        self._server = EmulatorHTTPServer((self.host, self._requested_port), self)
+        self._server = EmulatorHTTPServer((self.host, self._requested_port), self, self.limits)
         self.fleet.start()
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -9,14 +9,25 @@ without ``api_key``, parsed JSON body, GraphQL operation and status) so tests ca
 what a client sent. Credentials are never recorded: neither the ``Authorization`` header nor
 an ``api_key`` query parameter. The admin API wants the same key as the rest (Bearer, bare
 or ``?api_key=``), so an emulator bound to a non-loopback address is not an open door.
+
+Hostile requests (``guard.py`` has the limits and why): every route checks the key, GraphQL
+after parsing the whole document; a body past its route's size, a JSON body too deep or too
+big, a GraphQL document too long, deep or wide, and a malformed admin payload are answered
+with a 4xx. Each connection has a socket timeout, at most ``max_connections`` are served at
+once (the rest get a 503), and a handler that fails anyway answers 500 and keeps the server
+up: no request can take a thread down silently.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hmac
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,15 +36,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from rpdeploy.emulator import control, ids
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids
 from rpdeploy.emulator.faults import FaultError
+from rpdeploy.emulator.guard import DEFAULT_LIMITS, Limits, Rejection, check_graphql, parse_json
 from rpdeploy.emulator.invoke import Response, error
 
 if TYPE_CHECKING:
     from rpdeploy.emulator.emulator import Emulator
 
 MAX_BODY = 32 * 1024 * 1024
+#: The root fields a query without a key may select, if the control plane names them; when it
+#: does not, it answers keyless queries itself without an account, and guard.py only keeps
+#: keyless writes out (see guard.check_graphql).
+PUBLIC_FIELDS: frozenset[str] | None = getattr(control, "PUBLIC_FIELDS", None)
+#: Bodies larger than this are recorded in the request log as their size only.
+RECORDED_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -110,12 +128,43 @@ class RequestLog:
 class EmulatorHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default listen backlog is 5: a burst of clients would wait in SYN retries.
+    request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], emulator: Emulator) -> None:
+    def __init__(self, address: tuple[str, int], emulator: Emulator, limits: Limits | None = None) -> None:
         self.emulator = emulator
+        self.limits = limits or getattr(emulator, "limits", None) or DEFAULT_LIMITS
+        self._slots = threading.BoundedSemaphore(self.limits.max_connections)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # A connection beyond the limit is told so at once, from the accepting thread.
+        if not self._slots.acquire(blocking=False):
+            body = b'{"error":"too many open connections"}'
+            head = (
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Connection: close\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            try:
+                request.settimeout(1.0)
+                request.sendall(head.encode("ascii") + body)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -128,6 +177,11 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     # --- plumbing -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        # Per connection: a client that stops sending (or reading) is dropped after this long.
+        self.request.settimeout(self.server.limits.socket_timeout)
+        super().setup()
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # the request log is the record; stderr stays quiet for tests and the CLI
@@ -147,38 +201,53 @@ class _Handler(BaseHTTPRequestHandler):
     def do_PATCH(self) -> None:
         self._dispatch("PATCH")
 
-    def _read_body(self) -> bytes | None:
-        """The request body; None when it is too large or its framing is broken."""
+    def _body_limit(self, path: str) -> int:
+        limits = self.server.limits
+        if path == "/graphql":
+            return limits.graphql_body
+        if path.startswith("/_emulator"):
+            return limits.admin_body
+        return min(limits.invoke_body, MAX_BODY)
+
+    def _read_body(self, limit: int) -> bytes | None:
+        """The request body; None when it is larger than ``limit`` or its framing is broken."""
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            return self._read_chunked()
+            return self._read_chunked(limit)
         length = self.headers.get("Content-Length")
         if length is None:
             return b""
         try:
-            size = int(length)
+            size = int(length) if len(length) < 20 else -1
         except ValueError:
             return None
-        if size < 0 or size > MAX_BODY:
+        if size < 0 or size > limit:
             return None
-        return self.rfile.read(size)
+        body = self.rfile.read(size)
+        return body if len(body) == size else None
 
-    def _read_chunked(self) -> bytes | None:
+    def _read_chunked(self, limit: int) -> bytes | None:
         # Streaming clients (aiohttp with a generator body) send chunked requests; an unread
         # body would corrupt the next request on this keep-alive connection.
         body = bytearray()
         while True:
             line = self.rfile.readline(1024).split(b";", 1)[0].strip()
             try:
-                size = int(line, 16)
+                size = int(line, 16) if len(line) <= 16 else -1
             except ValueError:
                 return None
-            if size == 0:
-                while self.rfile.readline(1024).strip():
-                    pass  # trailers
-                return bytes(body)
-            if len(body) + size > MAX_BODY:
+            if size < 0:
                 return None
-            body += self.rfile.read(size)
+            if size == 0:
+                for _ in range(100):
+                    if not self.rfile.readline(1024).strip():
+                        return bytes(body)  # after the trailers
+                return None
+            if len(body) + size > limit:
+                return None
+            chunk = self.rfile.read(size)
+            if len(chunk) != size:
+                return None
+            body += chunk
             self.rfile.readline(1024)  # the CRLF after each chunk
 
     def _key(self, query: dict[str, str]) -> str | None:
@@ -188,30 +257,79 @@ class _Handler(BaseHTTPRequestHandler):
             return rest.strip() if scheme.lower() == "bearer" and rest else header.strip()
         return query.get("api_key")
 
+    def _linger(self, most: int = 64 * 1024 * 1024, seconds: float = 2.0) -> None:
+        """After refusing a body we did not read: let the client finish sending it, then close.
+
+        Closing with unread data makes the kernel reset the connection, and a client that is
+        still sending would see the reset instead of our 413 (the "lingering close" of web servers).
+        """
+        with contextlib.suppress(OSError):
+            self.wfile.flush()
+            self.request.shutdown(socket.SHUT_WR)
+            self.request.settimeout(0.5)
+            deadline = time.monotonic() + seconds
+            drained = 0
+            while drained < most and time.monotonic() < deadline:
+                chunk = self.request.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+
+    def _authorized(self, key: str | None) -> bool:
+        expected = self.server.emulator.api_key
+        return key is not None and hmac.compare_digest(key.encode("utf-8", "replace"), expected.encode("utf-8"))
+
     def _dispatch(self, method: str) -> None:
+        try:
+            self._route(method)
+        except (TimeoutError, ConnectionError):
+            # The client stalled mid-body (the socket timeout) or went away: nothing to answer.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self._send(error(408, "request timed out"))
+        except Exception:  # a bug in a handler: answer, log it, keep serving
+            sys.stderr.write("rpdeploy emulator: a request handler failed:\n" + traceback.format_exc())
+            self.close_connection = True
+            with contextlib.suppress(Exception):
+                self._send(error(500, "internal error in the emulator"))
+
+    def _route(self, method: str) -> None:
         emulator = self.server.emulator
         url = urlsplit(self.path)
         path = unquote(url.path)
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
-        raw = self._read_body()
+        try:
+            query = dict(parse_qsl(url.query, keep_blank_values=True, max_num_fields=100))
+        except ValueError:
+            self._send(error(400, "too many query parameters"))
+            return
+        raw = self._read_body(self._body_limit(path))
         if raw is None:
-            self._send(error(413, "request body too large or without a valid Content-Length"))
+            self._send(error(413, "request body too large, or without a valid length or chunked framing"))
             self.close_connection = True
+            self._linger()
             return
         key = self._key(query)
         public_query = {k: v for k, v in query.items() if k != "api_key"}
+        data, rejected = parse_json(raw, self.server.limits)
 
         if path.startswith("/_emulator/") or path == "/_emulator":
-            self._send(self._admin(method, path, raw, key))
+            if not self._authorized(key):
+                self._send(error(401, "Unauthorized: the admin API takes the emulator's API key"))
+            elif rejected is not None:
+                self._send(error(rejected.status, rejected.message))
+            else:
+                self._send(self._admin(method, path, data))
             return
 
         operation: str | None = None
         fields: tuple[str, ...] = ()
         if path == "/graphql":
-            response, operation, fields = self._graphql(method, raw, key)
+            response, operation, fields = self._graphql(method, raw, data, rejected, key)
         elif path.startswith("/v2/") and len(path.split("/")) >= 4:
-            if key != emulator.api_key:
+            if not self._authorized(key):
                 response = error(401, "Unauthorized")
+            elif rejected is not None:
+                response = error(rejected.status, rejected.message)
             else:
                 parts = [p for p in path.split("/")[2:] if p != ""]
                 response = emulator.invoke.handle(method, parts, public_query, raw)
@@ -222,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
                 method=method,
                 path=path,
                 query=public_query,
-                body=_parse(raw),
+                body=_recorded(raw, data),
                 operation=operation,
                 fields=fields,
                 status=response.status,
@@ -230,11 +348,18 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(response)
 
-    def _graphql(self, method: str, raw: bytes, key: str | None) -> tuple[Response, str | None, tuple[str, ...]]:
+    def _graphql(
+        self, method: str, raw: bytes, data: Any, rejected: Rejection | None, key: str | None
+    ) -> tuple[Response, str | None, tuple[str, ...]]:
         emulator = self.server.emulator
         faults = emulator.faults
         if method != "POST":
             return error(405, "POST a GraphQL request to /graphql"), None, ()
+        if key is not None and not self._authorized(key):
+            return Response(401, {"errors": [{"message": "Unauthorized"}]}), None, ()
+        if rejected is not None:
+            status = rejected.status if key is not None else 401
+            return Response(status, {"errors": [{"message": rejected.message if key else "Unauthorized"}]}), None, ()
         # Infrastructure faults come first: a proxy or rate limiter answers before GraphQL.
         limited = faults.take(fault_names.GRAPHQL_RATE_LIMIT)
         if limited is not None:
@@ -248,15 +373,18 @@ class _Handler(BaseHTTPRequestHandler):
         slow = faults.take(fault_names.GRAPHQL_DELAY)
         if slow is not None and slow.seconds:
             time.sleep(slow.seconds)
+        # Authorization and limits on the whole document, fragments resolved, before graphql-core sees it.
+        refused = check_graphql(
+            data, authorized=key is not None, public_fields=PUBLIC_FIELDS, limits=self.server.limits
+        )
+        if refused is not None:
+            return Response(refused.status, {"errors": [{"message": refused.message}]}), None, ()
         answer = emulator.control.handle(raw, key=key, expected_key=emulator.api_key)
         return Response(answer.status, answer.body, answer.headers), answer.operation, answer.fields
 
-    def _admin(self, method: str, path: str, raw: bytes, key: str | None) -> Response:
+    def _admin(self, method: str, path: str, body: Any) -> Response:
         emulator = self.server.emulator
-        if key != emulator.api_key:
-            return error(401, "Unauthorized: the admin API takes the emulator's API key")
         route = path.removeprefix("/_emulator").strip("/")
-        body = _parse(raw)
         if (method, route) == ("GET", "state"):
             return Response(200, emulator.state.snapshot())
         if (method, route) == ("GET", "requests"):
@@ -269,8 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
         if (method, route) == ("POST", "faults"):
             try:
                 emulator.faults.apply(body)
-            except FaultError as exc:
-                return error(400, str(exc))
+            except (FaultError, TypeError, ValueError) as exc:
+                return error(400, str(exc)[:500])
             return Response(200, {"faults": emulator.faults.to_list()})
         if (method, route) == ("DELETE", "faults"):
             emulator.faults.clear()
@@ -279,11 +407,16 @@ class _Handler(BaseHTTPRequestHandler):
             emulator.reset()
             return Response(200, {"reset": True})
         if (method, route) == ("POST", "network-volumes"):
-            if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-                return error(400, 'POST {"name": ..., "size"?: GB, "dataCenterId"?: ...}')
-            volume = emulator.state.add_network_volume(
-                body["name"], int(body.get("size", 50)), str(body.get("dataCenterId", "EU-RO-1"))
-            )
+            usage = 'POST {"name": "...", "size"?: GB (1-100000), "dataCenterId"?: "..."}'
+            if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not 0 < len(body["name"]) <= 200:
+                return error(400, usage)
+            size = body.get("size", 50)
+            center = body.get("dataCenterId", "EU-RO-1")
+            if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 100_000:
+                return error(400, usage)
+            if not isinstance(center, str) or not 0 < len(center) <= 64:
+                return error(400, usage)
+            volume = emulator.state.add_network_volume(body["name"], size, center)
             return Response(
                 200,
                 {
@@ -309,7 +442,7 @@ class _Handler(BaseHTTPRequestHandler):
                 for chunk in response.stream:
                     self.wfile.write(chunk)
                     self.wfile.flush()
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # the client went away, or stopped reading (socket timeout)
                 pass
             return
         payload = json.dumps(response.body).encode("utf-8")
@@ -321,14 +454,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
+        except OSError:  # the client went away, or stopped reading (socket timeout)
             self.close_connection = True
 
 
-def _parse(raw: bytes) -> Any:
+def _recorded(raw: bytes, data: Any) -> Any:
+    """What the request log keeps of a body: its JSON, else its text; a large one by its size only."""
     if not raw:
         return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw.decode("utf-8", errors="replace")
+    if len(raw) > RECORDED_BODY:
+        return f"<{len(raw)} bytes>"
+    if data is not None:
+        return data
+    return raw.decode("utf-8", errors="replace")
