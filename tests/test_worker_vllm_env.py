@@ -19,7 +19,7 @@ import pytest
 
 from rpdeploy import versions
 from rpdeploy.config import parse_config
-from rpdeploy.runpod.deployment import resolve_env
+from rpdeploy.runpod.deployment import MARK_KEY, resolve_env
 from tests.conftest import ROOT
 
 #: Every model setting deploy.yaml has, set away from its default, so model_env emits every name.
@@ -79,7 +79,10 @@ def env_problems(env: dict[str, str], contract: dict[str, Any]) -> list[str]:
 
 def _method1_env() -> dict[str, str]:
     config = parse_config(FULL)
-    return {var.key: var.value for var in resolve_env(config, environ={"HF_TOKEN": "hf_canary"})}
+    env = {var.key: var.value for var in resolve_env(config, environ={"HF_TOKEN": "hf_canary"})}
+    # rpdeploy's ownership mark is for rpdeploy, not the worker: it is meant to go unread.
+    assert env.pop(MARK_KEY) == config.deployment_mark
+    return env
 
 
 def test_the_contract_is_for_the_pinned_worker(contract: dict[str, Any]) -> None:
