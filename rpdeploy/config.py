@@ -401,6 +401,7 @@ MANAGED_ENV = frozenset(
         "MAX_CONCURRENCY",
         "HF_TOKEN",
         "RPDEPLOY_DEPLOYMENT",  # the ownership mark (rpdeploy.runpod.deployment.MARK_KEY)
+        "RPDEPLOY_RELEASE",  # the release id the workers answer with (rpdeploy.release)
     }
 )
 

@@ -358,6 +358,7 @@ class ControlPlane:
             ports_config=[dict(item) for item in data.get("portsConfig") or () if item is not None],
             config=data.get("config"),
         )
+        bound = None
         if existing is not None:
             template.created_at = existing.created_at
             template.released_at = existing.released_at
@@ -366,6 +367,8 @@ class ControlPlane:
                 # Updating a template rolls its endpoint's workers (docs serverless/endpoints/rolling-releases.mdx).
                 bound.version += 1
         self.state.templates[template.id] = template
+        if bound is not None:
+            self.fleet.endpoint_changed(bound)  # replacements start now (emulator/releases.py)
         return template_dict(self.state, template)
 
     def _delete_template(self, templateName: str) -> None:
@@ -650,6 +653,7 @@ class ControlPlane:
             self._release(endpoint.template_id)
             endpoint.template_id = input["templateId"]
             endpoint.version += 1
+            self.fleet.endpoint_changed(endpoint)
         return endpoint_dict(self.state, endpoint)
 
     def _delete_endpoint(self, id: str) -> None:

@@ -169,10 +169,23 @@ class Worker:
     ready: bool = False  # cold start over (set by the fleet when it replays that event)
     jobs: set[str] = field(default_factory=set)
     idle_since: float | None = None
+    # The release it runs: the endpoint's version and its template's image and env when it
+    # started. A worker keeps them for life; a later release replaces the worker, never changes it.
+    version: int = 0
+    image: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+    #: Started while ``release_start_fail`` was on: its start fails instead of ending.
+    failing: bool = False
+    #: When its start failed (it is unhealthy until RunPod replaces it).
+    failed_at: float | None = None
+    #: When a newer release of its endpoint appeared (it serves on until replaced).
+    stale_since: float | None = None
 
     @property
     def status(self) -> str:
-        """As /health counts it: initializing, running (has jobs) or idle."""
+        """As /health counts it: initializing, unhealthy (its start failed), running (has jobs) or idle."""
+        if self.failed_at is not None:
+            return "unhealthy"
         if not self.ready:
             return "initializing"
         return "running" if self.jobs else "idle"
@@ -382,7 +395,10 @@ def endpoint_dict(state: EmulatorState, endpoint: Endpoint) -> dict[str, Any]:
         "hubReleaseId": endpoint.hub_release_id,
         "createdAt": endpoint.created_at,
         "env": env_list(template.env) if template else [],
-        "pods": [{"id": worker.id, "desiredStatus": "RUNNING"} for worker in endpoint.workers],
+        # Pod.slsVersion: the endpoint version the worker runs (rpdeploy/runpod/rollout.py).
+        "pods": [
+            {"id": worker.id, "desiredStatus": "RUNNING", "slsVersion": worker.version} for worker in endpoint.workers
+        ],
     }
 
 
@@ -392,4 +408,6 @@ def worker_dict(worker: Worker) -> dict[str, Any]:
         "status": worker.status,
         "jobs": sorted(worker.jobs),
         "concurrency": worker.concurrency,
+        "version": worker.version,
+        "release": worker.env.get("RPDEPLOY_RELEASE"),
     }

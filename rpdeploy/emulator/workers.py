@@ -12,7 +12,8 @@ that exist or are starting, new workers start, up to ``workersMax``; ``workersMi
 are kept running. RunPod's scaler (``QUEUE_DELAY`` seconds, ``REQUEST_COUNT``) is not
 modelled: in the emulator both scale at once. ``workersMax == 0`` (or the ``no_capacity``
 switch) means no worker ever starts, so jobs stay ``IN_QUEUE``, as on RunPod when no GPU is
-free.
+free. Each worker runs the release it started with; a new release replaces workers while the
+old ones serve on for a while (``releases.py``).
 
 All methods expect ``state.lock`` to be held unless they say otherwise.
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids, model
+from rpdeploy.emulator import ids, model, releases
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.state import EmulatorState, Endpoint, Job, JobStatus, Worker
 
@@ -45,6 +46,10 @@ class FleetConfig:
     sync_retention: float = 60.0  # ... and a /runsync job this long
     webhook_attempts: int = 3  # one delivery and two retries
     webhook_retry_interval: float = 10.0
+    # Rolling releases (releases.py): how long a worker of an older release serves on while no
+    # worker of the new one is ready, and how long a worker whose start failed stays unhealthy.
+    stale_grace: float = 60.0
+    failed_restart: float = 2.0
 
 
 class Fleet:
@@ -112,7 +117,10 @@ class Fleet:
     def _next_event(self) -> float | None:
         times: list[float] = []
         for endpoint in self.state.endpoints.values():
+            times.extend(releases.events(endpoint, grace=self.config.stale_grace, restart=self.config.failed_restart))
             for worker in endpoint.workers:
+                if worker.failed_at is not None:
+                    continue
                 if not worker.ready:
                     times.append(worker.ready_at)
                 elif not worker.jobs and worker.idle_since is not None and len(endpoint.workers) > endpoint.workers_min:
@@ -126,9 +134,8 @@ class Fleet:
     def _process(self, moment: float) -> None:
         for endpoint in self.state.endpoints.values():
             for worker in list(endpoint.workers):
-                if not worker.ready and worker.ready_at <= moment:
-                    worker.ready = True
-                    worker.idle_since = worker.ready_at
+                if not worker.ready and worker.failed_at is None and worker.ready_at <= moment:
+                    releases.end_cold_start(worker)
                 for job_id in sorted(worker.jobs):
                     job = self.state.jobs[job_id]
                     end = job.end_time()
@@ -149,20 +156,24 @@ class Fleet:
     def _settle(self, now: float) -> None:
         """Apply the scaling rules at ``now``: retire extra workers, start jobs, start workers."""
         for endpoint in self.state.endpoints.values():
+            releases.settle(endpoint, now, grace=self.config.stale_grace, restart=self.config.failed_restart)
             self._retire_extra(endpoint, now)
             self._assign(endpoint, now)
             self._scale_up(endpoint, now)
 
     def _retire_extra(self, endpoint: Endpoint, now: float) -> None:
-        while len(endpoint.workers) > endpoint.workers_max:
-            spare = [w for w in endpoint.workers if not w.jobs]
+        # Workers of the current release count against workersMax; older ones go as releases.py says.
+        fresh = releases.current(endpoint)
+        while len(fresh) > endpoint.workers_max:
+            spare = [w for w in fresh if not w.jobs]
             if not spare:
                 return  # busy workers stop once their jobs are done
             endpoint.workers.remove(spare[-1])
+            fresh.remove(spare[-1])
 
     def _assign(self, endpoint: Endpoint, now: float) -> None:
         while endpoint.queue:
-            worker = next((w for w in endpoint.workers if w.ready and w.free_slots() > 0), None)
+            worker = next((w for w in releases.serving(endpoint) if w.free_slots() > 0), None)
             if worker is None:
                 return
             job = self.state.jobs[endpoint.queue.popleft()]
@@ -172,12 +183,14 @@ class Fleet:
         if self.faults.peek(fault_names.NO_CAPACITY, endpoint_id=endpoint.id) is not None:
             return
         queued = len(endpoint.queue)
-        coming = sum(w.free_slots() for w in endpoint.workers if not w.ready)
-        while len(endpoint.workers) < endpoint.workers_max and (
-            len(endpoint.workers) < endpoint.workers_min or queued > coming
-        ):
+        fresh = releases.current(endpoint)
+        coming = sum(w.free_slots() for w in fresh if not w.ready and w.failed_at is None)
+        # A new release replaces the workers of the one before, one for one (rolling-releases.mdx).
+        wanted = max(endpoint.workers_min, len(releases.stale(endpoint)))
+        while len(fresh) < endpoint.workers_max and (len(fresh) < wanted or queued > coming):
             worker = self._new_worker(endpoint, now)
             endpoint.workers.append(worker)
+            fresh.append(worker)
             coming += worker.concurrency
 
     def _new_worker(self, endpoint: Endpoint, now: float) -> Worker:
@@ -185,7 +198,9 @@ class Fleet:
         cold_start = cold.seconds if cold is not None and cold.seconds is not None else self.config.cold_start
         limit = self.faults.peek(fault_names.CONCURRENCY, endpoint_id=endpoint.id)
         concurrency = limit.value if limit is not None and limit.value else self.config.concurrency
-        return Worker(id=ids.worker_id(), ready_at=now + cold_start, concurrency=concurrency)
+        worker = Worker(id=ids.worker_id(), ready_at=now + cold_start, concurrency=concurrency)
+        failing = self.faults.take(fault_names.RELEASE_START_FAIL, endpoint_id=endpoint.id) is not None
+        return releases.start(worker, endpoint, self.state.templates.get(endpoint.template_id), failing=failing)
 
     def _start(self, endpoint: Endpoint, worker: Worker, job: Job, now: float) -> None:
         job.status = JobStatus.IN_PROGRESS
@@ -197,9 +212,9 @@ class Fleet:
             timing.seconds if timing is not None and timing.seconds is not None else self.config.execution_time
         )
         job.run_until = None if job.fault == fault_names.JOB_HANG else now + job.run_time
-        job.result = self._compute(endpoint, job)
+        job.result = self._compute(worker, job)
 
-    def _compute(self, endpoint: Endpoint, job: Job) -> model.HandlerResult | None:
+    def _compute(self, worker: Worker, job: Job) -> model.HandlerResult | None:
         if job.fault == fault_names.JOB_HANG:
             return None
         message = job.fault_message or fault_names.WORKER_FAILURE
@@ -208,9 +223,9 @@ class Fleet:
         if job.fault == fault_names.JOB_ERROR_OUTPUT:
             output = model.worker_error_output(message)
             return model.HandlerResult(output=output, chunks=(output,), http_status=500)
-        template = self.state.templates.get(endpoint.template_id)
-        env = template.env_dict() if template else {}
-        kind = model.worker_kind(template.image_name if template else "")
+        # The worker answers from the release it started with, not from the template as it is now.
+        env = worker.env
+        kind = model.worker_kind(worker.image)
         try:
             return model.run_job(kind, model.served_model_name(kind, env), job.input, env)
         except Exception as exc:  # a crash in the stand-in worker fails its job, as on RunPod
@@ -348,7 +363,9 @@ class Fleet:
         now = self.state.clock()
         self.advance(now)
         statuses = [worker.status for worker in endpoint.workers]
-        initializing, running, idle = (statuses.count(s) for s in ("initializing", "running", "idle"))
+        initializing, running, idle, unhealthy = (
+            statuses.count(s) for s in ("initializing", "running", "idle", "unhealthy")
+        )
         in_progress = sum(len(w.jobs) for w in endpoint.workers)
         return {
             "jobs": {
@@ -364,7 +381,7 @@ class Fleet:
                 "ready": idle + running,
                 "running": running,
                 "throttled": 0,
-                "unhealthy": 0,
+                "unhealthy": unhealthy,
             },
         }
 
