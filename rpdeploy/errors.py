@@ -21,6 +21,8 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── PreflightError               11  a check before a slow step failed
     │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.fit)
     ├── LockError                    12  another deploy of this config is running
+    ├── IntegrationTestError         13  the backend did not reach the model (stage integration-test);
+    │                                    its previous env was restored
     └── StageError          (its cause)  a deploy stage failed; names the stage
 
 Exit code 2 is Click's usage error and 130 means interrupted (Ctrl-C); ``plan
@@ -204,6 +206,13 @@ class PreflightError(RpdeployError):
     """A check before a slow or costly step failed."""
 
     exit_code = 11
+
+
+class IntegrationTestError(RpdeployError):
+    """The request through the backend's own API did not reach the model; the message says whether
+    the previous env was restored and the same request passes with it."""
+
+    exit_code = 13
 
 
 class LockError(RpdeployError):

@@ -34,8 +34,10 @@ import json
 import re
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
 
 #: The env var the template sets; our workers read it.
 RELEASE_ENV = "RPDEPLOY_RELEASE"
@@ -154,21 +156,32 @@ def from_job_output(output: Any) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
-class Expectation:
-    """The release the check wants to hear from, and whether its answers can say so.
-
-    ``attributable`` is False when the new workers are known not to name their release (a
-    worker file edited before rpdeploy added it, a user's own ``--fingerprint-*``): the check
-    then relies on the rollout the control plane reports, and says that it did.
-    """
-
-    release: str
-    attributable: bool = True
-    why_not: str = ""
-
-
 def worker_names_release(files: Mapping[str, str]) -> bool:
     """Do the worker's files (name -> text) read RPDEPLOY_RELEASE? A handler written before
     release ids, or rewritten by its owner without them, answers without one."""
     return any(RELEASE_ENV in text for text in files.values())
+
+
+def unnamed_reason(config: Config) -> str:
+    """Why the new workers' answers may not name their release ("" when they should)."""
+    from rpdeploy.methods import Method
+
+    if config.method is Method.WORKER_VLLM:
+        extra = config.endpoint.env.get(VLLM_EXTRA_ARGS)
+        if isinstance(extra, str) and overrides_fingerprint(extra):
+            return (
+                "endpoint.env VLLM_EXTRA_ARGS sets vLLM's --fingerprint-* itself, so worker-vllm's answers cannot name "
+                "the release"
+            )
+        return ""
+    folder = config.worker_dir
+    names = ("handler.py", "app.py") if config.method is Method.FASTAPI else ("handler.py",)
+    paths = [folder / name for name in names] if folder is not None else []
+    files = {path.name: path.read_text(errors="replace") for path in paths if path.is_file()}
+    if files and not worker_names_release(files):
+        return (
+            f"{', '.join(files)} in {folder} do not read {RELEASE_ENV} (written before rpdeploy named releases, or "
+            "edited since): their answers cannot name the release; `rpdeploy render --force` writes the current "
+            "code (keeping a .bak of yours)"
+        )
+    return ""

@@ -24,10 +24,13 @@ from tests.conftest import ROOT, CliRunnerFn
 IMAGE = "registry.example/acme/qwen-worker@sha256:" + "cd" * 32
 PROMPT = "Reply with one short sentence: what is RunPod?"  # deploy.yaml's default smoke prompt
 ANSWER = " ".join(full_answer(PROMPT))  # what the emulator's stand-in model says to it (14 words)
-SUMMARY_KEYS = {"passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer"}
+SUMMARY_KEYS = {
+    "passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer",
+    "release", "release_proven_by", "old_answers", "drain_seconds",
+}  # fmt: skip
 CHECK_KEYS = {
     "name", "passed", "seconds", "message", "job_id", "status", "delay_ms", "execution_ms", "output_tokens",
-    "tokens_per_second", "answer",
+    "tokens_per_second", "answer", "release",
 }  # fmt: skip
 
 
@@ -98,7 +101,7 @@ def test_worker_vllm_passes_with_every_check_and_the_stream(
     assert summary["answer"] == ANSWER[:80]
 
     run = document["result"]
-    assert set(run) == {"target", "method", "checks", "requests", "seconds"}
+    assert set(run) == {"target", "method", "checks", "requests", "seconds", "release"}
     assert run["target"] == method1 and run["method"] == "worker-vllm"
     checks = run["checks"]
     assert all(set(c) == CHECK_KEYS for c in checks)
@@ -201,6 +204,11 @@ def test_own_image_methods_pass(
         "output_tokens": 14,
         "tokens_per_second": 280.0,
         "answer": ANSWER[:80],
+        # The endpoint's release, read from the ledger: none here (made by `endpoint create`, not deploy).
+        "release": None,
+        "release_proven_by": None,
+        "old_answers": 0,
+        "drain_seconds": None,
     }
     checks = document["result"]["checks"]
     # The method's own job, then the route the backend uses, the same for every method.
@@ -473,9 +481,12 @@ def test_deploy_runs_the_same_smoke_test_as_its_last_stage(
     assert method.value == "worker-vllm" and client.base_url == runpod_emulator.invoke_url(endpoint_id)
     assert (settings.prompt, settings.max_tokens, settings.timeout) == (PROMPT, 32, 600)
     [stage] = [e for e in events if e.get("stage") == "smoke-test" and e["status"] == "done"]
-    # The stage's output is the smoke test's summary, the same shape `smoke-test --json` prints.
+    # The stage's output is the smoke test's summary, the same shape `smoke-test --json` prints, and
+    # the report of the release it checked.
+    report = stage["outputs"].pop("release_report")
     assert stage["outputs"] == result.summary() and set(stage["outputs"]) == SUMMARY_KEYS
-    assert events[-1]["smoke"] == result.summary()
+    assert report == result.release.lines() and report[0].startswith(f"release {result.release.expected}: ")
+    assert {**events[-1]["smoke"], "release_report": None} == {**result.summary(), "release_report": None}
     document, _ = smoke(cli)
     assert set(document["summary"]) == set(stage["outputs"])
 

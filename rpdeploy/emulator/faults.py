@@ -35,7 +35,8 @@ release_start_fail     count=None, endpoint_id                workers started wh
 Settings-like switches (delay, read-only, capacity, timings) default to lasting until
 cleared; the others to the next one request or job. A ``cold_start`` count is spent per
 worker started, an ``execution_time`` count per job started, a ``read_only`` count per
-mutation request, a ``release_start_fail`` count per worker started. Job faults are decided when the job is queued (and again on ``/retry``).
+mutation request, a ``release_start_fail`` count per worker started. Job faults are decided
+when the job is queued (and again on ``/retry``).
 ``GET /_emulator/faults`` lists the active switches, ``DELETE /_emulator/faults`` clears them.
 """
 
