@@ -502,7 +502,12 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
         # nothing in deploy.yaml changed.
         gpu_ids=ctx.gpu_ids(),
     )
-    return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
+    return {
+        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "spec": spec.managed(),
+        # A new release is news for the endpoint's record too (it names the release it runs).
+        "release": ctx.outputs.get("template", {}).get("release"),
+    }
 
 
 def _endpoint_run(ctx: Context) -> dict[str, Any]:
@@ -524,6 +529,8 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
     urls = endpoint_urls(ctx.config, endpoint.id, ctx.environ)
     return {
         "endpoint_id": endpoint.id,
+        # The release it runs now (what `rpdeploy smoke-test` checks for).
+        "release": ctx.outputs.get("template", {}).get("release"),
         "operation": operation.kind if operation else None,
         "urls": {"run": urls.run, "runsync": urls.runsync, "health": urls.health, "openai_base": urls.openai_base},
     }
@@ -543,7 +550,8 @@ def _backend_env_inputs(ctx: Context) -> dict[str, Any]:
     backend = ctx.config.backend
     assert backend is not None
     return {
-        "backend": backend.model_dump(mode="json"),
+        # The request stage 11 sends does not change the env.
+        "backend": backend.model_dump(mode="json", exclude={"integration_test"}),
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
         "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
         "key": digest(_backend_key(ctx)),

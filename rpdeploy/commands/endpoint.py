@@ -66,7 +66,7 @@ def _ensure(
         ledger.record(
             "endpoint",
             {"endpoint_id": ensured.result.endpoint_id, "template_id": ensured.result.template_id,
-             "image": ensured.result.image},
+             "image": ensured.result.image, "release": ensured.plan.template_spec.release},
         )  # fmt: skip
         ledger.save()
     return config, ensured

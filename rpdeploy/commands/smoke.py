@@ -29,7 +29,7 @@ def _release_check(
     from rpdeploy.smoke import release_check
 
     ledger = Ledger.load(cfg.state_dir)
-    expected = ledger.output("template", "release")
+    expected = ledger.output("endpoint", "release")
     if not expected or ledger.output("endpoint", "endpoint_id") != endpoint_id:
         return None
     cp = stack.enter_context(connect(cfg))
