@@ -87,7 +87,6 @@ class _HistoryEntry(_Strict):
     template_id: str | None = None
     endpoint_id: str | None = None
     backend_backup: str | None = None
-    release: str | None = None
 
 
 class LedgerDocument(_Strict):

@@ -77,7 +77,7 @@ def steps_for(config: Config) -> tuple[StepPlan, ...]:
 
 def format_steps(steps: tuple[StepPlan, ...]) -> list[str]:
     lines = ["Steps, in the order deploy runs them (numbers are the manual procedure's):"]
-    lines += [f"  {step.step:>3}  {step.name:<16} proves: {step.proves}" for step in steps]
+    lines += [f"  {step.step:>3}  {step.name:<17}proves: {step.proves}" for step in steps]
     if any(step.step == "11a" for step in steps) and any(step.step == "9" for step in steps):
         lines.append("  (11a runs before 9: the backend is switched only to a release that answered)")
     return lines
@@ -347,7 +347,7 @@ def format_status(result: StatusResult) -> str:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stage.finished_at)) if stage.finished_at else ""
         took = f"{stage.seconds:.1f}s" if stage.seconds is not None else ""
         error = f"  {stage.error}" if stage.error else ""
-        lines.append(f"  {stage.step:>3}  {stage.name:<16} {stage.status:<11} {when:<19} {took:>8}{error}")
+        lines.append(f"  {stage.step:>3}  {stage.name:<17}{stage.status:<11} {when:<19} {took:>8}{error}")
     if result.endpoint_id:
         lines.append(f"Endpoint {result.endpoint_id}:")
         if result.health:
@@ -512,7 +512,16 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         if template_record is not None:
             # Not what deploy.yaml says any more: the next deploy must re-apply it.
             template_record.fingerprint = ""
-            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template.id}
+            template_record.outputs = {
+                **template_record.outputs,
+                "image": spec.image,
+                "template_id": template.id,
+                "release": spec.release,
+            }
+        endpoint_record = ledger.stages.get("endpoint")
+        if endpoint_record is not None:
+            # The release the endpoint runs now: what `rpdeploy smoke-test` checks for.
+            endpoint_record.outputs = {**endpoint_record.outputs, "release": spec.release}
         restore = config.backend is not None and bool(current.get("backend_backup"))
         # The backend's records stay true when its env is not restored (that deployment did not change it).
         for name in ("smoke-test", "integration-test", *(("backend-env", "backend-restart") if restore else ())):

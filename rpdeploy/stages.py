@@ -1049,7 +1049,6 @@ def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:
         "template_id": ctx.outputs.get("template", {}).get("template_id"),
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
         "backend_backup": ctx.outputs.get("backend-env", {}).get("backup") if "backend-env" in ran else None,
-        "release": ctx.outputs.get("template", {}).get("release"),
     }
     if not ledger.history or {k: v for k, v in ledger.history[-1].items() if k != "at"} != {
         k: v for k, v in entry.items() if k != "at"

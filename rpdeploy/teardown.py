@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 #: How long to wait for RunPod to release a template: its docs say up to 2 minutes.
 DEFAULT_WAIT = 180.0
 #: Ledger stages that describe the endpoint (or depend on it): void once it is deleted.
-DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test")
+DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test", "integration-test")
 _IN_USE = "in use"
 #: The longest pause between two deleteTemplate attempts, in seconds.
 POLL_CAP = 5.0
