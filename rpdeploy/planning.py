@@ -518,10 +518,8 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 "template_id": template.id,
                 "release": spec.release,
             }
-        endpoint_record = ledger.stages.get("endpoint")
-        if endpoint_record is not None:
-            # The release the endpoint runs now: what `rpdeploy smoke-test` checks for.
-            endpoint_record.outputs = {**endpoint_record.outputs, "release": spec.release}
+        # The release the endpoint runs now: what `rpdeploy smoke-test` checks for.
+        ledger.extra["release"] = spec.release
         restore = config.backend is not None and bool(current.get("backend_backup"))
         # The backend's records stay true when its env is not restored (that deployment did not change it).
         for name in ("smoke-test", "integration-test", *(("backend-env", "backend-restart") if restore else ())):

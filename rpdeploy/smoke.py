@@ -79,9 +79,11 @@ class SmokeSettings:
     #: /health every so often while /runsync holds, and while /status is polled.
     health_waiting: float = 10.0
     health_polling: float = 30.0
-    #: Pause before asking again after an answer from an old release, and between reads of
-    #: the rollout while waiting for it.
+    #: Pause before asking again after an answer from an old release (doubling with each one, up
+    #: to ``release_retry_max``: every question is a job, and a drain can take minutes), and
+    #: between reads of the rollout while waiting for it.
     release_retry: float = 1.0
+    release_retry_max: float = 8.0
     rollout_poll: float = 2.0
 
 
@@ -121,8 +123,9 @@ class ReleaseReport:
     """What the check proved about the release."""
 
     expected: str
-    #: "answers" (an answer named it), "rollout" (no old worker left, per the control plane), or
-    #: "nothing" (neither could tell: the endpoint answered, the release is not proven).
+    #: "answers" (an answer named it), "rollout" (no old worker left, per the control plane),
+    #: "nothing" (neither could tell: the endpoint answered, the release is not proven), or
+    #: "unanswered" (the check failed before any answer passed).
     proven_by: str
     old_answers: int = 0
     old_releases: tuple[str, ...] = ()
@@ -137,6 +140,7 @@ class ReleaseReport:
             "answers": "its own answers name it",
             "rollout": "no worker of an older version is left (the control plane's view; the answers name no release)",
             "nothing": "NOT proven: the answers name no release and the control plane cannot show the rollout",
+            "unanswered": "not proven: no answer passed the check",
         }[self.proven_by]
         out = [f"release {self.expected}: {proof}"]
         if self.old_answers:
@@ -535,12 +539,15 @@ class Runner:
         check = self.release
         while True:
             result = attempt()
-            if check is None or not result.passed:
+            if check is None:
                 return result
-            if self._accepts(result.release):
+            if result.passed and self._accepts(result.release):
                 if self.old_seen and self.new_at is None:
                     self.new_at = self.clock()
                 return result
+            if not result.passed and result.release in (None, check.expected):
+                return result  # the new release's own failure, or one no answer can place
+            # An old worker answered (in a shape of its own, even: a switch of method).
             self.old_answers += 1
             self.old_seen = True
             who = result.release or "a worker that names no release"
@@ -554,11 +561,12 @@ class Runner:
                     f"{name}: answered by {who}, not release {check.expected}: old workers are still serving; "
                     "asking again until the new release answers"
                 )
+            pause = min(self.settings.release_retry * 2 ** (self.old_answers - 1), self.settings.release_retry_max)
             with self.reporter.status(
                 f"{name}: waiting for release {check.expected} ({self.old_answers} answer(s) from the old "
                 f"release in {waited:.0f}s)"
             ):
-                self.sleep(min(self.settings.release_retry, max(self.remaining(), 0.0)))
+                self.sleep(min(pause, max(self.remaining(), 0.0)))
 
     def _never_answered(self, who: str, waited: float) -> str:
         check = self.release
@@ -585,7 +593,7 @@ class Runner:
         check = self.release
         if check is None:
             return None
-        proven = next((p for p in ("answers", "rollout", "nothing") if p in self.proofs), "nothing")
+        proven = next((p for p in ("answers", "rollout", "nothing") if p in self.proofs), "unanswered")
         notes = list(self.notes)
         if proven != "answers" and check.unnamed:
             notes.append(check.unnamed)
@@ -728,7 +736,7 @@ def _timed(
     try:
         answer, tokens, message = call()
     except (SmokeFailure, ApiError) as exc:
-        return CheckResult(name, False, runner.clock() - started, exc.message)
+        return CheckResult(name, False, runner.clock() - started, exc.message, release=named[-1] if named else None)
     seconds = runner.clock() - started
     rate = round(tokens / seconds, 1) if tokens and seconds > 0 else None
     return CheckResult(
@@ -794,10 +802,10 @@ def _openai_chat(runner: Runner, model: str) -> CheckResult:
             completion = _first(_openai_job(runner, "/v1/chat/completions", body))
         else:
             completion = runner.client.openai_chat(body, timeout=max(runner.remaining(), 5))
+        named.append(releases.from_openai(completion))
         if isinstance(completion, dict) and completion.get("error"):
             raise SmokeFailure(f"the worker returned an error: {output_error(completion)}")
         answer, tokens = _openai_answer(completion)
-        named.append(releases.from_openai(completion))
         return answer, tokens, "ok"
 
     return _timed(runner, "openai chat completion", call, named)
@@ -818,6 +826,7 @@ def _openai_stream(runner: Runner, model: str) -> CheckResult:
         else:
             payloads = list(runner.client.openai_chat_stream(body, timeout=max(runner.remaining(), 5)))
         events = parse_sse_json(payloads)
+        named.append(releases.from_stream(events))
         if not events or events[-1] != "[DONE]":
             raise SmokeFailure("the stream did not end with [DONE]")
         chunks = [e for e in events[:-1] if isinstance(e, dict)]
@@ -832,7 +841,6 @@ def _openai_stream(runner: Runner, model: str) -> CheckResult:
         if not text.strip():
             raise SmokeFailure("the streamed answer is empty")
         tokens = next((_usage_tokens(c.get("usage")) for c in reversed(chunks) if c.get("usage")), None)
-        named.append(releases.from_stream(chunks))
         return text, tokens, f"{len(chunks)} chunks"
 
     return _timed(runner, "openai streamed completion", call, named)

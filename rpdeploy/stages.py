@@ -438,6 +438,8 @@ def _template_run(ctx: Context) -> dict[str, Any]:
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
+    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
+    ctx.ledger.extra[RELEASE_KEY] = spec.release
     return {
         "template_id": template.id,
         "image": spec.image,
@@ -502,12 +504,7 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
         # nothing in deploy.yaml changed.
         gpu_ids=ctx.gpu_ids(),
     )
-    return {
-        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
-        "spec": spec.managed(),
-        # A new release is news for the endpoint's record too (it names the release it runs).
-        "release": ctx.outputs.get("template", {}).get("release"),
-    }
+    return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
 
 
 def _endpoint_run(ctx: Context) -> dict[str, Any]:
@@ -529,8 +526,6 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
     urls = endpoint_urls(ctx.config, endpoint.id, ctx.environ)
     return {
         "endpoint_id": endpoint.id,
-        # The release it runs now (what `rpdeploy smoke-test` checks for).
-        "release": ctx.outputs.get("template", {}).get("release"),
         "operation": operation.kind if operation else None,
         "urls": {"run": urls.run, "runsync": urls.runsync, "health": urls.health, "openai_base": urls.openai_base},
     }
@@ -825,6 +820,8 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
+#: ``Ledger.extra`` key: the release the endpoint's template names now (rpdeploy.release).
+RELEASE_KEY = "release"
 #: The seed's step number of each stage (the order they run in is STAGES').
 STEPS = {
     stage.name: stage.step or str(1 + sum(1 for earlier in STAGES[:index] if not earlier.step))

@@ -62,6 +62,7 @@ def forget_endpoint(ledger: Ledger) -> None:
     test (and a resumed deploy) to an endpoint that is gone."""
     for name in DELETED_STAGES:
         ledger.stages.pop(name, None)
+    ledger.extra.pop("release", None)  # the release the deleted endpoint ran (rpdeploy.release)
 
 
 def delete_deployment(

@@ -168,8 +168,10 @@ def test_lifecycle(
     assert (new_template["id"], new_endpoint["id"]) == (template["id"], endpoint["id"])  # updated in place
     if method == 2:
         # Your edit of handler.py is kept (the handler stage has nothing to write) and built.
+        # A new release: the endpoint check, and the test through the backend, run again.
         assert [seen[s] for s in names] == [
-            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "skipped", "skipped", "skipped", "done",
+            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "skipped", "done", "skipped", "skipped",
+            "done",
         ]  # fmt: skip
         engine.stop()
         assert "tag" in engine.actions() and engine.actions().count("push") == 1
@@ -273,7 +275,10 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert operation["changes"] == [{"field": "imageName", "old": b[0], "new": c[0]}]
+    # The image, and with it the release the template names (rpdeploy/release.py).
+    image_change, release_change = operation["changes"]
+    assert image_change == {"field": "imageName", "old": b[0], "new": c[0]}
+    assert release_change["field"] == "env.RPDEPLOY_RELEASE" and release_change["old"] != release_change["new"]
     assert plan["backend"]["changed"] is False
     assert f"imageName: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
 

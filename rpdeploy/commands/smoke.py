@@ -29,8 +29,8 @@ def _release_check(
     from rpdeploy.smoke import release_check
 
     ledger = Ledger.load(cfg.state_dir)
-    expected = ledger.output("endpoint", "release")
-    if not expected or ledger.output("endpoint", "endpoint_id") != endpoint_id:
+    expected = ledger.extra.get("release")
+    if not isinstance(expected, str) or ledger.output("endpoint", "endpoint_id") != endpoint_id:
         return None
     cp = stack.enter_context(connect(cfg))
     return release_check(cfg, str(expected), lambda: cp.rollout(endpoint_id))

@@ -32,10 +32,11 @@ MIN_RESTART = 1.0
 
 
 def start(worker: Worker, endpoint: Endpoint, template: Template | None, *, failing: bool) -> Worker:
-    """Give a new worker the endpoint's current release."""
+    """Give a new worker the endpoint's current release (an env the worker was started with is kept)."""
     worker.version = endpoint.version
     worker.image = template.image_name if template is not None else ""
-    worker.env = template.env_dict() if template is not None else {}
+    if not worker.env:
+        worker.env = template.env_dict() if template is not None else {}
     worker.failing = failing
     return worker
 
