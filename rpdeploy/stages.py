@@ -691,7 +691,7 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
         which = f"release {check.expected}" if check is not None else f"endpoint {endpoint_id}"
         cutover = " The backend was not touched." if ctx.config.backend is not None else ""
         raise SmokeTestError(
-            f"{which} failed the endpoint check: {failed.name}: {failed.message}.{cutover}",
+            f"{which} failed the endpoint check: {failed.name}: {failed.message.rstrip('.')}.{cutover}",
             hint="`rpdeploy status` shows the endpoint's workers; fix the cause and run `rpdeploy deploy` again (it "
             "resumes here)",
         )
