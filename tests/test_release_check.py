@@ -223,3 +223,29 @@ def test_answers_that_name_no_release_are_proven_by_the_rollout(
     # Every answer came from a new worker: the job waited for the rollout, not for an old worker.
     versions = {w["version"] for w in runpod_emulator.state.snapshot()["endpoints"][0]["workers"]}
     assert versions == {1}
+
+
+def test_plan_and_status_show_the_seeds_steps_and_where_the_check_runs(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+) -> None:
+    _edit(reference, "backend", host="deploy@example.invalid")  # a backend: stages 9, 10 and 11b appear
+    plan = json.loads(cli("plan", "--json").stdout)
+    steps = [(step["step"], step["name"]) for step in plan["steps"]]
+    assert steps == [
+        ("5", "account"), ("6", "template"), ("7", "gpu"), ("8", "endpoint"), ("11a", "smoke-test"),
+        ("9", "backend-env"), ("10", "backend-restart"), ("11b", "integration-test"),
+    ]  # fmt: skip
+    assert "(11a runs before 9: the backend is switched only to a release that answered)" in cli("plan").stdout
+    _edit(reference, "backend", host=None)
+    path = reference / "deploy.yaml"
+    document = yaml.safe_load(path.read_text())
+    del document["backend"]
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    cli("deploy")
+    status = json.loads(cli("status", "--json").stdout)
+    assert [(s["step"], s["name"], s["status"]) for s in status["stages"]][-2:] == [
+        ("8", "endpoint", "done"),
+        ("11a", "smoke-test", "done"),
+    ]
+    release = _smoke_output(reference)["release"]
+    assert f"release {release} checked by its own answers" in status["notes"]
