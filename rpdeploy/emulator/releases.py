@@ -13,7 +13,10 @@ explicit and testable:
 * when the endpoint's version moves on, its older workers are *stale*: replacements start at
   once, jobs go to a ready worker of the current version when there is one and to a stale one
   otherwise, and an idle stale worker stops once a current worker is ready (or after
-  ``grace`` seconds without one, or when workers_max is 0);
+  ``grace`` seconds without one, or when workers_max is 0). The docs say idle old workers
+  "are terminated immediately and replaced"; the emulator keeps them until a replacement is
+  ready instead, the widest reading of the "short overlap" the same page warns of, so that
+  tests meet the case a deploy must survive: an old worker answering after the update;
 * a release can fail to start (fault ``release_start_fail``): its workers end their cold start
   *unhealthy* instead of ready, stay so for ``restart`` seconds, are replaced, and fail again
   while the switch is on. Meanwhile the stale workers go on answering: exactly the case in
