@@ -131,7 +131,7 @@ def test_killed_when_a_stage_is_done(
     # what the re-run skips; it must include this stage and be a prefix of the procedure.
     recorded = ledger(kill_project).stages
     done = [s for s in ALL_STAGES if s in recorded and recorded[s].status == "done"]
-    assert stage in done and done == ALL_STAGES[: len(done)], done
+    assert stage in done and done == list(ALL_STAGES[: len(done)]), done
 
     seen = rerun(cli)
     assert [seen[s] for s in done] == ["skipped"] * len(done)
