@@ -20,6 +20,7 @@ Run it on your machine (needs a GPU, or a stand-in `vllm` package):
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -94,6 +95,7 @@ async def handler(job: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Load the model before taking jobs (in-process calls do not run the app's lifespan).
     api.load_engine()
     runpod.serverless.start({"handler": handler, "concurrency_modifier": lambda current: MAX_CONCURRENCY})
