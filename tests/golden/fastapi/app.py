@@ -112,12 +112,12 @@ def cached_snapshot(model: str, revision: str | None, cache_dir: str = MODEL_CAC
             commits = commits if len(commits) == 1 else []
         for commit in commits:
             snapshot = os.path.join(repo, "snapshots", commit)
-            if _complete(snapshot):
+            if _snapshot_complete(snapshot):
                 return snapshot
     return None
 
 
-def _complete(folder: str) -> bool:
+def _snapshot_complete(folder: str) -> bool:
     """Can vLLM load this snapshot without the Hub? config.json and every weight file it names."""
     if not os.path.isfile(os.path.join(folder, "config.json")):
         return False
