@@ -1134,6 +1134,7 @@ def check_deployment(
             warnings.append(f"{fit.summary}; vLLM may refuse to start if the estimate is off by a little")
         warnings.extend(fit.warnings)
     warnings.extend(cost.warnings)
+    warnings.extend(_token_warnings(config))
     return CheckResult(
         config=str(config.path),
         model=config.model.name,
@@ -1146,6 +1147,18 @@ def check_deployment(
         warnings=tuple(warnings),
         blocking=fit is not None and fit.verdict is Verdict.DOES_NOT_FIT,
     )
+
+
+def _token_warnings(config: Config) -> list[str]:
+    from rpdeploy.config import HfTokenDelivery
+
+    if config.model.hf_token is None or config.model.hf_token_delivery is not HfTokenDelivery.TEMPLATE_ENV:
+        return []
+    return [
+        "model.hf_token_delivery: template-env puts the Hugging Face token in the template env in plain text, "
+        "where RunPod's console shows it to everyone on the account; use it only if {{ RUNPOD_SECRET_... }} "
+        "references do not resolve on your serverless workers (RunPod documents them for Pods only)"
+    ]
 
 
 def _gib(value: float) -> str:

@@ -265,7 +265,7 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
     # Files, build args and platform, without asking the engine anything: an unchanged
     # worker folder is skipped with no docker call at all. (Inside the stage the build
     # plan also hashes the base image's id, which catches a re-pulled base.)
-    secret_names = ["HF_TOKEN"] if config.model.bake and config.model.hf_token is not None else []
+    secret_names = ["HF_TOKEN"] if config.model.downloads_at_build and config.model.hf_token is not None else []
     settings = {"BASE_IMAGE": config.image.base_image, "secrets": secret_names, "platform": config.image.platform}
     # Listing the context needs the docker SDK's .dockerignore matcher, and importing the SDK
     # (requests, paramiko) costs about 0.3 s: most of a no-change re-run. When no entry of the

@@ -19,6 +19,7 @@ import yaml
 from rpdeploy.config import WeightsSource, parse_config
 from rpdeploy.emulator import Emulator
 from rpdeploy.errors import ConfigError
+from rpdeploy.render import WorkerContext, render_worker
 from tests.conftest import CliRunnerFn, mutations
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"
@@ -62,6 +63,9 @@ def test_a_hub_model_is_cached_by_default_and_bake_stays_bake() -> None:
         parse_config(yaml.safe_dump(document(revision="v1.0"))).model.reference
         == f"https://huggingface.co/{MODEL}:v1.0"
     )
+    # weights: bake is bake: true (the Dockerfile downloads the model at build time).
+    chosen = WorkerContext.from_config(parse_config(yaml.safe_dump(document("custom-handler", weights="bake"))))
+    assert chosen.bake and "snapshot_download" in render_worker(chosen)["Dockerfile"]
 
 
 METHOD_1 = """\
