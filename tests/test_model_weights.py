@@ -268,3 +268,28 @@ def test_a_cold_start_over_seven_minutes_sets_runpod_init_timeout(
     assert "endpoint.init_timeout 120 s is shorter than the ~" in result.stderr
     [template] = runpod_emulator.state.snapshot()["templates"]
     assert {item["key"]: item["value"] for item in template["env"]}["RUNPOD_INIT_TIMEOUT"] == "120"
+
+
+# --- the HF token's secret ----------------------------------------------------------------------
+
+
+def test_a_refused_secret_operation_names_the_way_out(
+    cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_TOKEN", "hf_TEST_token_for_the_way_out_1234")
+    write(project, document(hf_token="HF_TOKEN"))
+    # As if RunPod did not answer `myself { secrets }` (only secretCreate/secretDelete are documented).
+    runpod_emulator.faults.graphql_errors(
+        count=None, message="Cannot query field 'secrets' on type 'User'.", operation="Secrets"
+    )
+    failed = json.loads(cli("endpoint", "create", "--json", expected_code=7).stdout)["error"]
+    assert failed["message"].startswith("cannot keep model.hf_token in the RunPod secret 'rpdeploy_qwen_hf_token': ")
+    assert "model.hf_token_delivery: template-env" in failed["hint"]
+    assert runpod_emulator.state.snapshot()["templates"] == []  # nothing referring to a missing secret
+    write(project, document(hf_token="HF_TOKEN", hf_token_delivery="template-env"))
+    result = cli("endpoint", "create")
+    [template] = runpod_emulator.state.snapshot()["templates"]
+    assert {e["key"]: e["value"] for e in template["env"]}[
+        "HUGGING_FACE_HUB_TOKEN"
+    ] == "hf_TEST_token_for_the_way_out_1234"
+    assert "hf_TEST_token_for_the_way_out_1234" not in result.stdout + result.stderr

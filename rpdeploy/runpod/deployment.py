@@ -761,13 +761,26 @@ def ensure_hf_secret(
     if wanted is None:
         return None, None
     name, token = wanted
-    if dry_run:
-        found = next((s for s in cp.list_secrets() if s.name == name), None)
-        if found is None:
-            return None, Operation("create-secret", name)
-        return found, Operation("update-secret", name) if refresh else None
-    description = f"Hugging Face token of rpdeploy deployment {config.deployment_mark} (model.hf_token)"
-    return ensure_secret(cp, name=name, value=token, refresh=refresh, description=description)
+    try:
+        if dry_run:
+            found = next((s for s in cp.list_secrets() if s.name == name), None)
+            if found is None:
+                return None, Operation("create-secret", name)
+            return found, Operation("update-secret", name) if refresh else None
+        description = f"Hugging Face token of rpdeploy deployment {config.deployment_mark} (model.hf_token)"
+        return ensure_secret(cp, name=name, value=token, refresh=refresh, description=description)
+    except AuthError:
+        raise
+    except ApiError as exc:
+        # Listing secrets and setting a value again are not in RunPod's docs (only create and
+        # delete are): if RunPod refuses them, say what the way out is.
+        raise ApiError(
+            f"cannot keep model.hf_token in the RunPod secret {name!r}: {exc.message}",
+            hint="RunPod documents only secretCreate and secretDelete; to go on without a secret, set "
+            "model.hf_token_delivery: template-env (the token then sits in the template env in plain text)",
+            status=exc.status,
+            retryable=exc.retryable,
+        ) from exc
 
 
 # --- delete -------------------------------------------------------------------------------
