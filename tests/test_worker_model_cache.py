@@ -111,6 +111,12 @@ def test_a_baked_model_is_loaded_from_the_image(project: tuple[int, Path], tmp_p
         log = running.log.read_text()
     assert json.loads((worker / "engine.json").read_text())["model"] == str(baked)
     assert f"model {MODEL}: loading the copy baked into the image at {baked}" in log
+    # A model named by its folder (a path in your own image) is loaded from there, not "downloaded".
+    with _start(worker, cache, MODEL_NAME=str(baked)) as running:
+        _ask(method, running.url)
+        log = running.log.read_text()
+    assert json.loads((worker / "engine.json").read_text())["model"] == str(baked)
+    assert "downloading" not in log and f"loading the copy baked into the image at {baked}" in log
 
 
 def _lookup(worker: Path, cache: Path, model: str, revision: str | None) -> str | None:

@@ -131,13 +131,15 @@ def _snapshot_complete(folder: str) -> bool:
 
 def model_location() -> tuple[str, str | None]:
     """What vLLM loads (a folder, or the repo id to download) and the revision to ask the Hub for."""
-    baked = _env("MODEL_PATH", "")
+    # MODEL_PATH: set by the Dockerfile of a baked image; a model name that is a folder is one too.
+    baked = _env("MODEL_PATH", "") or (MODEL_NAME if MODEL_NAME.startswith("/") else "")
     if baked:
         log.info("model %s: loading the copy baked into the image at %s", MODEL_NAME, baked)
         return baked, None
     snapshot = cached_snapshot(MODEL_NAME, MODEL_REVISION)
     if snapshot is not None:
-        # Nothing may ask the Hub for what is on disk: neither vLLM nor the processes it starts.
+        # vLLM gets the folder, so it has nothing to ask the Hub for; HF_HUB_OFFLINE=1 keeps the
+        # processes it starts offline too (huggingface_hub reads it when they import it).
         os.environ["HF_HUB_OFFLINE"] = "1"
         log.info("model %s: in the model cache at %s; loading it offline (HF_HUB_OFFLINE=1)", MODEL_NAME, snapshot)
         return snapshot, None
