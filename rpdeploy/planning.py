@@ -156,6 +156,7 @@ def make_plan(
             command="deploy",
             reporter=reporter,
             environ=environ,
+            init_timeout=check.cost.cold_start_plan.init_timeout,
         )
     endpoint = ensured.plan.endpoint
     live = ensured.plan.template
@@ -431,7 +432,14 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
     one further back (not forward again), and the backup it restores is the one the removed
     deployment made of its predecessor's env. The next ``deploy`` applies deploy.yaml again.
     """
-    from rpdeploy.runpod.deployment import apply_template, connect, find_endpoint, ownership, plan_template
+    from rpdeploy.runpod.deployment import (
+        apply_template,
+        connect,
+        estimated_init_timeout,
+        find_endpoint,
+        ownership,
+        plan_template,
+    )
 
     reporter = reporter or NullReporter()
     with DeployLock(config.state_dir, command="rollback"):
@@ -461,6 +469,8 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 owner=owner,
                 registry_auth_id=str(auth_id),
                 command="deploy",  # rollback takes no --adopt: deploy does the adopting
+                # The env deploy writes, RUNPOD_INIT_TIMEOUT included: only the image goes back.
+                init_timeout=estimated_init_timeout(config, reporter=reporter),
             )
             template = apply_template(cp, spec, live, reporter)
         # Recorded before the backend is touched: a failure there must not hide that the

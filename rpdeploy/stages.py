@@ -122,6 +122,25 @@ class Context:
             self._fit = check_deployment(self.config, reporter=self.reporter, environ=self.environ)
         return self._fit
 
+    def init_timeout(self) -> int | None:
+        """RUNPOD_INIT_TIMEOUT for the template (None: RunPod's default is enough).
+
+        From the cold-start estimate, which needs the model's size; an unchanged deploy.yaml reuses
+        what stage 7 recorded, so a re-run with nothing new does not look the model up again.
+        """
+        if self.config.endpoint.init_timeout is not None:
+            return self.config.endpoint.init_timeout
+        record = self.ledger.stages.get("gpu")
+        if (
+            record is not None
+            and record.status == "done"
+            and "init_timeout" in record.outputs
+            and record.fingerprint == fingerprint(_gpu_inputs(self))
+        ):
+            recorded = record.outputs["init_timeout"]
+            return int(recorded) if recorded is not None else None
+        return self.fit_check().cost.cold_start_plan.init_timeout
+
     def close(self) -> None:
         if self._cp is not None:
             self._cp.close()
@@ -249,7 +268,7 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
     # Files, build args and platform, without asking the engine anything: an unchanged
     # worker folder is skipped with no docker call at all. (Inside the stage the build
     # plan also hashes the base image's id, which catches a re-pulled base.)
-    secret_names = ["HF_TOKEN"] if config.model.bake and config.model.hf_token is not None else []
+    secret_names = ["HF_TOKEN"] if config.model.downloads_at_build and config.model.hf_token is not None else []
     settings = {"BASE_IMAGE": config.image.base_image, "secrets": secret_names, "platform": config.image.platform}
     # Listing the context needs the docker SDK's .dockerignore matcher, and importing the SDK
     # (requests, paramiko) costs about 0.3 s: most of a no-change re-run. When no entry of the
@@ -396,11 +415,15 @@ def _env_fingerprint(ctx: Context) -> dict[str, str]:
     from rpdeploy.runpod.deployment import resolve_env
 
     return {
-        var.key: digest(var.reveal()) if var.secret else var.reveal() for var in resolve_env(ctx.config, ctx.environ)
+        var.key: digest(var.reveal()) if var.secret else var.reveal()
+        for var in resolve_env(ctx.config, ctx.environ, init_timeout=ctx.init_timeout())
     }
 
 
 def _template_inputs(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.runpod.deployment import hf_token_secret
+
+    hf_secret = hf_token_secret(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
         "name": ctx.config.endpoint.template,
@@ -408,11 +431,12 @@ def _template_inputs(ctx: Context) -> dict[str, Any]:
         "env": _env_fingerprint(ctx),
         "disk": ctx.config.endpoint.container_disk_gb,
         "registry_auth_id": ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+        "hf_token_secret": None if hf_secret is None else [hf_secret[0], digest(hf_secret[1])],
     }
 
 
 def _template_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.runpod.deployment import apply_template, plan_template
+    from rpdeploy.runpod.deployment import apply_template, ensure_hf_secret, plan_template
 
     spec, live, operation = plan_template(
         ctx.config,
@@ -422,11 +446,25 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         owner=ctx.owner(),
         registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
         environ=ctx.environ,
+        init_timeout=ctx.init_timeout(),
     )
+    # model.hf_token as a RunPod secret: once the template is known to be ours, and before the
+    # template that references it is saved. The value cannot be read back, so it is sent again
+    # whenever this stage runs (the token changed, or the ledger is new).
+    secret, secret_op = ensure_hf_secret(ctx.cp(), ctx.config, refresh=True, environ=ctx.environ)
+    if secret_op is not None:
+        ctx.reporter.info(
+            f"{'Created' if secret_op.kind == 'create-secret' else 'Updated'} RunPod secret {secret_op.target!r}"
+        )
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
-    return {"template_id": template.id, "image": spec.image, "operation": operation.kind if operation else None}
+    return {
+        "template_id": template.id,
+        "image": spec.image,
+        "operation": operation.kind if operation else None,
+        "hf_token_secret": secret.name if secret else None,
+    }
 
 
 def _template_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
@@ -468,6 +506,9 @@ def _gpu_run(ctx: Context) -> dict[str, Any]:
         "fit": result.verdict,
         "kv_capacity_tokens": result.fit.kv_capacity_tokens if result.fit is not None else None,
         "floor_per_month": cost.floor_per_month,
+        "cold_start_seconds": round(cost.cold_start.seconds, 1),
+        "weights": cost.cold_start.strategy,
+        "init_timeout": cost.cold_start_plan.init_timeout,
         "warnings": list(result.warnings),
     }
 
@@ -485,7 +526,11 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
         # nothing in deploy.yaml changed.
         gpu_ids=ctx.gpu_ids(),
     )
-    return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
+    return {
+        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "spec": spec.managed(),
+        "gated": spec.gated(),
+    }
 
 
 def _endpoint_run(ctx: Context) -> dict[str, Any]:

@@ -116,6 +116,8 @@ MUTATIONS = frozenset(
         "DeleteTemplate",
         "SaveRegistryAuth",
         "UpdateRegistryAuth",
+        "SecretCreate",
+        "SecretValueUpdate",
     }
 )
 

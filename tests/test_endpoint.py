@@ -90,11 +90,15 @@ def errors_in(result: Result) -> list[str]:
 # --- the lifecycle ----------------------------------------------------------------------------
 
 
+#: The template env's reference to the RunPod secret rpdeploy keeps model.hf_token in.
+HF_REFERENCE = "{{ RUNPOD_SECRET_rpdeploy_qwen25_7b_instruct_hf_token }}"
+
+
 def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:
     created = cli("endpoint", "create", "--json")
     doc = document(created)
     assert doc["ok"] is True and doc["dry_run"] is False
-    assert [op["kind"] for op in doc["operations"]] == ["create-template", "create-endpoint"]
+    assert [op["kind"] for op in doc["operations"]] == ["create-secret", "create-template", "create-endpoint"]
     state = emulator.state.snapshot()
     [template], [endpoint] = state["templates"], state["endpoints"]
     result = doc["endpoint"]
@@ -110,17 +114,33 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
     }
     assert endpoint["templateId"] == template["id"] and endpoint["workersMax"] == 2
     env = {e["key"]: e["value"] for e in template["env"]}
-    assert env["HF_TOKEN"] == HF_TOKEN and env["APP_SECRET"] == APP_SECRET and env["GREETING"] == "hello"
-    # The dry-run style listing in the JSON masks secret values.
+    # The HF token is a RunPod secret the template env refers to, never a value in it.
+    assert env["HUGGING_FACE_HUB_TOKEN"] == HF_REFERENCE and "HF_TOKEN" not in env
+    assert HF_TOKEN not in json.dumps(template)
+    with emulator.state.lock:
+        assert [(s.name, s.value) for s in emulator.state.secrets.values()] == [
+            ("rpdeploy_qwen25_7b_instruct_hf_token", HF_TOKEN)
+        ]
+    assert state["secrets"][0]["name"] == "rpdeploy_qwen25_7b_instruct_hf_token" and HF_TOKEN not in json.dumps(state)
+    assert env["APP_SECRET"] == APP_SECRET and env["GREETING"] == "hello"
+    # The endpoint asks RunPod to cache the model (the ref comes back resolved to a commit).
+    [reference] = endpoint["modelReferences"]
+    repo, _, commit = reference.rpartition(":")
+    assert repo == "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct" and len(commit) == 40
+    # The dry-run style listing in the JSON masks secret values; a reference is not one.
     shown = {c["field"]: c["new"] for op in doc["operations"] for c in op["changes"]}
-    assert shown["env.HF_TOKEN"] == "****" and shown["env.APP_SECRET"] == "****" and shown["env.GREETING"] == "hello"
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert shown["env.HUGGING_FACE_HUB_TOKEN"] == HF_REFERENCE
+    assert shown["env.APP_SECRET"] == "****" and shown["env.GREETING"] == "hello"
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
+    [sent] = emulator.requests.graphql("SaveEndpoint")
+    assert sent.variables is not None
+    assert sent.variables["input"]["modelReferences"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
     text = cli("endpoint", "create").stdout  # a second run: found by name, nothing to send
     assert "unchanged" in text and f"id       {endpoint['id']}" in text and f"openai   {base}/openai/v1" in text
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
     rerun = document(cli("endpoint", "create", "--json"))
     assert rerun["operations"] == [] and rerun["endpoint"]["endpoint_id"] == endpoint["id"]
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
     assert len(emulator.state.snapshot()["endpoints"]) == 1 and len(emulator.state.snapshot()["templates"]) == 1
 
     before = stored_endpoint(emulator)
@@ -236,7 +256,8 @@ def test_delete_leaves_a_template_of_another_endpoint_alone(
     ours.mkdir()
     write_config(ours, template_name="shared-name")  # never deployed; its template name is taken
     assert cli("endpoint", "delete", "--yes", "--config", ours / "deploy.yaml").stdout.strip() == "Nothing to delete."
-    assert len(emulator.state.snapshot()["templates"]) == 1 and mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert len(emulator.state.snapshot()["templates"]) == 1
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
 
 
 def test_update_needs_an_existing_endpoint(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:
@@ -250,15 +271,20 @@ def test_dry_run_create_shows_the_operations_and_sends_nothing(
 ) -> None:
     doc = document(cli("endpoint", "create", "--dry-run", "--json"))
     assert doc["dry_run"] is True and doc["endpoint"] is None
-    [template_op, endpoint_op] = doc["operations"]
+    [secret_op, template_op, endpoint_op] = doc["operations"]
+    assert (secret_op["kind"], secret_op["target"]) == ("create-secret", "rpdeploy_qwen25_7b_instruct_hf_token")
     assert (template_op["kind"], template_op["target"]) == ("create-template", "qwen25-7b-instruct-template")
     assert (endpoint_op["kind"], endpoint_op["target"]) == ("create-endpoint", "qwen25-7b-instruct")
     fields = {c["field"]: c["new"] for c in endpoint_op["changes"]}
     assert fields["gpuIds"] == "AMPERE_24,-NVIDIA GeForce RTX 3090,-NVIDIA RTX A5000"
     assert fields["workersMax"] == 2 and fields["allowedCudaVersions"] == "13.0"
+    assert fields["modelReferences"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
     text = cli("endpoint", "create", "--dry-run")
-    assert text.stdout.startswith("Would send:\n  create-template 'qwen25-7b-instruct-template'")
-    assert "env.HF_TOKEN: (unset) -> '****'" in text.stdout
+    assert text.stdout.startswith(
+        "Would send:\n  create-secret 'rpdeploy_qwen25_7b_instruct_hf_token'\n"
+        "  create-template 'qwen25-7b-instruct-template'"
+    )
+    assert f"env.HUGGING_FACE_HUB_TOKEN: (unset) -> '{HF_REFERENCE}'" in text.stdout
     assert mutations(emulator) == []
     state = emulator.state.snapshot()
     assert state["templates"] == [] and state["endpoints"] == []
@@ -405,10 +431,11 @@ def test_read_only_key_exits_8_and_changes_nothing(cli: CliRunnerFn, config: Pat
     emulator.faults.read_only()
     cli("endpoint", "list")  # reads are allowed
     result = cli("endpoint", "create", expected_code=8)
-    assert errors_in(result) == ["Error: the API key is not allowed to run SaveTemplate (RunPod: Unauthorized)"]
+    # The HF token's secret goes first (the template refers to it): the first refusal stops everything.
+    assert errors_in(result) == ["Error: the API key is not allowed to run SecretCreate (RunPod: Unauthorized)"]
     assert "read/write access" in result.stderr
-    assert mutations(emulator) == ["SaveTemplate"]  # tried once, not retried
-    assert emulator.state.snapshot()["templates"] == []
+    assert mutations(emulator) == ["SecretCreate"]  # tried once, not retried
+    assert emulator.state.snapshot()["templates"] == [] and emulator.state.snapshot()["secrets"] == []
     no_secrets(emulator, result)
 
 
@@ -468,7 +495,7 @@ def test_a_validation_error_exits_7_with_one_clear_message(cli: CliRunnerFn, pro
     result = cli("endpoint", "create", expected_code=7)
     [error] = errors_in(result)
     assert error.startswith("Error: RunPod refused SaveEndpoint: Invalid allowedCudaVersions: '14.1' is not a CUDA")
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]  # the endpoint was not retried
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]  # the endpoint was not retried
     assert emulator.state.snapshot()["endpoints"] == []
     no_secrets(emulator, result)
     as_json = document(cli("endpoint", "create", "--json", expected_code=7))
@@ -506,7 +533,7 @@ def test_a_template_used_by_another_endpoint_is_left_alone(cli: CliRunnerFn, pro
         f"({emulator.state.snapshot()['endpoints'][0]['id']}), not by 'another-endpoint'"
     ]
     assert len(emulator.state.snapshot()["endpoints"]) == 1
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
 
 
 # --- the core, with a client timeout short enough to test -------------------------------------
@@ -556,12 +583,13 @@ def test_timeouts_retry_reads_never_mutations_and_a_rerun_does_not_duplicate(
     _until(lambda: len(emulator.state.snapshot()["endpoints"]) == 1)
     assert mutations(emulator) == ["SaveEndpoint"]
 
-    # A re-run finds both by name: no second template, no second endpoint, nothing sent.
+    # A re-run finds both by name: no second template, no second endpoint, nothing sent for them
+    # (only the HF token's secret, which apply_plan alone does not make).
     emulator.requests.clear()
-    assert document(cli("endpoint", "create", "--json"))["operations"] == []
+    assert [op["kind"] for op in document(cli("endpoint", "create", "--json"))["operations"]] == ["create-secret"]
     state = emulator.state.snapshot()
     assert len(state["templates"]) == 1 and len(state["endpoints"]) == 1
-    assert mutations(emulator) == []
+    assert mutations(emulator) == ["SecretCreate"]
 
 
 def test_a_server_error_on_a_mutation_is_not_retried(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:

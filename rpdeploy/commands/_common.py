@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 #: Where commands look for deploy.yaml (same as rpdeploy.config.DEFAULT_CONFIG, which this
 #: module must not import: pydantic would slow every `--help` down).
 DEFAULT_CONFIG = Path("deploy.yaml")
+#: The emulator's cold starts differ by where the weights come from, quickly: at 1/100 of
+#: RunPod's speed (rpdeploy.emulator.coldstart).
+EMULATOR_WEIGHTS_SCALE = 0.01
 
 ConfigOption = Annotated[
     Path,

@@ -42,6 +42,9 @@ class Emulator:
     ``gpu_pools`` is what ``serverlessGpuPools`` answers, ``[(pool id, [GPU type ids])]`` in
     order (default: RunPod's published pools; :meth:`set_gpu_pools` changes it). Per-endpoint
     timing goes through ``faults`` (``faults.cold_start(3, endpoint_id=...)``).
+    ``weights_scale`` adds the time a worker's weights take to its cold start, at that scale
+    of RunPod's speed (0: none; see ``emulator/coldstart.py``): a cached model is quick, a
+    download takes time in proportion to the model's size.
     """
 
     def __init__(
@@ -52,6 +55,7 @@ class Emulator:
         port: int = 0,
         runsync_wait: float = 90.0,
         cold_start: float = 0.5,
+        weights_scale: float = 0.0,
         execution_time: float = 0.1,
         concurrency: int = 4,
         template_delete_delay: float = TEMPLATE_DELETE_DELAY,
@@ -79,6 +83,7 @@ class Emulator:
             self.faults,
             FleetConfig(
                 cold_start=cold_start,
+                weights_scale=weights_scale,
                 execution_time=execution_time,
                 concurrency=concurrency,
                 run_retention=run_retention,

@@ -74,6 +74,20 @@ class NetworkVolume:
     name: str
     size: int
     data_center_id: str
+    #: Models a worker downloaded onto it, and when each is complete (emulator clock).
+    models: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AccountSecret:
+    """An account secret. Its value never leaves the emulator except into a worker's env."""
+
+    id: str
+    name: str
+    value: str = field(repr=False)
+    description: str | None = None
+    created_at: str = field(default_factory=ids.timestamp)
+    updated_at: str | None = None
 
 
 class JobStatus(str, Enum):
@@ -169,6 +183,11 @@ class Worker:
     ready: bool = False  # cold start over (set by the fleet when it replays that event)
     jobs: set[str] = field(default_factory=set)
     idle_since: float | None = None
+    #: The env it started with: the template's, RunPod secret references replaced by their values.
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Where its weights came from (emulator/coldstart.py) and why it cannot run jobs, if so.
+    weights: str = ""
+    start_error: str | None = None
 
     @property
     def status(self) -> str:
@@ -242,6 +261,7 @@ class EmulatorState:
         self.endpoints: dict[str, Endpoint] = {}
         self.registry_auths: dict[str, RegistryAuth] = {}
         self.network_volumes: dict[str, NetworkVolume] = {}
+        self.secrets: dict[str, AccountSecret] = {}
         self.jobs: dict[str, Job] = {}
         # Set by the fleet: brings workers and jobs up to the clock before a read.
         self.advance: Callable[[], None] = lambda: None
@@ -252,6 +272,7 @@ class EmulatorState:
             self.endpoints.clear()
             self.registry_auths.clear()
             self.network_volumes.clear()
+            self.secrets.clear()
             self.jobs.clear()
             self.changed.notify_all()
 
@@ -291,6 +312,7 @@ class EmulatorState:
                     {"id": r.id, "name": r.name, "username": r.username} for r in self.registry_auths.values()
                 ],
                 "networkVolumes": [network_volume_dict(v) for v in self.network_volumes.values()],
+                "secrets": [secret_dict(s) for s in self.secrets.values()],
                 "jobs": [
                     {**job.body(), "endpointId": job.endpoint_id, "input": job.input} for job in self.jobs.values()
                 ],
@@ -392,4 +414,18 @@ def worker_dict(worker: Worker) -> dict[str, Any]:
         "status": worker.status,
         "jobs": sorted(worker.jobs),
         "concurrency": worker.concurrency,
+        "weights": worker.weights,
+    }
+
+
+def secret_dict(secret: AccountSecret) -> dict[str, Any]:
+    """A secret as RunPod shows it: metadata, never the value (the Secret type has no value field)."""
+    return {
+        "id": secret.id,
+        "name": secret.name,
+        "description": secret.description,
+        "createdAt": secret.created_at,
+        "updatedAt": secret.updated_at,
+        "lastRetrievedAt": None,
+        "lastUpdatedAt": secret.updated_at,
     }

@@ -27,8 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rpdeploy.emulator import coldstart, ids, model
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids, model
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.state import EmulatorState, Endpoint, Job, JobStatus, Worker
 
@@ -38,7 +38,10 @@ DEFAULT_EXECUTION_TIMEOUT_MS = 600_000  # endpoint default: 600 s
 
 @dataclass(frozen=True)
 class FleetConfig:
-    cold_start: float = 0.5  # seconds a new worker initializes
+    cold_start: float = 0.5  # seconds a new worker initializes (image pull and engine start)
+    #: Scale of the seconds a worker's weights take on top (emulator/coldstart.py): 0 leaves
+    #: them out, 1 is RunPod's speed as rpdeploy estimates it.
+    weights_scale: float = 0.0
     execution_time: float = 0.1  # seconds a job runs
     concurrency: int = 4  # jobs one worker runs at once
     run_retention: float = 30 * 60.0  # a finished /run job answers /status this long
@@ -181,11 +184,22 @@ class Fleet:
             coming += worker.concurrency
 
     def _new_worker(self, endpoint: Endpoint, now: float) -> Worker:
+        start = coldstart.worker_start(self.state, endpoint, now, self.config.weights_scale)
         cold = self.faults.take(fault_names.COLD_START, endpoint_id=endpoint.id)
-        cold_start = cold.seconds if cold is not None and cold.seconds is not None else self.config.cold_start
+        if cold is not None and cold.seconds is not None:
+            cold_start = cold.seconds
+        else:
+            cold_start = self.config.cold_start + start.weights_seconds
         limit = self.faults.peek(fault_names.CONCURRENCY, endpoint_id=endpoint.id)
         concurrency = limit.value if limit is not None and limit.value else self.config.concurrency
-        return Worker(id=ids.worker_id(), ready_at=now + cold_start, concurrency=concurrency)
+        return Worker(
+            id=ids.worker_id(),
+            ready_at=now + cold_start,
+            concurrency=concurrency,
+            env=start.env,
+            weights=start.weights,
+            start_error=start.error,
+        )
 
     def _start(self, endpoint: Endpoint, worker: Worker, job: Job, now: float) -> None:
         job.status = JobStatus.IN_PROGRESS
@@ -197,11 +211,13 @@ class Fleet:
             timing.seconds if timing is not None and timing.seconds is not None else self.config.execution_time
         )
         job.run_until = None if job.fault == fault_names.JOB_HANG else now + job.run_time
-        job.result = self._compute(endpoint, job)
+        job.result = self._compute(endpoint, job, worker)
 
-    def _compute(self, endpoint: Endpoint, job: Job) -> model.HandlerResult | None:
+    def _compute(self, endpoint: Endpoint, job: Job, worker: Worker | None = None) -> model.HandlerResult | None:
         if job.fault == fault_names.JOB_HANG:
             return None
+        if worker is not None and worker.start_error is not None:
+            return model.HandlerResult(error=worker.start_error)
         message = job.fault_message or fault_names.WORKER_FAILURE
         if job.fault == fault_names.JOB_FAIL:
             return model.HandlerResult(error=message)
@@ -209,7 +225,8 @@ class Fleet:
             output = model.worker_error_output(message)
             return model.HandlerResult(output=output, chunks=(output,), http_status=500)
         template = self.state.templates.get(endpoint.template_id)
-        env = template.env_dict() if template else {}
+        # The env the worker started with (secrets substituted), as on RunPod.
+        env = worker.env if worker is not None else template.env_dict() if template else {}
         kind = model.worker_kind(template.image_name if template else "")
         try:
             return model.run_job(kind, model.served_model_name(kind, env), job.input, env)

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from rpdeploy.errors import ApiError, AuthError
 from rpdeploy.runpod import graphql_ops as ops
-from rpdeploy.runpod.models import Account, Endpoint, EndpointSpec, RegistryAuth, Template, TemplateSpec
+from rpdeploy.runpod.models import (
+    Account,
+    AccountSecret,
+    Endpoint,
+    EndpointSpec,
+    RegistryAuth,
+    Template,
+    TemplateSpec,
+)
 from rpdeploy.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -67,6 +75,12 @@ class ControlPlane(Protocol):
     def save_registry_auth(self, name: str, username: str, password: Secret) -> RegistryAuth: ...
 
     def update_registry_auth(self, auth_id: str, username: str, password: Secret) -> RegistryAuth: ...
+
+    def list_secrets(self) -> list[AccountSecret]: ...
+
+    def create_secret(self, name: str, value: Secret, *, description: str = "") -> AccountSecret: ...
+
+    def update_secret_value(self, secret_id: str, value: Secret) -> AccountSecret: ...
 
 
 def _template_input(spec: TemplateSpec, template: Template | None) -> dict[str, Any]:
@@ -282,7 +296,7 @@ class GraphQLControlPlane:
         return Endpoint.from_api(found) if found else None
 
     def create_endpoint(self, spec: EndpointSpec) -> Endpoint:
-        data = self._execute(ops.SAVE_ENDPOINT, {"input": spec.managed()}, operation="SaveEndpoint", mutation=True)
+        data = self._execute(ops.SAVE_ENDPOINT, {"input": spec.create_input()}, operation="SaveEndpoint", mutation=True)
         saved = (data or {}).get("saveEndpoint")
         if not saved:
             raise ApiError(f"RunPod returned no endpoint for {spec.name!r}")
@@ -336,6 +350,34 @@ class GraphQLControlPlane:
         )
         saved = (data or {}).get("updateRegistryAuth") or {}
         return RegistryAuth(id=str(saved.get("id") or auth_id), name=str(saved.get("name") or ""))
+
+    # --- account secrets ------------------------------------------------------------
+    # Values go out, never come back: the Secret type has no value field.
+
+    def list_secrets(self) -> list[AccountSecret]:
+        data = self._execute(ops.LIST_SECRETS, {}, operation="Secrets", mutation=False)
+        found = ((data or {}).get("myself") or {}).get("secrets") or []
+        return [AccountSecret(id=str(s["id"]), name=str(s.get("name") or "")) for s in found if s and s.get("id")]
+
+    def create_secret(self, name: str, value: Secret, *, description: str = "") -> AccountSecret:
+        variables: dict[str, Any] = {"name": name, "value": value.reveal()}
+        if description:
+            variables["description"] = description
+        data = self._execute(ops.SECRET_CREATE, {"input": variables}, operation="SecretCreate", mutation=True)
+        saved = (data or {}).get("secretCreate") or {}
+        if not saved.get("id"):
+            raise ApiError(f"RunPod returned no secret for {name!r}")
+        return AccountSecret(id=str(saved["id"]), name=str(saved.get("name") or name))
+
+    def update_secret_value(self, secret_id: str, value: Secret) -> AccountSecret:
+        data = self._execute(
+            ops.SECRET_VALUE_UPDATE,
+            {"input": {"id": secret_id, "value": value.reveal()}},
+            operation="SecretValueUpdate",
+            mutation=True,
+        )
+        saved = (data or {}).get("secretValueUpdate") or {}
+        return AccountSecret(id=str(saved.get("id") or secret_id), name=str(saved.get("name") or ""))
 
 
 def _error_messages(payload: Any) -> list[str]:

@@ -21,6 +21,7 @@ from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.runpod.models import (
+    AccountSecret,
     Endpoint,
     EndpointSpec,
     EnvVar,
@@ -44,10 +45,19 @@ MARK_KEY = "RPDEPLOY_DEPLOYMENT"
 #: The ledger's record of a delete under way (``Ledger.extra``): what it deletes and how far
 #: it got, so a delete killed halfway resumes on the same objects.
 PENDING_DELETE = "deleting"
+#: The env var that carries the Hugging Face token to the workers. Not HF_TOKEN: worker-vllm
+#: v2.25.2 turns every env var named like a `vllm serve` flag into that flag, HF_TOKEN into
+#: `--hf-token <token>` (src/args_builder.py VALUE_FLAGS), and logs the whole argv at INFO
+#: (src/main.py start_vllm), and vLLM logs it again among its non-default args. huggingface_hub
+#: reads this name itself when HF_TOKEN is unset (src/huggingface_hub/utils/_auth.py,
+#: _get_token_from_environment), and it is no flag's name, so it stays in the environment.
+HF_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
 
 OperationKind = Literal[
     "create-registry-auth",
     "update-registry-auth",
+    "create-secret",
+    "update-secret",
     "create-template",
     "update-template",
     "create-endpoint",
@@ -151,15 +161,69 @@ def model_env(config: Config) -> list[EnvVar]:
         env.append(EnvVar("TRUST_REMOTE_CODE", "true"))
     if model.enforce_eager:
         env.append(EnvVar("ENFORCE_EAGER", "true"))
+    env.extend(weights_env(config))
     return env
 
 
-def resolve_env(config: Config, environ: Mapping[str, str] | None = None) -> tuple[EnvVar, ...]:
-    """Everything the workers get: model settings, the HF token, endpoint.env (secrets resolved)."""
+def weights_env(config: Config) -> list[EnvVar]:
+    """Where the workers find the weights, for the strategies that need telling.
+
+    Cached models need nothing: worker-vllm's image sets HF_HOME to RunPod's cache folder
+    (worker-vllm v2.25.2 Dockerfile), and our workers look there first (settings.py). Our
+    workers keep a network-volume download on the volume; a baked model is in the image.
+    """
+    from rpdeploy.config import RUNPOD_MODEL_CACHE, WeightsSource
+
+    source = config.model.weights_source
+    if not config.method.builds_image:
+        return []
+    if source is WeightsSource.NETWORK_VOLUME:
+        return [EnvVar("HF_HUB_CACHE", RUNPOD_MODEL_CACHE)]
+    if config.model.downloads_at_build:
+        return [EnvVar("MODEL_PATH", BAKED_MODEL_PATH)]
+    return []
+
+
+#: Where the Dockerfile puts a baked model (templates/worker/common/Dockerfile.j2).
+BAKED_MODEL_PATH = "/models/model"
+
+
+def secret_reference(name: str) -> str:
+    """A template env value RunPod replaces with the secret's value when a worker starts (docs
+    pods/templates/secrets.mdx: ``{{ RUNPOD_SECRET_secret_name }}``; for serverless workers this
+    is not documented, see README)."""
+    return "{{ RUNPOD_SECRET_" + name + " }}"
+
+
+def hf_token_secret(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, Secret] | None:
+    """The RunPod secret rpdeploy keeps model.hf_token in: (name, value); None when there is none."""
+    from rpdeploy.config import HfTokenDelivery
+
+    model = config.model
+    if model.hf_token is None or model.hf_token_delivery is not HfTokenDelivery.SECRET:
+        return None
+    token = model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+    return config.hf_token_secret_name, token
+
+
+def resolve_env(
+    config: Config, environ: Mapping[str, str] | None = None, *, init_timeout: int | None = None
+) -> tuple[EnvVar, ...]:
+    """Everything the workers get: model settings, the HF token (a reference to its RunPod secret),
+    RUNPOD_INIT_TIMEOUT when the cold start needs longer than RunPod's default, endpoint.env
+    (secrets resolved)."""
+    from rpdeploy.config import HfTokenDelivery
+
     env = model_env(config)
-    if config.model.hf_token is not None:
-        token = config.model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
-        env.append(EnvVar("HF_TOKEN", token))
+    model = config.model
+    if model.hf_token is not None:
+        if model.hf_token_delivery is HfTokenDelivery.SECRET:
+            env.append(EnvVar(HF_TOKEN_ENV, secret_reference(config.hf_token_secret_name)))
+        else:
+            token = model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+            env.append(EnvVar(HF_TOKEN_ENV, token))
+    if init_timeout is not None:
+        env.append(EnvVar("RUNPOD_INIT_TIMEOUT", str(init_timeout)))
     for key, value in config.endpoint.env.items():
         if isinstance(value, str):
             env.append(EnvVar(key, value))
@@ -184,12 +248,17 @@ def worker_image(config: Config, image: str | None) -> str:
 
 
 def desired_template(
-    config: Config, *, image: str, registry_auth_id: str = "", environ: Mapping[str, str] | None = None
+    config: Config,
+    *,
+    image: str,
+    registry_auth_id: str = "",
+    environ: Mapping[str, str] | None = None,
+    init_timeout: int | None = None,
 ) -> TemplateSpec:
     return TemplateSpec(
         name=config.endpoint.template,
         image=image,
-        env=resolve_env(config, environ),
+        env=resolve_env(config, environ, init_timeout=init_timeout),
         container_disk_gb=config.endpoint.container_disk_gb,
         registry_auth_id=registry_auth_id,
         readme=f"Managed by rpdeploy {__version__} ({config.method.value}, {config.model.name}). "
@@ -213,7 +282,33 @@ def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> Endpo
         execution_timeout_ms=endpoint.execution_timeout * 1000,
         allowed_cuda_versions=",".join(config.cuda_versions()),
         locations=",".join(endpoint.locations),
+        **weights_endpoint_fields(config),
     )
+
+
+def weights_endpoint_fields(config: Config) -> dict[str, Any]:
+    """The endpoint side of model.weights: the cached model's reference (one per endpoint; none for
+    the other strategies) and, for network-volume, the volume. A volume is left as it is otherwise."""
+    from rpdeploy.config import WeightsSource
+
+    source = config.model.weights_source
+    fields: dict[str, Any] = {"model_references": (config.model.reference,) if source is WeightsSource.CACHED else ()}
+    if source is WeightsSource.NETWORK_VOLUME and config.endpoint.network_volume_id:
+        fields["network_volume_ids"] = (config.endpoint.network_volume_id,)
+    return fields
+
+
+def estimated_init_timeout(
+    config: Config, *, reporter: Reporter | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """RUNPOD_INIT_TIMEOUT for the template: endpoint.init_timeout, else from the cold-start estimate
+    (which needs the model's size: the fit check's architecture lookup)."""
+    if config.endpoint.init_timeout is not None:
+        return config.endpoint.init_timeout
+    from rpdeploy.fit import check_deployment
+
+    check = check_deployment(config, reporter=reporter or NullReporter(), environ=environ)
+    return check.cost.cold_start_plan.init_timeout
 
 
 def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> str:
@@ -428,11 +523,18 @@ def _same(key: str, old: Any, new: Any) -> bool:
 
 def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
     current = live.managed()
-    return [
+    changes = [
         FieldChange(key, current.get(key), value)
         for key, value in spec.managed().items()
         if not _same(key, current.get(key), value)
     ]
+    gated = live.gated_changes(spec)
+    if "modelReferences" in gated:
+        changes.append(FieldChange("modelReferences", list(live.model_references()), gated["modelReferences"]))
+    if "networkVolumeIds" in gated:
+        wanted = [v["networkVolumeId"] for v in gated["networkVolumeIds"]]
+        changes.append(FieldChange("networkVolumeIds", list(live.network_volume_ids()), wanted))
+    return changes
 
 
 def plan_template(
@@ -445,6 +547,7 @@ def plan_template(
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
     command: str = "deploy",
+    init_timeout: int | None = None,
 ) -> tuple[TemplateSpec, Template | None, Operation | None]:
     """The template we want, the one RunPod has (found by name), and the mutation between them.
 
@@ -452,7 +555,9 @@ def plan_template(
     nothing is created before that is known.
     """
     templates, endpoints = list(templates), list(endpoints)
-    spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
+    spec = desired_template(
+        config, image=image, registry_auth_id=registry_auth_id, environ=environ, init_timeout=init_timeout
+    )
     template = find_template(templates, spec.name)
     ours = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     check_ownership(owner, endpoint=ours, template=template, templates=templates, command=command)
@@ -490,7 +595,7 @@ def plan_endpoint_only(
     spec = desired_endpoint(config, template_id=template_id, gpu_ids=gpu_ids)
     endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     if endpoint is None:
-        shown = tuple(FieldChange(k, None, v) for k, v in spec.managed().items())
+        shown = tuple(FieldChange(k, None, v) for k, v in spec.create_input().items())
         return spec, None, Operation("create-endpoint", spec.name, shown)
     check_ownership(owner, endpoint=endpoint, template=None, templates=templates, command=command)
     changes = endpoint_changes(endpoint, spec)
@@ -509,6 +614,7 @@ def plan_endpoint(
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
     command: str = "deploy",
+    init_timeout: int | None = None,
 ) -> EndpointPlan:
     """Read what exists and work out the mutations that make RunPod match deploy.yaml."""
     endpoints = cp.list_endpoints()
@@ -522,6 +628,7 @@ def plan_endpoint(
         registry_auth_id=registry_auth_id,
         environ=environ,
         command=command,
+        init_timeout=init_timeout,
     )
     endpoint_spec, endpoint, endpoint_op = plan_endpoint_only(
         config,
@@ -627,6 +734,56 @@ def ensure_registry_auth(
     return existing, None
 
 
+# --- account secrets ----------------------------------------------------------------------
+
+
+def ensure_secret(
+    cp: ControlPlane, *, name: str, value: Secret, refresh: bool, description: str = ""
+) -> tuple[AccountSecret, Operation | None]:
+    """Find the account secret by name (create it if missing; set its value again when ``refresh``).
+
+    The value is never read back (RunPod has no way to), so whether it changed is the caller's
+    call, as for registry credentials: the deploy ledger refreshes it when the token's
+    fingerprint changed.
+    """
+    existing = next((s for s in cp.list_secrets() if s.name == name), None)
+    if existing is None:
+        return cp.create_secret(name, value, description=description), Operation("create-secret", name)
+    if refresh:
+        return cp.update_secret_value(existing.id, value), Operation("update-secret", name)
+    return existing, None
+
+
+def ensure_hf_secret(
+    cp: ControlPlane, config: Config, *, refresh: bool, dry_run: bool = False, environ: Mapping[str, str] | None = None
+) -> tuple[AccountSecret | None, Operation | None]:
+    """The RunPod secret the template env references for model.hf_token (None when not used)."""
+    wanted = hf_token_secret(config, environ)
+    if wanted is None:
+        return None, None
+    name, token = wanted
+    try:
+        if dry_run:
+            found = next((s for s in cp.list_secrets() if s.name == name), None)
+            if found is None:
+                return None, Operation("create-secret", name)
+            return found, Operation("update-secret", name) if refresh else None
+        description = f"Hugging Face token of rpdeploy deployment {config.deployment_mark} (model.hf_token)"
+        return ensure_secret(cp, name=name, value=token, refresh=refresh, description=description)
+    except AuthError:
+        raise
+    except ApiError as exc:
+        # Listing secrets and setting a value again are not in RunPod's docs (only create and
+        # delete are): if RunPod refuses them, say what the way out is.
+        raise ApiError(
+            f"cannot keep model.hf_token in the RunPod secret {name!r}: {exc.message}",
+            hint="RunPod documents only secretCreate and secretDelete; to go on without a secret, set "
+            "model.hf_token_delivery: template-env (the token then sits in the template env in plain text)",
+            status=exc.status,
+            retryable=exc.retryable,
+        ) from exc
+
+
 # --- delete -------------------------------------------------------------------------------
 
 
@@ -721,10 +878,11 @@ class EnsureResult:
     plan: EndpointPlan
     result: EndpointResult | None  # None for a dry run
     registry_operation: Operation | None = None
+    secret_operation: Operation | None = None
 
     @property
     def operations(self) -> tuple[Operation, ...]:
-        extra = (self.registry_operation,) if self.registry_operation else ()
+        extra = tuple(op for op in (self.registry_operation, self.secret_operation) if op is not None)
         return extra + self.plan.operations
 
 
@@ -750,11 +908,19 @@ def ensure_endpoint(
     command: str = "endpoint create",
     reporter: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
+    refresh_secret: bool = False,
+    init_timeout: int | Literal["estimate"] | None = "estimate",
 ) -> EnsureResult:
-    """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes)."""
+    """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes).
+
+    ``init_timeout``: RUNPOD_INIT_TIMEOUT for the template, or "estimate" to work it out here
+    (:func:`estimated_init_timeout`), so every command writes the template deploy would.
+    """
     reporter = reporter or NullReporter()
     owner = owner or ownership(config)
     run_image = worker_image(config, image)
+    if init_timeout == "estimate":
+        init_timeout = estimated_init_timeout(config, reporter=reporter, environ=environ)
     gpu_ids = resolve_gpu_ids(cp, config, reporter)
     auth_id, auth_op = "", None
     credentials = registry_credentials(config, environ)
@@ -782,12 +948,15 @@ def ensure_endpoint(
         registry_auth_id=auth_id,
         environ=environ,
         command=command,
+        init_timeout=init_timeout,
     )
     if require_existing and plan.endpoint is None:
         raise ApiError(
             f"no endpoint named {config.endpoint.name!r} exists yet",
             hint="create it with `rpdeploy endpoint create` (or `rpdeploy deploy`)",
         )
+    # The secret before the template that references it (a worker started in between would fail).
+    _, secret_op = ensure_hf_secret(cp, config, refresh=refresh_secret, dry_run=dry_run, environ=environ)
     if dry_run:
-        return EnsureResult(plan, None, auth_op)
-    return EnsureResult(plan, apply_plan(cp, plan, config, reporter), auth_op)
+        return EnsureResult(plan, None, auth_op, secret_op)
+    return EnsureResult(plan, apply_plan(cp, plan, config, reporter), auth_op, secret_op)

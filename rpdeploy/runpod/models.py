@@ -7,11 +7,16 @@ network volume attached in the console, model references...) must be sent back a
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from rpdeploy.secrets import MASK, SECRET_NAME, Secret
+
+#: A template env value that names a RunPod secret instead of holding one (docs pods/templates/secrets.mdx).
+SECRET_REFERENCE = re.compile(r"^\{\{ RUNPOD_SECRET_[A-Za-z0-9_]{1,64} \}\}$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)
@@ -21,7 +26,10 @@ class EnvVar:
 
     @property
     def secret(self) -> bool:
-        return isinstance(self.value, Secret) or bool(SECRET_NAME.search(self.key))
+        if isinstance(self.value, Secret):
+            return True
+        # A reference to a RunPod secret is not one: it can be shown, and it is what the plan compares.
+        return bool(SECRET_NAME.search(self.key)) and not SECRET_REFERENCE.match(self.value)
 
     def reveal(self) -> str:
         return self.value.reveal() if isinstance(self.value, Secret) else self.value
@@ -96,6 +104,23 @@ class EndpointSpec:
     execution_timeout_ms: int
     allowed_cuda_versions: str
     locations: str
+    #: RunPod's cached model (``modelReferences``): () for none; None leaves RunPod's as they are.
+    model_references: tuple[str, ...] | None = None
+    #: Network volumes (``networkVolumeIds``); None leaves RunPod's as they are.
+    network_volume_ids: tuple[str, ...] | None = None
+
+    def gated(self) -> dict[str, Any]:
+        """The fields RunPod writes only when an input carries them (see below), in GraphQL's shape."""
+        data: dict[str, Any] = {}
+        if self.model_references is not None:
+            data["modelReferences"] = list(self.model_references)
+        if self.network_volume_ids is not None:
+            data["networkVolumeIds"] = [{"networkVolumeId": volume} for volume in self.network_volume_ids]
+        return data
+
+    def create_input(self) -> dict[str, Any]:
+        """The object for ``saveEndpoint`` without an id: the managed fields and the gated ones that are set."""
+        return {**self.managed(), **{key: value for key, value in self.gated().items() if value}}
 
     def managed(self) -> dict[str, Any]:
         """The managed fields in GraphQL's names: what a diff compares and an update sends."""
@@ -121,11 +146,39 @@ class EndpointSpec:
 # defaults (idleTimeout, scalerValue, workersMin/Max, gpuCount, scalerType) and a null for
 # instanceIds and locations are written when left out, so those must be sent; requestTTL
 # must be sent too, or its absence counts as a change and rolls the workers. The fields
-# written only when present (modelReferences, compliance, networkVolumeIds, type) are left
-# out on purpose: echoing them does harm (`[]` model references clears them and rolls the
-# workers; a volume echo creates rows). templateId acts only on create: a template change
+# written only when present (modelReferences, compliance, networkVolumeIds, type) are never
+# echoed: echoing does harm. For modelReferences (gated on `!== undefined`): `[]` clears them,
+# strips MODEL_NAME/MODEL_NAMES from the endpoint's env and rolls the workers, and a non-empty
+# list re-validates every reference without the Hugging Face token the console holds, so a
+# gated model fails the write; a volume echo creates rows and bumps the release. So rpdeploy
+# sends modelReferences and networkVolumeIds only when deploy.yaml wants them different from
+# what RunPod has (:func:`gated_changes`). templateId acts only on create: a template change
 # goes through updateEndpointTemplate.
 _ECHOED_ENDPOINT_FIELDS = ("minCudaVersion", "requestTTL")
+
+
+def _reference_parts(reference: str) -> tuple[str, str]:
+    """``https://huggingface.co/ORG/NAME:REF`` as (repo, ref); the repo compared case-insensitively."""
+    repo, _, ref = reference.rpartition(":") if reference.count(":") > 1 else (reference, "", "")
+    return repo.lower(), ref
+
+
+def same_references(live: tuple[str, ...], wanted: tuple[str, ...]) -> bool:
+    """Do RunPod's model references already say what deploy.yaml wants?
+
+    RunPod answers a reference with its ref resolved to a commit (runpodctl e2e/cli_test.go:
+    ``:main`` comes back as ``:<sha>``), so a wanted branch or tag matches any commit of the same
+    repo; a wanted commit must match exactly.
+    """
+    if len(live) != len(wanted):
+        return False
+    for have, want in zip(sorted(live), sorted(wanted), strict=True):
+        (have_repo, have_ref), (want_repo, want_ref) = _reference_parts(have), _reference_parts(want)
+        if have_repo != want_repo:
+            return False
+        if have_ref != want_ref and (_COMMIT.match(want_ref) or not _COMMIT.match(have_ref)):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -171,9 +224,34 @@ class Endpoint:
             "locations": raw.get("locations") or "",
         }
 
+    def model_references(self) -> tuple[str, ...]:
+        return tuple(str(r) for r in self.raw.get("modelReferences") or () if r)
+
+    def network_volume_ids(self) -> tuple[str, ...]:
+        ids = [
+            str(v.get("networkVolumeId"))
+            for v in self.raw.get("networkVolumeIds") or ()
+            if v and v.get("networkVolumeId")
+        ]
+        legacy = self.raw.get("networkVolumeId")
+        if legacy and str(legacy) not in ids:
+            ids.append(str(legacy))
+        return tuple(ids)
+
+    def gated_changes(self, spec: EndpointSpec) -> dict[str, Any]:
+        """The gated fields (see above) the spec wants different from RunPod's, in GraphQL's shape."""
+        changed: dict[str, Any] = {}
+        wanted = spec.gated()
+        if spec.model_references is not None and not same_references(self.model_references(), spec.model_references):
+            changed["modelReferences"] = wanted["modelReferences"]
+        if spec.network_volume_ids is not None and set(self.network_volume_ids()) != set(spec.network_volume_ids):
+            changed["networkVolumeIds"] = wanted["networkVolumeIds"]
+        return changed
+
     def update_input(self, spec: EndpointSpec) -> dict[str, Any]:
         """The object for ``saveEndpoint`` with ``id``: spec values, plus the live values of
-        the fields an update would otherwise reset; never the template (see above)."""
+        the fields an update would otherwise reset, plus the gated fields that must change;
+        never the template (see above)."""
         data: dict[str, Any] = {"id": self.id}
         for key in _ECHOED_ENDPOINT_FIELDS:
             if key in self.raw:
@@ -183,12 +261,21 @@ class Endpoint:
             # Only when there are some: `[]` would be stored as "" where the column held null.
             data["instanceIds"] = instances
         data.update(spec.managed())
+        data.update(self.gated_changes(spec))
         data.pop("templateId")
         return data
 
 
 @dataclass(frozen=True)
 class RegistryAuth:
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class AccountSecret:
+    """A RunPod account secret: its name and id only (RunPod never returns a value)."""
+
     id: str
     name: str
 
