@@ -146,7 +146,7 @@ def make_plan(
     notes: list[str] = []
     from rpdeploy.runpod.deployment import ownership
 
-    with connect(config, environ) as cp:
+    with connect(config, environ, reporter=reporter) as cp:
         ensured = ensure_endpoint(
             cp,
             config,
@@ -159,8 +159,10 @@ def make_plan(
             init_timeout=check.cost.cold_start_plan.init_timeout,
         )
     endpoint = ensured.plan.endpoint
-    live = ensured.plan.template
-    switch = method_switch(config, ledger, live.image if live is not None else None, endpoint.id if endpoint else None)
+    live_image = ensured.plan.template.image if ensured.plan.template is not None else None
+    if endpoint is not None and endpoint.container is not None:
+        live_image = endpoint.container.image  # REST v2: the endpoint carries its image
+    switch = method_switch(config, ledger, live_image, endpoint.id if endpoint else None)
     backend = None
     if config.backend is not None:
         if endpoint is None:
@@ -360,7 +362,7 @@ def destroy_deployment(
     reporter = reporter or NullReporter()
     folder = state_dir or config.state_dir
     with DeployLock(folder, command="destroy"):
-        with connect(config, environ) as cp:
+        with connect(config, environ, reporter=reporter) as cp:
             deleted = delete_deployment(
                 cp,
                 config,
@@ -433,12 +435,15 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
     deployment made of its predecessor's env. The next ``deploy`` applies deploy.yaml again.
     """
     from rpdeploy.runpod.deployment import (
+        apply_endpoint,
         apply_template,
         connect,
         estimated_init_timeout,
         find_endpoint,
         ownership,
+        plan_endpoint_only,
         plan_template,
+        resolve_gpus,
     )
 
     reporter = reporter or NullReporter()
@@ -452,7 +457,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         current, previous = ledger.history[-1], ledger.history[-2]
         auth_id = ledger.output("account", "registry_auth_id") or ""
         owner = ownership(config, ledger=ledger)
-        with connect(config) as cp:
+        with connect(config, reporter=reporter) as cp:
             endpoints = cp.list_endpoints()
             templates = cp.list_templates()
             if find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner) is None:
@@ -471,8 +476,25 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 command="deploy",  # rollback takes no --adopt: deploy does the adopting
                 # The env deploy writes, RUNPOD_INIT_TIMEOUT included: only the image goes back.
                 init_timeout=estimated_init_timeout(config, reporter=reporter),
+                container_on_endpoint=cp.container_on_endpoint,
             )
-            template = apply_template(cp, spec, live, reporter)
+            template_id = ""
+            if cp.container_on_endpoint:
+                # REST v2: the image goes back on the endpoint itself (a new release).
+                endpoint_spec, endpoint, operation = plan_endpoint_only(
+                    config,
+                    endpoints=endpoints,
+                    templates=templates,
+                    template_id="",
+                    gpus=resolve_gpus(cp, config, reporter),
+                    owner=owner,
+                    command="deploy",
+                    container=spec,
+                    cp=cp,
+                )
+                apply_endpoint(cp, endpoint_spec, endpoint, reporter)
+            else:
+                template_id = apply_template(cp, spec, live, reporter).id
         # Recorded before the backend is touched: a failure there must not hide that the
         # endpoint changed. Records marked "rolled-back" are not "done": deploy runs them again.
         ledger.history.pop()
@@ -481,7 +503,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         if template_record is not None:
             # Not what deploy.yaml says any more: the next deploy must re-apply it.
             template_record.fingerprint = ""
-            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template.id}
+            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template_id}
         restore = config.backend is not None and bool(current.get("backend_backup"))
         # The backend's records stay true when its env is not restored (that deployment did not change it).
         for name in ("smoke-test", *(("backend-env", "backend-restart") if restore else ())):
