@@ -187,9 +187,9 @@ def test_plan_shows_pending_changes_and_sends_no_mutation(
     plan = json.loads(cli("plan", "--json").stdout)
     [operation] = plan["operations"]
     assert operation["kind"] == "update-endpoint"
-    assert operation["changes"] == [{"field": "workersMax", "old": 2, "new": 4}]
+    assert operation["changes"] == [{"field": "workers_max", "old": 2, "new": 4}]
     text = cli("plan").stdout
-    assert "workersMax: 2 -> 4" in text and "Changes pending." in text
+    assert "workers_max: 2 -> 4" in text and "Changes pending." in text
 
 
 def test_status_shows_stages_and_live_health(cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator) -> None:

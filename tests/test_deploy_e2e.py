@@ -273,9 +273,9 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert operation["changes"] == [{"field": "imageName", "old": b[0], "new": c[0]}]
+    assert operation["changes"] == [{"field": "image", "old": b[0], "new": c[0]}]
     assert plan["backend"]["changed"] is False
-    assert f"imageName: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
+    assert f"image: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
 
     # B -> A: the image, and the env B's deployment replaced (restored, service restarted).
     document = json.loads(cli("rollback", "--yes", "--json").stdout)
