@@ -390,6 +390,9 @@ class _Handler(BaseHTTPRequestHandler):
             status = rejected.status if key is not None else 401
             return Response(status, {"errors": [{"message": rejected.message if key else "Unauthorized"}]}), None, ()
         # Infrastructure faults come first: a proxy or rate limiter answers before GraphQL.
+        if faults.take(fault_names.GRAPHQL_RETIRED) is not None:
+            # "stops serving traffic and returns 410 Gone" (RunPod's announcement, dstack issue 4167).
+            return Response(410, {"errors": [{"message": "Gone"}]}), None, ()
         limited = faults.take(fault_names.GRAPHQL_RATE_LIMIT)
         if limited is not None:
             after = str(max(0, round(limited.retry_after or 0)))
@@ -422,6 +425,10 @@ class _Handler(BaseHTTPRequestHandler):
             return rest_api.problem(401, "invalid bearer token")
         if rejected is not None:
             return rest_api.problem(rejected.status, rejected.message)
+        operation = self.server.emulator.rest.operation(method, path)
+        injected = self.server.emulator.faults.take(fault_names.REST_ERRORS, operations=[operation or ""])
+        if injected is not None:
+            return rest_api.problem(injected.status or 500, injected.message or "")
         headers = {name.lower(): value for name, value in self.headers.items()}
         return self.server.emulator.rest.handle(method, path, query, data, raw, headers)
 
