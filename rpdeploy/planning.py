@@ -21,6 +21,7 @@ from rpdeploy.output import NullReporter, Reporter
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
+    from rpdeploy.fleet import FleetView
     from rpdeploy.runpod.deployment import Operation
 
 NEW_IMAGE = "<image from the next build>"
@@ -238,10 +239,13 @@ class StatusResult:
     health: dict[str, Any] | None
     backend: dict[str, Any] | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: The endpoint's workers and latest release (REST v2; None without an endpoint or a key).
+    fleet: FleetView | None = None
 
 
 def gather_status(config: Config, *, reporter: Reporter | None = None) -> StatusResult:
-    """The ledger's stages, the endpoint's live /health, and the backend's check."""
+    """The ledger's stages, the endpoint's live /health, its workers and latest release, and the
+    backend's check."""
     from rpdeploy.stages import method_stages
 
     reporter = reporter or NullReporter()
@@ -256,8 +260,10 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
     notes: list[str] = []
     endpoint_id = ledger.output("endpoint", "endpoint_id")
     health = None
+    fleet = None
     if endpoint_id:
         health = _health(config, str(endpoint_id), notes)
+        fleet = _fleet(config, str(endpoint_id), reporter, notes)
     else:
         notes.append("no endpoint recorded yet: run `rpdeploy deploy`")
     rolled_back = ledger.extra.get("rolled_back")
@@ -270,7 +276,23 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
     backend = None
     if config.backend is not None:
         backend = _backend_status(config, reporter, notes)
-    return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes))
+    return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes), fleet)
+
+
+def _fleet(config: Config, endpoint_id: str, reporter: Reporter, notes: list[str]) -> FleetView | None:
+    """Workers and releases over REST v2 (also under runpod.api: graphql: the same key)."""
+    from rpdeploy.fleet import read_fleet
+    from rpdeploy.runpod.deployment import connect
+
+    try:
+        with connect(config, reporter=reporter) as cp:
+            view = read_fleet(cp, endpoint_id)
+    except (ApiError, ConfigError) as exc:
+        notes.append(f"workers unavailable: {exc.message}")
+        return None
+    if view.note:
+        notes.append(view.note)
+    return view
 
 
 def _health(config: Config, endpoint_id: str, notes: list[str]) -> dict[str, Any] | None:
@@ -321,12 +343,40 @@ def format_status(result: StatusResult) -> str:
                 f"  jobs: {jobs.get('completed', 0)} completed, {jobs.get('failed', 0)} failed, "
                 f"{jobs.get('inQueue', 0)} queued"
             )
+    if result.fleet is not None:
+        lines += _format_fleet(result.fleet)
     if result.backend:
         b = result.backend
         state = "healthy" if b["healthy"] else "NOT healthy"
         lines.append(f"Backend {b['service']} on {b['host']}: {state} ({b['state']}), points at {b['endpoint_id']}")
     lines += [f"Note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _format_fleet(view: FleetView) -> list[str]:
+    from rpdeploy.fleet import age
+
+    version = "?" if view.endpoint_version is None else view.endpoint_version
+    lines = [f"  workers: {len(view.workers)} active (endpoint version {version})"]
+    if view.workers:
+        lines.append(f"    {'ID':<16} {'STATE':<12} {'GPU':<26} {'DATA CENTER':<12} {'AGE':>5}  VERSION")
+        for w in view.workers:
+            stale = " (stale)" if w.is_stale else ""
+            lines.append(
+                f"    {w.id:<16} {w.status:<12} {(w.gpu_type or '?'):<26} {(w.data_center or '?'):<12} "
+                f"{age(w):>5}  {'?' if w.version is None else w.version}{stale}"
+            )
+    if view.release is not None:
+        release = view.release
+        lines.append(f"  latest release: version {release.version} ({release.source}, {release.created_at})")
+    if view.rollout is not None:
+        r = view.rollout
+        state = "in progress" if r.in_progress else "done"
+        lines.append(
+            f"  rollout: {state}: {r.workers_on_latest} of {r.workers_total} worker(s) on the latest version "
+            f"({r.percent_on_latest:.0f}%)"
+        )
+    return lines
 
 
 # --- destroy and rollback -----------------------------------------------------------------

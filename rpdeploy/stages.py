@@ -723,8 +723,11 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             reporter=ctx.reporter,
         )
     if not result.passed:
+        from rpdeploy.fleet import report_failure
+
         failed = next(c for c in result.checks if not c.passed)
-        raise SmokeTestError(f"{failed.name}: {failed.message}")
+        report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
+        raise SmokeTestError(f"{failed.name}: {failed.message}", hint="`rpdeploy logs --worker ID` shows more")
     return result.summary()
 
 
