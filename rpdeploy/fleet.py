@@ -152,7 +152,8 @@ def report_failure(cp: ControlPlane, endpoint_id: str, worker_id: str | None, wa
     if not lines:
         warn(f"worker {target.worker_id} {which} has logged nothing yet")
         return
-    warn(f"last {len(lines)} log line(s) of worker {target.worker_id} {which}:\n" + "\n".join(f"  {text}" for text in lines))
+    shown = "\n".join(f"  {text}" for text in lines)
+    warn(f"last {len(lines)} log line(s) of worker {target.worker_id} {which}:\n{shown}")
 
 
 def format_line(line: LogLine) -> str:

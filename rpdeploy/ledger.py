@@ -64,6 +64,8 @@ class _Outputs(_Strict):
     template_id: str | None = None
     endpoint_id: str | None = None
     gpus: dict[str, list[str]] | None = None
+    #: Version 1's name for ``gpus`` (migrated away on read; here only so a damaged one is refused).
+    gpu_ids: str | None = None
     registry_auth_id: str | None = None
     urls: dict[str, str | None] | None = None
     host: str | None = None

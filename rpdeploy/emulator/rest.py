@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from rpdeploy.emulator.state import EmulatorState, Endpoint, EnvVar, RegistryAut
 PROBLEM = "application/problem+json"
 #: Seconds a log stream stays open without a new line (emulator rule, see the module docstring).
 STREAM_IDLE = 15.0
+#: Seconds between SSE comments on a quiet stream (emulator rule: how a reader that left is noticed).
+KEEP_ALIVE = 2.0
 #: The v2 control-plane paths, told apart from the invoke API's /v2/{endpoint_id}/...
 ROOTS = ("serverless", "templates", "registries", "catalog")
 #: Rate-limit headers v2 sends on authenticated answers (RateLimitHeader, RateLimitPolicyHeader);
@@ -115,12 +118,9 @@ def _words(error: Any) -> list[str]:
     """A jsonschema error in the words RunPod's validator uses (see the module docstring)."""
     where = _where(error.absolute_path)
     if error.validator in ("unevaluatedProperties", "additionalProperties"):
-        extra = (
-            sorted(set(error.instance) - set(error.schema.get("properties", {})))
-            if isinstance(error.instance, dict)
-            else []
-        )
-        names = ", ".join(f"'{name}'" for name in extra) or "?"
+        # jsonschema names them in its message: "... ('a', 'b' were unexpected)".
+        found = re.search(r"\((.*) (?:was|were) unexpected\)", error.message)
+        names = found.group(1) if found else "?"
         return [f"{where}: additional properties {names} not allowed"]
     if error.validator == "required":
         missing = [name for name in error.validator_value if name not in (error.instance or {})]
@@ -699,8 +699,12 @@ class RestApi:
         self, endpoint_id: str, worker_id: str, first: list[bytes], sent: int, source: str | None
     ) -> Iterator[bytes]:
         yield from first
-        idle_since = time.monotonic()
+        idle_since = beat = time.monotonic()
         while time.monotonic() - idle_since < STREAM_IDLE:
+            if time.monotonic() - beat >= KEEP_ALIVE:
+                # An SSE comment: readers skip it, and a reader that left is noticed at the write.
+                beat = time.monotonic()
+                yield b": keep-alive\n\n"
             with self.state.lock:
                 self.state.changed.wait(0.25)
                 self.state.advance()

@@ -37,7 +37,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -353,7 +353,12 @@ class _Handler(BaseHTTPRequestHandler):
             response = self._rest(method, path, public_query, raw, data, rejected)
             observer = getattr(emulator, "rest_observer", None)
             if observer is not None:
-                observer(self._exchange(method, url.query, raw, response))
+                exchange = self._exchange(method, url.query, raw, response)
+                if response.stream is None:
+                    observer(exchange)
+                else:
+                    response = Response(response.status, response.body, response.headers,
+                                        _tee(response.stream, exchange, observer))  # fmt: skip
         elif path.startswith("/v2/") and len(path.split("/")) >= 4:
             if not self._authorized(key):
                 response = error(401, "Unauthorized")
@@ -524,6 +529,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:  # the client went away, or stopped reading (socket timeout)
             self.close_connection = True
+
+
+def _tee(stream: Iterator[bytes], exchange: Exchange, observer: Callable[[Exchange], None]) -> Iterator[bytes]:
+    """Pass a stream on, keeping its first bytes; the observer sees them when it ends."""
+    from dataclasses import replace
+
+    kept = bytearray()
+    try:
+        for chunk in stream:
+            if len(kept) < RECORDED_BODY:
+                kept.extend(chunk)
+            yield chunk
+    finally:
+        observer(replace(exchange, response_body=bytes(kept)))
 
 
 def _recorded(raw: bytes, data: Any) -> Any:

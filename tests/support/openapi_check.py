@@ -27,7 +27,13 @@ def openapi() -> Any:
     from openapi_core import Config, OpenAPI
 
     # RFC 9457 problem documents are JSON under their own media type.
-    config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+    # An SSE stream is text (its schema: a string).
+    config = Config(
+        extra_media_type_deserializers={
+            "application/problem+json": json.loads,
+            "text/event-stream": lambda data: data.decode("utf-8") if isinstance(data, bytes) else data,
+        }
+    )
     return OpenAPI.from_file_path(str(DOCUMENT), config=config)
 
 
@@ -102,6 +108,8 @@ class RestChecker:
         headers = {k: v for k, v in exchange.response_headers.items()}
         content_type = next((v for k, v in headers.items() if k.lower() == "content-type"), "application/json")
         data = exchange.response_body if exchange.response_body is not None else b""
+        if content_type.startswith("text/event-stream"):
+            self.problems += [f"stream {where}: {p}" for p in check_sse_events(data.decode("utf-8", "replace"))]
         response = MockResponse(data, status_code=exchange.status, headers=headers, content_type=content_type)
         try:
             openapi().validate_response(request, response)
