@@ -273,3 +273,76 @@ def test_deploy_with_a_throwaway_emulator(cli: CliRunnerFn, reference: Path) -> 
     assert "Deployed 'qwen25-7b-instruct'" in result.stdout
     assert (reference / ".rpdeploy" / "emulator" / "state.json").exists()
     assert not (reference / ".rpdeploy" / "state.json").exists()
+
+
+def test_status_lists_workers_and_the_rollout_and_logs_show_the_cold_start(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
+) -> None:
+    cli("deploy")  # the smoke test starts a worker (workers min 0: it stays idle a while)
+    status = json.loads(cli("status", "--json").stdout)
+    fleet = status["fleet"]
+    [worker] = fleet["workers"]
+    assert worker["gpu_type"] == "NVIDIA L4" and worker["status"] in ("IDLE", "RUNNING")
+    assert worker["data_center"] and worker["is_stale"] is False and worker["version"] == fleet["endpoint_version"]
+    assert fleet["release"]["version"] == fleet["endpoint_version"] and fleet["rollout"]["in_progress"] is False
+    text = cli("status").stdout
+    assert f"    {worker['id']}" in text and "rollout: done: 1 of 1 worker(s) on the latest version" in text
+
+    lines = [json.loads(line) for line in cli("logs", "--json").stdout.splitlines()]
+    assert {line["worker"] for line in lines} == {worker["id"]}
+    said = [line["line"] for line in lines]
+    assert said[:3] == [
+        f"worker {worker['id']} assigned to a NVIDIA L4 host in {worker['data_center']}",
+        "pulling image runpod/worker-v1-vllm:v2.25.2",
+        "cold start: Qwen/Qwen2.5-7B-Instruct",
+    ]
+    assert any(s.startswith("Worker ready (cold start ") for s in said)
+    assert any(s.endswith(" started") for s in said)  # the smoke test's jobs
+    recent = cli("logs", "--worker", worker["id"], "--since", "1h", "--tail", "2").stdout.splitlines()
+    assert len(recent) == len(said)  # --since wins over --tail (v2: since overrides tail)
+    missing = cli("logs", "--worker", "nosuchworker00", expected_code=7)
+    assert "no worker nosuchworker00" in missing.stderr
+    # Read over REST v2 whichever API deploy.yaml picks (the key is the same).
+    assert [r for r in runpod_emulator.requests if r.operation == "listEndpointWorkers"]
+
+
+def _set_api(config: Path, api: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(config.read_text())
+    data.setdefault("runpod", {})["api"] = api
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+@pytest.mark.parametrize("first, then", [("graphql", "rest"), ("rest", "graphql")])
+def test_switching_the_api_finds_and_keeps_the_same_endpoint(
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str, first: str, then: str
+) -> None:
+    if runpod_api != first:
+        pytest.skip("deploy.yaml picks the API here; one run per order is enough")
+    config = reference / "deploy.yaml"
+    _set_api(config, first)
+    cli("deploy")
+    [endpoint] = runpod_emulator.state.snapshot()["endpoints"]
+
+    _set_api(config, then)
+    runpod_emulator.requests.clear()
+    events = _events(cli("deploy", "--json").stdout)
+    # The RunPod stages run again (their inputs name the API), find the same endpoint, change nothing.
+    assert _statuses(events)["endpoint"] == "done" and events[-1]["endpoint_id"] == endpoint["id"]
+    if then == "rest":
+        assert mutations(runpod_emulator) == []
+    else:
+        # GraphQL keeps the endpoint's own template (v2 named it after the endpoint): renamed, not replaced.
+        assert mutations(runpod_emulator) == ["SaveTemplate"]
+        [renamed] = runpod_emulator.state.snapshot()["templates"]
+        assert renamed["name"] == "qwen25-7b-instruct-template" and renamed["id"] == endpoint["templateId"]
+    state = runpod_emulator.state.snapshot()
+    assert [e["id"] for e in state["endpoints"]] == [endpoint["id"]] and len(state["templates"]) == 1
+    assert state["endpoints"][0]["templateId"] == endpoint["templateId"]
+
+    _set_api(config, first)  # and back: the same endpoint, nothing to send
+    runpod_emulator.requests.clear()
+    events = _events(cli("deploy", "--json").stdout)
+    assert events[-1]["endpoint_id"] == endpoint["id"] and mutations(runpod_emulator) == []
+    assert [e["id"] for e in runpod_emulator.state.snapshot()["endpoints"]] == [endpoint["id"]]
