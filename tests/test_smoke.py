@@ -25,6 +25,8 @@ IMAGE = "registry.example/acme/qwen-worker@sha256:" + "cd" * 32
 PROMPT = "Reply with one short sentence: what is RunPod?"  # deploy.yaml's default smoke prompt
 ANSWER = " ".join(full_answer(PROMPT))  # what the emulator's stand-in model says to it (14 words)
 SUMMARY_KEYS = {"passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer"}
+
+
 def _invoke(path: str) -> bool:
     """A request to the serverless invoke API (not REST v2's control plane, also under /v2/)."""
     from rpdeploy.emulator.rest import is_rest
