@@ -346,3 +346,36 @@ def test_switching_the_api_finds_and_keeps_the_same_endpoint(
     events = _events(cli("deploy", "--json").stdout)
     assert events[-1]["endpoint_id"] == endpoint["id"] and mutations(runpod_emulator) == []
     assert [e["id"] for e in runpod_emulator.state.snapshot()["endpoints"]] == [endpoint["id"]]
+
+
+def test_rollback_puts_the_previous_image_back_in_place(
+    cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, runpod_api: str
+) -> None:
+    """Method 2 without a build: the endpoint runs image B, the history says A came before it."""
+    from tests.test_smoke import write_config
+
+    write_config(project, 2)
+    a, b = (f"registry.example/acme/qwen-worker@sha256:{c * 64}" for c in "ab")
+    created = json.loads(cli("endpoint", "create", "--image", b, "--json").stdout)["endpoint"]
+    ledger = _ledger(project)
+    common = {"method": "custom-handler", "template_id": created["template_id"], "endpoint_id": created["endpoint_id"]}
+    ledger.history = [{"at": 1.0, "image": a, **common}, {"at": 2.0, "image": b, **common}]
+    ledger.save()
+    [before] = runpod_emulator.state.snapshot()["endpoints"]
+    runpod_emulator.requests.clear()
+
+    done = json.loads(cli("rollback", "--yes", "--json").stdout)
+
+    assert (done["image"], done["previous_image"]) == (b, a)
+    [after] = runpod_emulator.state.snapshot()["endpoints"]
+    template = next(t for t in runpod_emulator.state.snapshot()["templates"] if t["id"] == after["templateId"])
+    assert after["id"] == before["id"] and template["imageName"] == a
+    assert after["version"] == before["version"] + 1  # a new release of the same endpoint
+    if runpod_api == "graphql":
+        assert mutations(runpod_emulator) == ["SaveTemplate"]
+    else:
+        # v2: the image goes back on the endpoint itself, and nothing else is sent.
+        assert mutations(runpod_emulator) == ["updateEndpoint"]
+        [patch] = [r for r in runpod_emulator.requests if r.operation == "updateEndpoint"]
+        assert patch.body == {"image": a}
+    assert _ledger(project).extra["rolled_back"]["to"] == a
