@@ -186,8 +186,13 @@ smoke_test:
 @pytest.fixture
 def audit_emulator() -> Iterator[Emulator]:
     # The audit's own key: it must travel everywhere a real key does, or nothing is tested.
+    from tests.support.openapi_check import RestChecker
+
+    checker = RestChecker()
     with Emulator(SECRETS["RUNPOD_API_KEY"], cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+        emu.rest_observer = checker  # the REST v2 calls of the audit are checked against RunPod's document too
         yield emu
+    checker.assert_clean()
 
 
 @pytest.fixture
