@@ -240,6 +240,40 @@ def test_worker_logs_stream_replay_and_resume(emulator: Emulator, rest: RestCont
         list(rest.worker_logs(made.id, worker.id))
 
 
+def test_following_a_worker_reconnects_without_repeats_and_ends_when_it_stops(
+    emulator: Emulator, rest: RestControlPlane
+) -> None:
+    import threading
+
+    emulator.rest.stream_idle = 0.5  # the emulator closes a quiet stream; a follower reconnects
+    made = rest.create_endpoint(replace(SPEC, workers_min=1))
+    deadline = time.monotonic() + 5
+    while not [w for w in rest.workers(made.id).workers if w.status == "IDLE"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    [worker] = rest.workers(made.id).workers
+
+    def later() -> None:
+        time.sleep(0.8)
+        httpx.post(f"{emulator.endpoint_url}/{made.id}/runsync", json={"input": {"prompt": "hi"}},
+                   headers={"Authorization": f"Bearer {KEY}"}, timeout=10)  # fmt: skip
+        time.sleep(1.2)  # past a reconnect
+        live = rest.get_endpoint(made.id)
+        assert live is not None
+        rest.update_endpoint(live, replace(SPEC, workers_min=0, workers_max=0))  # the worker stops
+
+    helper = threading.Thread(target=later)
+    helper.start()
+    started = time.monotonic()
+    followed = list(rest.worker_logs(made.id, worker.id, follow=True))
+    helper.join()
+    assert time.monotonic() - started < 10
+    texts = [line.line for line in followed]
+    assert len(texts) == len(set((line.id, line.line) for line in followed))  # nothing twice
+    assert texts[0].startswith(f"worker {worker.id} assigned") and any(" started" in t for t in texts)
+    assert sum(1 for r in emulator.requests if r.operation == "getWorkerLogs") >= 3  # it reconnected
+
+
 def test_the_invoke_api_keeps_its_v2_routes(emulator: Emulator, rest: RestControlPlane) -> None:
     made = rest.create_endpoint(SPEC)
     health = httpx.get(f"{emulator.endpoint_url}/{made.id}/health", headers={"Authorization": f"Bearer {KEY}"})

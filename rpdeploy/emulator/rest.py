@@ -24,8 +24,11 @@ scaling and timeout apply in place.
 
 Worker logs (``/workers/{workerId}/logs``) are an SSE stream made from what the fleet did:
 the worker's start (host, image pull, where its weights came from: the cold start), its
-readiness, and each job it ran, with the job's error. The stream replays ``tail`` lines
-(``since``/``Last-Event-ID`` resume), then stays open for new lines while the worker lives;
+readiness, and each job it ran, with the job's error. Each event's id is its line's time, as
+the document's schema has it (``Last-Event-ID`` is a date-time; its example id, with a
+``/<sequence>`` suffix, is not one), a microsecond apart at least so no two lines share one.
+The stream replays ``tail`` lines (``since``/``Last-Event-ID``, exclusive, resume), then
+stays open for new lines while the worker lives;
 it closes after ``STREAM_IDLE`` seconds without one (an emulator rule: RunPod's never
 closes, and a client reconnects with ``Last-Event-ID``).
 """
@@ -230,10 +233,19 @@ class LogEntry:
     line: str
 
 
-def _wall(state: EmulatorState, moment: float) -> str:
+def _rfc3339(epoch: float) -> str:
     from datetime import datetime, timezone
 
-    return ids.timestamp(datetime.fromtimestamp(time.time() - (state.clock() - moment), tz=timezone.utc))
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_time(text: str) -> float | None:
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 _WEIGHTS = {
@@ -281,17 +293,23 @@ def worker_log(state: EmulatorState, endpoint: Endpoint, worker: Worker, placeme
     return entries
 
 
-def _sse(state: EmulatorState, index: int, entry: LogEntry) -> bytes:
-    ts = _wall(state, entry.at)
+def _stamped(entries: list[LogEntry], epoch: float) -> list[tuple[float, LogEntry]]:
+    """Each line with its wall time, strictly increasing (a microsecond apart at least): the event
+    id is the time (getWorkerLogs: "Log-event id values are the event ts timestamp"; the
+    Last-Event-ID header is a date-time), so two lines must never share one."""
+    stamped: list[tuple[float, LogEntry]] = []
+    last = 0.0
+    for entry in entries:
+        moment = max(round(epoch + entry.at, 6), round(last + 0.000001, 6))
+        stamped.append((moment, entry))
+        last = moment
+    return stamped
+
+
+def _sse(moment: float, entry: LogEntry) -> bytes:
+    ts = _rfc3339(moment)
     payload = json.dumps({"ts": ts, "source": entry.source, "line": entry.line})
-    return f"id: {ts}/{index:012d}\ndata: {payload}\n\n".encode()
-
-
-def _event_index(event_id: str) -> int | None:
-    try:
-        return int(event_id.rsplit("/", 1)[1])
-    except (IndexError, ValueError):
-        return None
+    return f"id: {ts}\ndata: {payload}\n\n".encode()
 
 
 # --- the API -------------------------------------------------------------------------------------
@@ -306,6 +324,10 @@ class RestApi:
         self.fleet = fleet
         self.invoke_base = invoke_base
         self._placements: dict[str, tuple[str, str]] = {}
+        #: Seconds a quiet log stream stays open (tests shorten it).
+        self.stream_idle = STREAM_IDLE
+        #: The wall time of the emulator clock's zero: log times stay the same from one read to the next.
+        self._epoch = time.time() - state.clock()
 
     # --- routing --------------------------------------------------------------------
 
@@ -651,7 +673,7 @@ class RestApi:
                     "uptimeSeconds": max(0, math.floor(now - worker.started_at)),
                     "gpuTypeId": gpu,
                     "dataCenterId": center,
-                    "startedAt": _wall(self.state, worker.started_at),
+                    "startedAt": _rfc3339(self._epoch + worker.started_at),
                 }
             )
         summary = {**counts, "total": len(rows)}
@@ -676,17 +698,21 @@ class RestApi:
         if source not in (None, "container", "system"):
             raise Refused(422, "Request validation failed.", ["$.source: must be container or system"])
         entries = worker_log(self.state, endpoint, worker, self.placement(endpoint, worker))
-        numbered = [(i, e) for i, e in enumerate(entries, 1) if source is None or e.source == source]
-        last = _event_index(headers.get("last-event-id", "")) if headers.get("last-event-id") else None
+        stamped = [(t, e) for t, e in _stamped(entries, self._epoch) if source is None or e.source == source]
+        last = _parse_time(headers.get("last-event-id", "")) if headers.get("last-event-id") else None
+        since = _parse_time(query["since"]) if query.get("since") else None
+        if headers.get("last-event-id") and last is None:
+            raise Refused(422, "Request validation failed.", ["$.Last-Event-ID: not a date-time"])
+        if query.get("since") and since is None:
+            raise Refused(422, "Request validation failed.", ["$.since: not a date-time"])
         if last is not None:
-            backlog = [(i, e) for i, e in numbered if i > last]  # exclusive (runpodctl, verified against prod)
-        elif query.get("since"):
-            since = query["since"]
-            backlog = [(i, e) for i, e in numbered if _wall(self.state, e.at) >= since]
+            backlog = [(t, e) for t, e in stamped if t > last]  # exclusive (runpodctl, verified against prod)
+        elif since is not None:
+            backlog = [(t, e) for t, e in stamped if t >= since]  # since overrides tail
         else:
-            backlog = numbered[-tail:] if tail else []
-        sent = max([i for i, _ in numbered], default=0) if not backlog else backlog[-1][0]
-        first = [_sse(self.state, i, e) for i, e in backlog]
+            backlog = stamped[-tail:] if tail else []
+        sent = max([t for t, _ in stamped], default=0.0)
+        first = [_sse(t, e) for t, e in backlog]
         stream_headers = (
             ("Content-Type", "text/event-stream"),
             ("Cache-Control", "no-cache"),
@@ -696,11 +722,11 @@ class RestApi:
         return Response(200, None, stream_headers, self._follow(endpoint.id, worker.id, first, sent, source))
 
     def _follow(
-        self, endpoint_id: str, worker_id: str, first: list[bytes], sent: int, source: str | None
+        self, endpoint_id: str, worker_id: str, first: list[bytes], sent: float, source: str | None
     ) -> Iterator[bytes]:
         yield from first
         idle_since = beat = time.monotonic()
-        while time.monotonic() - idle_since < STREAM_IDLE:
+        while time.monotonic() - idle_since < self.stream_idle:
             if time.monotonic() - beat >= KEEP_ALIVE:
                 # An SSE comment: readers skip it, and a reader that left is noticed at the write.
                 beat = time.monotonic()
@@ -713,12 +739,9 @@ class RestApi:
                 if endpoint is None or worker is None or self.fleet._stopping.is_set():
                     return
                 entries = worker_log(self.state, endpoint, worker, self.placement(endpoint, worker))
-                fresh = [
-                    _sse(self.state, i, e)
-                    for i, e in enumerate(entries, 1)
-                    if i > sent and (source is None or e.source == source)
-                ]
-                sent = max(sent, len(entries))
+                stamped = _stamped(entries, self._epoch)
+                fresh = [_sse(t, e) for t, e in stamped if t > sent and (source is None or e.source == source)]
+                sent = max([sent, *(t for t, _ in stamped)])
             if fresh:
                 idle_since = time.monotonic()
                 yield from fresh

@@ -634,6 +634,7 @@ class RestControlPlane:
         if since:
             params["since"] = since
         last_id = ""
+        reconnecting = False
         read = None if follow else quiet
         while True:
             headers = {"Accept": "text/event-stream"}
@@ -660,6 +661,8 @@ class RestControlPlane:
                     if response.status_code in (401, 403):
                         raise auth_error(response.status_code, "getWorkerLogs")
                     if response.status_code == 404:
+                        if reconnecting:
+                            return  # the worker is gone, and its logs with it: the end of a follow
                         raise NotFound(
                             f"no worker {worker_id} on endpoint {endpoint_id} (it may have stopped)", status=404
                         )
@@ -676,10 +679,10 @@ class RestControlPlane:
                 except httpx.TransportError:
                     if not follow:
                         return
-                    continue  # reconnect after Last-Event-ID
             finally:
                 response.close()
             if not follow:
                 return
-            # The server ended the stream (the worker is gone): nothing more will come.
-            return
+            # The stream ended or dropped: reconnect after the last line seen (Last-Event-ID); a
+            # worker that is gone answers 404, which ends the follow.
+            reconnecting = True
