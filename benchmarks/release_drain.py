@@ -3,7 +3,7 @@
     python benchmarks/release_drain.py                   # new-release cold starts of 2, 5, 15, 30 s
     python benchmarks/release_drain.py --cold-starts 5 60
 
-Each case is one emulator over real HTTP (rolling releases as in rpdeploy/emulator/releases.py):
+Each case is one emulator over real HTTP (rolling releases as in rpdeploy/emulator/rolling.py):
 an endpoint of method 2 (our handler) whose release A has a warm worker, then a template update
 to release B whose workers take ``cold_start`` seconds to start. The check (``run_smoke`` with a
 ``ReleaseCheck`` for B, the code `rpdeploy deploy` and `smoke-test` run) is started right after

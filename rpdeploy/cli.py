@@ -142,6 +142,7 @@ def _register() -> None:
         emulator,
         endpoint,
         init,
+        logs,
         render,
         smoke,
         validate,
@@ -155,6 +156,7 @@ def _register() -> None:
     app.command("plan")(boundary(deploy.plan))
     app.command("deploy")(boundary(deploy.deploy))
     app.command("status")(boundary(deploy.status))
+    app.command("logs")(boundary(logs.logs))
     app.command("smoke-test")(boundary(smoke.smoke_test))
     app.command("rollback")(boundary(deploy.rollback))
     app.command("destroy")(boundary(deploy.destroy))

@@ -36,6 +36,7 @@ from rpdeploy import gpus, versions
 from rpdeploy.errors import ConfigError, ConfigIssue, Location
 from rpdeploy.limits import DEPLOY_YAML, compose_yaml, decode_text, read_limited, read_secret_file, shorten
 from rpdeploy.methods import Method
+from rpdeploy.runpod.models import SECRET_REFERENCE
 from rpdeploy.secrets import SECRET_NAME, Secret
 
 DEFAULT_CONFIG = Path("deploy.yaml")
@@ -220,6 +221,38 @@ class KvCacheDtype(str, Enum):
     FP8_E5M2 = "fp8_e5m2"
 
 
+class WeightsSource(str, Enum):
+    """Where a new worker gets the model's weights (what its cold start waits for)."""
+
+    #: RunPod's model cache: the endpoint names the model (modelReferences) and RunPod puts it on
+    #: the host before the worker starts, under /runpod-volume/huggingface-cache/hub.
+    CACHED = "cached"
+    #: A network volume (endpoint.network_volume_id): the first worker downloads to it, later ones read it.
+    NETWORK_VOLUME = "network-volume"
+    #: Inside the image (methods 2 and 3, downloaded at build time).
+    BAKE = "bake"
+    #: From the Hugging Face Hub, at every cold start, onto the container disk.
+    DOWNLOAD = "download"
+
+
+class HfTokenDelivery(str, Enum):
+    """How the Hugging Face token reaches the workers."""
+
+    #: A RunPod account secret, referenced from the template env as {{ RUNPOD_SECRET_<name> }}.
+    SECRET = "secret"
+    #: The value itself in the template env (RunPod keeps and shows it): the way out if secret
+    #: references turn out not to resolve on serverless workers.
+    TEMPLATE_ENV = "template-env"
+
+
+#: RunPod secret names: the docs give no rule ("a unique identifier"); their examples are
+#: lowercase words with underscores, and a hyphen inside {{ RUNPOD_SECRET_... }} is unproven.
+_SECRET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+#: Where RunPod's model cache puts a model: the Hugging Face cache layout under this folder
+#: (docs serverless/endpoints/model-caching.mdx, "Where cached models are stored").
+RUNPOD_MODEL_CACHE = "/runpod-volume/huggingface-cache/hub"
+
+
 class ModelConfig(_Model):
     """The model vLLM serves and how."""
 
@@ -245,7 +278,22 @@ class ModelConfig(_Model):
     )
     enforce_eager: bool = Field(default=False, description="Skip CUDA graphs: faster start, slower decoding.")
     hf_token: SecretRef | None = Field(default=None, description="Hugging Face token for gated models (a reference).")
+    hf_token_secret: str | None = Field(
+        default=None,
+        description="Name of the RunPod secret rpdeploy stores hf_token in (default: rpdeploy_<deployment>_hf_token).",
+    )
+    hf_token_delivery: HfTokenDelivery = Field(
+        default=HfTokenDelivery.SECRET,
+        description="secret: a RunPod secret the template env references; template-env: the value in the template "
+        "env (visible in RunPod's console; only if secret references do not work for you).",
+    )
     bake: bool = Field(default=False, description="Methods 2/3: download the model into the image at build time.")
+    weights: WeightsSource | None = Field(
+        default=None,
+        description="Where workers get the weights at a cold start: cached (RunPod's model cache; the default for "
+        "a Hugging Face model), network-volume (endpoint.network_volume_id), bake (in the image, methods 2/3; "
+        "the default with bake: true) or download (from the Hub at every cold start).",
+    )
     config_file: str | None = Field(
         default=None,
         description="Local copy of the model's config.json, for the fit check when the Hub is unreachable.",
@@ -274,10 +322,40 @@ class ModelConfig(_Model):
             raise ValueError(f"{shorten(value)} is not a valid model name (letters, digits, . _ - and one /)")
         return value
 
+    @field_validator("hf_token_secret")
+    @classmethod
+    def _secret_name(cls, value: str | None) -> str | None:
+        if value is not None and not _SECRET_NAME.match(value):
+            raise ValueError(f"{value!r} is not a RunPod secret name rpdeploy uses: letters, digits and _ (at most 64)")
+        return value
+
     @property
     def public_name(self) -> str:
         """The model id clients use."""
         return self.served_model_name or self.name
+
+    @property
+    def is_path(self) -> bool:
+        """A folder inside the image rather than a Hugging Face repo id."""
+        return self.name.startswith("/")
+
+    @property
+    def weights_source(self) -> WeightsSource:
+        """``weights`` as given, else: in the image for bake: true or a path, RunPod's cache for a Hub model."""
+        if self.weights is not None:
+            return self.weights
+        return WeightsSource.BAKE if self.bake or self.is_path else WeightsSource.CACHED
+
+    @property
+    def downloads_at_build(self) -> bool:
+        """Does the image build download the model (bake: a Hub model put into the image)?"""
+        return self.weights_source is WeightsSource.BAKE and not self.is_path
+
+    @property
+    def reference(self) -> str:
+        """The model as RunPod's cache names it: ``https://huggingface.co/ORG/NAME:REF`` (runpodctl
+        ``--model-reference``, cmd/serverless/create.go; RunPod answers the ref resolved to a commit)."""
+        return f"https://huggingface.co/{self.name}:{self.revision or 'main'}"
 
 
 class TagPolicy(str, Enum):
@@ -402,6 +480,10 @@ MANAGED_ENV = frozenset(
         "HF_TOKEN",
         "RPDEPLOY_DEPLOYMENT",  # the ownership mark (rpdeploy.runpod.deployment.MARK_KEY)
         "RPDEPLOY_RELEASE",  # the release id the workers answer with (rpdeploy.release)
+        "HUGGING_FACE_HUB_TOKEN",  # model.hf_token (see rpdeploy.runpod.deployment.HF_TOKEN_ENV)
+        "RUNPOD_INIT_TIMEOUT",  # endpoint.init_timeout, or rpdeploy's cold-start estimate
+        "MODEL_PATH",  # model.weights: bake
+        "HF_HUB_CACHE",  # model.weights: network-volume (methods 2 and 3)
     }
 )
 
@@ -451,6 +533,18 @@ class EndpointConfig(_Model):
     env: dict[str, EnvValue] = Field(
         default_factory=dict, description="Extra env vars for the workers; secrets as {env: NAME} or {file: PATH}."
     )
+    network_volume_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="Network volume mounted at /runpod-volume (model.weights: network-volume); the model lives on it.",
+    )
+    init_timeout: int | None = Field(
+        default=None,
+        ge=60,
+        le=86400,
+        description="Seconds a worker may take to start before RunPod marks it unhealthy (RUNPOD_INIT_TIMEOUT; "
+        "RunPod's default is 7 minutes). Default: set by rpdeploy when its cold-start estimate is longer.",
+    )
 
     @field_validator("name", "template_name")
     @classmethod
@@ -489,8 +583,25 @@ class EndpointConfig(_Model):
         return self.template_name or f"{self.name}-template"
 
 
+class RunpodApi(str, Enum):
+    """Which of RunPod's control-plane APIs rpdeploy speaks (rpdeploy.runpod.controlplane / rest)."""
+
+    GRAPHQL = "graphql"
+    REST = "rest"
+
+
+#: Picks runpod.api when deploy.yaml leaves it out (CI runs the same project on both).
+RUNPOD_API_ENV = "RPDEPLOY_RUNPOD_API"
+
+
 class RunpodConfig(_Model):
     """How to reach RunPod."""
+
+    api: RunpodApi | None = Field(
+        default=None,
+        description=f"Control-plane API: graphql (default) or rest (RunPod's REST API v2); else env {RUNPOD_API_ENV}. "
+        "RunPod retires GraphQL in early 2027.",
+    )
 
     api_key: SecretRef = Field(
         default_factory=lambda: SecretRef(env="RUNPOD_API_KEY"),
@@ -510,6 +621,23 @@ class RunpodConfig(_Model):
         if value is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
             raise ValueError(f"{shorten(value)} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    def resolved_api(self, environ: Mapping[str, str] | None = None) -> RunpodApi:
+        """runpod.api, else RPDEPLOY_RUNPOD_API, else graphql (as the design says, while RunPod serves it)."""
+        if self.api is not None:
+            return self.api
+        environ = os.environ if environ is None else environ
+        value = environ.get(RUNPOD_API_ENV, "").strip().lower()
+        if not value:
+            return RunpodApi.GRAPHQL
+        try:
+            return RunpodApi(value)
+        except ValueError:
+            valid = ", ".join(a.value for a in RunpodApi)
+            raise ConfigError(
+                f"{RUNPOD_API_ENV}={shorten(value)} is not a RunPod API rpdeploy speaks; valid: {valid}",
+                hint=f"unset {RUNPOD_API_ENV}, or set runpod.api in deploy.yaml",
+            ) from None
 
     def resolved_api_url(self, environ: Mapping[str, str] | None = None) -> str:
         environ = os.environ if environ is None else environ
@@ -777,6 +905,14 @@ class Config(_Model):
         return self.base_dir / ".rpdeploy"
 
     @property
+    def hf_token_secret_name(self) -> str:
+        """The RunPod secret that holds model.hf_token: given, else one named after this deployment."""
+        if self.model.hf_token_secret:
+            return self.model.hf_token_secret
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", self.deployment_mark).strip("_").lower()[:40]
+        return f"rpdeploy_{slug}_hf_token"
+
+    @property
     def deployment_mark(self) -> str:
         """The ownership mark this deployment writes on its template (RPDEPLOY_DEPLOYMENT).
 
@@ -944,12 +1080,12 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
             issues.append(
                 (key_path, f"{key} is set by rpdeploy from the model: and endpoint: sections; set it there", True)
             )
-        elif isinstance(item, str) and item and SECRET_NAME.search(key):
+        elif isinstance(item, str) and item and SECRET_NAME.search(key) and not SECRET_REFERENCE.match(item):
             issues.append(
                 (
                     key_path,
                     f"{key} looks like a credential but has a literal value; write {key}: {{env: NAME}} so the value "
-                    "stays out of deploy.yaml",
+                    "stays out of deploy.yaml (or a RunPod secret reference: '{{ RUNPOD_SECRET_name }}')",
                     False,
                 )
             )
@@ -967,6 +1103,63 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
                     True,
                 )
             )
+    issues.extend(_weights_issues(config))
+    return issues
+
+
+def _weights_issues(config: Config) -> list[tuple[_Path, str, bool]]:
+    """model.weights, the network volume it may need, and the HF token's secret."""
+    issues: list[tuple[_Path, str, bool]] = []
+    model, endpoint = config.model, config.endpoint
+    chosen = model.weights
+    where: _Path = ("model", "weights")
+    if chosen is WeightsSource.BAKE and not config.method.builds_image:
+        issues.append((where, "weights: bake needs our own image (methods custom-handler and fastapi)", False))
+    if model.bake and chosen not in (None, WeightsSource.BAKE):
+        issues.append((where, f"bake: true puts the weights in the image, but weights is {chosen.value}", False))
+    if model.is_path and chosen not in (None, WeightsSource.BAKE):
+        issues.append(
+            (
+                where,
+                f"{model.name} is a folder inside the image: its weights come with the image (weights: bake)",
+                False,
+            )
+        )
+    source = model.weights_source
+    if source is WeightsSource.NETWORK_VOLUME and endpoint.network_volume_id is None:
+        issues.append(
+            (
+                where,
+                "weights: network-volume needs endpoint.network_volume_id (a volume in the endpoint's region)",
+                False,
+            )
+        )
+    if endpoint.network_volume_id is not None and source is not WeightsSource.NETWORK_VOLUME:
+        issues.append(
+            (
+                ("endpoint", "network_volume_id"),
+                f"a network volume is only used with model.weights: network-volume (weights is {source.value}; "
+                "RunPod mounts its model cache at the same path, /runpod-volume)",
+                True,
+            )
+        )
+    if source is WeightsSource.CACHED:
+        # "Each endpoint is currently limited to one cached model at a time." (docs
+        # serverless/endpoints/model-caching.mdx): a second repo would be downloaded by every worker.
+        tokenizer = endpoint.env.get("TOKENIZER_NAME")
+        if isinstance(tokenizer, str) and tokenizer and tokenizer != model.name:
+            issues.append(
+                (
+                    ("endpoint", "env", "TOKENIZER_NAME"),
+                    f"RunPod caches one model per endpoint, and TOKENIZER_NAME names a second repo ({tokenizer}) "
+                    "that every cold start would download; drop it, or set model.weights: download",
+                    False,
+                )
+            )
+    if model.hf_token is None:
+        for key in ("hf_token_secret", "hf_token_delivery"):
+            if key in model.model_fields_set:
+                issues.append((("model", key), "there is no model.hf_token to deliver", True))
     return issues
 
 

@@ -11,13 +11,22 @@ pull and model load), every request, and ``idle_timeout`` after the last one
 * one cold start: an estimate of its seconds (below) plus ``idle_timeout``, at the price;
 * traffic: N requests a day at a latency, from ``--latency`` or from a decode-speed estimate.
 
-Cold-start seconds (no FlashBoot, model downloaded at start), stated assumptions:
-an ~8 GB image pulled at ~1 Gbit/s (64 s); the weights downloaded from the Hub at 200 MB/s (or,
-when baked into the image, pulled with it at 1 Gbit/s); loaded into GPU memory at 2 GB/s; and
-60 s of engine start (torch.compile and CUDA-graph capture; 15 s with ``enforce_eager``). For
-Qwen2.5-7B in bf16 that is ~3.5 minutes, inside the 1.5-5 minutes the reference estimates.
-FlashBoot can bring a start down to seconds on a host that ran the image recently; the preview
-prices the slow case.
+Cold-start seconds (no FlashBoot), per ``model.weights`` strategy; every figure below is listed
+with its source by :data:`COLD_START_FIGURES` and shown by ``rpdeploy check``:
+
+* image pull: an ~8 GB image pulled at ~1 Gbit/s (64 s); baked weights come with it;
+* the weights: none to fetch from RunPod's model cache (RunPod puts them on the host before the
+  worker starts, unbilled), read from a network volume at 200 MB/s (the low end of RunPod's
+  200-400 MB/s), downloaded from the Hub at 200 MB/s at every start (``download``; the first
+  start of a network volume too);
+* weight load into GPU memory at 2 GB/s from local disk; 60 s of engine start (torch.compile
+  and CUDA-graph capture; 15 s with ``enforce_eager``).
+
+For Qwen2.5-7B in bf16 that is ~2.2 minutes from the cache and ~3.5 minutes downloading, inside
+the 1.5-5 minutes the reference estimates. RunPod marks a worker unhealthy after 7 minutes of
+cold start unless ``RUNPOD_INIT_TIMEOUT`` says otherwise: :func:`init_timeout` sets it when the
+estimate is longer. FlashBoot can bring a start down to seconds on a host that ran the image
+recently; the preview prices the slow case.
 
 Decode speed: generating a token reads every weight once (batch 1), so tokens/s is about
 ``0.8 x memory bandwidth x gpu_count / weight bytes``. 0.8 is the efficiency measured on an L4
@@ -29,10 +38,13 @@ processing is ignored (a fraction of a second for short prompts).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rpdeploy import gpus, versions
+from rpdeploy.config import WeightsSource
+from rpdeploy.methods import Method
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
@@ -47,6 +59,41 @@ HUB_DOWNLOAD_BYTES_PER_SECOND = 200e6
 LOAD_BYTES_PER_SECOND = 2e9
 ENGINE_START_SECONDS = 60.0
 EAGER_ENGINE_START_SECONDS = 15.0
+#: "200-400 MB/s" (docs storage/network-volumes.mdx): the low end, as the preview prices the slow case.
+VOLUME_READ_BYTES_PER_SECOND = 200e6
+#: "If cold start exceeds 7 minutes, the worker is marked unhealthy. Extend with
+#: `RUNPOD_INIT_TIMEOUT=800` (seconds)." (docs serverless/development/optimization.mdx, runpod/docs@a900806e)
+RUNPOD_INIT_TIMEOUT_DEFAULT = 420
+#: Headroom over the estimate when rpdeploy sets RUNPOD_INIT_TIMEOUT (the estimate is rough).
+INIT_TIMEOUT_MARGIN = 1.5
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One number a cold-start estimate assumes, and where it comes from."""
+
+    name: str
+    value: str
+    source: str
+
+
+COLD_START_FIGURES: tuple[Figure, ...] = (
+    Figure("image", "8 GB pulled at 1 Gbit/s (64 s)", "rpdeploy's assumption: RunPod publishes no pull speed"),
+    Figure("Hub download", "200 MB/s", "rpdeploy's assumption: no published figure for RunPod hosts"),
+    Figure("network volume read", "200 MB/s", "docs storage/network-volumes.mdx: 200-400 MB/s (low end)"),
+    Figure("weight load", "2 GB/s from local disk", "rpdeploy's assumption"),
+    Figure("engine start", "60 s (15 s with enforce_eager)", "rpdeploy's assumption: torch.compile + CUDA graphs"),
+    Figure(
+        "cached model",
+        "on the host before the worker starts; its download (when no host has it) is not billed",
+        "docs serverless/endpoints/model-caching.mdx",
+    ),
+    Figure(
+        "unhealthy after",
+        f"{RUNPOD_INIT_TIMEOUT_DEFAULT // 60} minutes of cold start, unless RUNPOD_INIT_TIMEOUT (seconds) is set",
+        "docs serverless/development/optimization.mdx",
+    ),
+)
 
 #: Memory bandwidth in GB/s (NVIDIA datasheet values; the L4's 300 GB/s is in reference/worker-vllm.md 4.2).
 GPU_BANDWIDTH_GB_S: dict[str, float] = {
@@ -88,11 +135,38 @@ def format_money(amount: float | None) -> str:
 
 @dataclass(frozen=True)
 class ColdStart:
-    """Seconds from "RunPod starts a worker" to "vLLM answers", by part."""
+    """Seconds from "RunPod starts a worker" to "vLLM answers", by part, for one weights strategy.
+
+    ``first_seconds`` is the first start where it is longer (a network volume the model is not on
+    yet); ``unbilled_seconds`` is RunPod's own download of a cached model to a host that does not
+    have it yet, which delays the worker's start but is not billed.
+    """
 
     seconds: float
     parts: tuple[tuple[str, float], ...]
     flashboot: bool
+    strategy: str = WeightsSource.DOWNLOAD.value
+    first_seconds: float | None = None
+    unbilled_seconds: float = 0.0
+
+    @property
+    def longest(self) -> float:
+        """The longest billed start: what RUNPOD_INIT_TIMEOUT must allow."""
+        return max(self.seconds, self.first_seconds or 0.0)
+
+
+@dataclass(frozen=True)
+class ColdStartPlan:
+    """The cold start of the chosen strategy, the others that apply, and RUNPOD_INIT_TIMEOUT."""
+
+    chosen: ColdStart
+    options: tuple[ColdStart, ...]  # every strategy this method can use, fastest first
+    recommended: str  # the fastest of them
+    figures: tuple[Figure, ...]
+    #: Seconds rpdeploy sets as RUNPOD_INIT_TIMEOUT (None: RunPod's 7-minute default is enough).
+    init_timeout: int | None
+    init_timeout_source: str  # "endpoint.init_timeout", "estimate" or "" (not set)
+    weights_known: bool
 
 
 @dataclass(frozen=True)
@@ -115,6 +189,7 @@ class CostEstimate:
     idle_timeout: int
     cold_start: ColdStart
     cold_start_cost: float | None  # (start + idle_timeout) x price
+    cold_start_plan: ColdStartPlan
     decode_tokens_per_second: float | None
     output_tokens: int
     latency_seconds: float | None
@@ -135,19 +210,89 @@ def pool_price(gpu: gpus.GpuType, price_override: float | None = None) -> float 
     return pool.price_per_second if pool else None
 
 
-def estimate_cold_start(weights_bytes: int | None, *, bake: bool, enforce_eager: bool, flashboot: bool) -> ColdStart:
-    """Cold-start seconds from the model size (assumptions in the module docstring)."""
+def estimate_cold_start(
+    weights_bytes: int | None,
+    *,
+    strategy: WeightsSource | str = WeightsSource.DOWNLOAD,
+    enforce_eager: bool,
+    flashboot: bool,
+) -> ColdStart:
+    """Cold-start seconds of one weights strategy from the model size (figures in the module docstring)."""
+    source = WeightsSource(strategy)
     weights = float(weights_bytes or 0)
-    if bake:
-        parts = [("image pull with baked weights", (IMAGE_BYTES + weights) / IMAGE_PULL_BYTES_PER_SECOND)]
+    image = ("image pull", IMAGE_BYTES / IMAGE_PULL_BYTES_PER_SECOND)
+    load = ("weight load", weights / LOAD_BYTES_PER_SECOND)
+    download = weights / HUB_DOWNLOAD_BYTES_PER_SECOND
+    first: float | None = None
+    unbilled = 0.0
+    if source is WeightsSource.BAKE:
+        parts = [("image pull with baked weights", (IMAGE_BYTES + weights) / IMAGE_PULL_BYTES_PER_SECOND), load]
+    elif source is WeightsSource.CACHED:
+        parts = [image, load]
+        unbilled = download
+    elif source is WeightsSource.NETWORK_VOLUME:
+        parts = [image, ("weight load from the network volume", weights / VOLUME_READ_BYTES_PER_SECOND)]
+        first = download  # added below: the first worker downloads the model onto the volume
     else:
-        parts = [
-            ("image pull", IMAGE_BYTES / IMAGE_PULL_BYTES_PER_SECOND),
-            ("model download", weights / HUB_DOWNLOAD_BYTES_PER_SECOND),
-        ]
-    parts.append(("weight load", weights / LOAD_BYTES_PER_SECOND))
+        parts = [image, ("model download", download), load]
     parts.append(("engine start", EAGER_ENGINE_START_SECONDS if enforce_eager else ENGINE_START_SECONDS))
-    return ColdStart(seconds=sum(s for _, s in parts), parts=tuple(parts), flashboot=flashboot)
+    seconds = sum(s for _, s in parts)
+    return ColdStart(
+        seconds=seconds,
+        parts=tuple(parts),
+        flashboot=flashboot,
+        strategy=source.value,
+        first_seconds=seconds + first if first is not None else None,
+        unbilled_seconds=unbilled,
+    )
+
+
+def strategies_for(config: Config) -> tuple[WeightsSource, ...]:
+    """The weights strategies this deployment could use (bake needs our own image; a path is in it)."""
+    if config.model.is_path:
+        return (WeightsSource.BAKE,)
+    options = [WeightsSource.CACHED, WeightsSource.NETWORK_VOLUME, WeightsSource.DOWNLOAD]
+    if config.method is not Method.WORKER_VLLM:
+        options.insert(2, WeightsSource.BAKE)
+    return tuple(options)
+
+
+def init_timeout(cold: ColdStart, configured: int | None) -> tuple[int | None, str]:
+    """RUNPOD_INIT_TIMEOUT for the endpoint: deploy.yaml's, else the estimate with headroom when
+    it is longer than RunPod's 7-minute default, else none (the default is enough)."""
+    if configured is not None:
+        return configured, "endpoint.init_timeout"
+    if cold.longest <= RUNPOD_INIT_TIMEOUT_DEFAULT:
+        return None, ""
+    return int(math.ceil(cold.longest * INIT_TIMEOUT_MARGIN / 60) * 60), "estimate"
+
+
+def plan_cold_start(config: Config, weights_bytes: int | None) -> ColdStartPlan:
+    """The chosen strategy's cold start, the alternatives, the fastest, and RUNPOD_INIT_TIMEOUT."""
+    model, endpoint = config.model, config.endpoint
+    options = {
+        source: estimate_cold_start(
+            weights_bytes, strategy=source, enforce_eager=model.enforce_eager, flashboot=endpoint.flashboot
+        )
+        for source in (*strategies_for(config), model.weights_source)
+    }
+    chosen = options[model.weights_source]
+    ranked = tuple(sorted(options.values(), key=lambda c: (c.seconds, c.longest)))
+    timeout, timeout_source = init_timeout(chosen, endpoint.init_timeout)
+    return ColdStartPlan(
+        chosen=chosen,
+        options=ranked,
+        recommended=ranked[0].strategy,
+        figures=COLD_START_FIGURES,
+        init_timeout=timeout,
+        init_timeout_source=timeout_source,
+        weights_known=bool(weights_bytes),
+    )
+
+
+def init_timeout_for(config: Config, weights_bytes: int | None) -> int | None:
+    """RUNPOD_INIT_TIMEOUT rpdeploy puts in the template env (None: leave RunPod's default)."""
+    return plan_cold_start(config, weights_bytes).init_timeout
 
 
 def decode_tokens_per_second(gpu: gpus.GpuType, gpu_count: int, decode_bytes_per_token: int | None) -> float | None:
@@ -185,9 +330,8 @@ def estimate_cost(
     floor_hour = per_hour * endpoint.workers_min if per_hour is not None else None
     floor_month = floor_hour * HOURS_PER_MONTH if floor_hour is not None else None
 
-    cold = estimate_cold_start(
-        weights_bytes, bake=config.model.bake, enforce_eager=config.model.enforce_eager, flashboot=endpoint.flashboot
-    )
+    cold_plan = plan_cold_start(config, weights_bytes)
+    cold = cold_plan.chosen
     cold_cost = (cold.seconds + endpoint.idle_timeout) * per_second if per_second is not None else None
 
     speed = decode_tokens_per_second(gpu, count, decode_bytes_per_token)
@@ -228,6 +372,7 @@ def estimate_cost(
         warnings.append(f"no price known for pool {gpu.pool}; costs are left out")
     if requests_per_day is not None and latency_seconds is None:
         warnings.append("no latency for the traffic estimate: pass --latency SECONDS")
+    warnings.extend(_cold_start_warnings(config, cold_plan))
     if per_second is not None and endpoint.idle_timeout > 300:
         warnings.append(
             f"idle_timeout {endpoint.idle_timeout} s bills {format_money(endpoint.idle_timeout * per_second)} "
@@ -251,6 +396,7 @@ def estimate_cost(
         idle_timeout=endpoint.idle_timeout,
         cold_start=cold,
         cold_start_cost=cold_cost,
+        cold_start_plan=cold_plan,
         decode_tokens_per_second=speed,
         output_tokens=output_tokens,
         latency_seconds=latency_seconds,
@@ -262,3 +408,33 @@ def estimate_cost(
         daily_cost_all_cold=all_cold,
         warnings=tuple(warnings),
     )
+
+
+def _cold_start_warnings(config: Config, plan: ColdStartPlan) -> list[str]:
+    warnings = []
+    chosen = plan.chosen
+    if config.endpoint.init_timeout is not None and config.endpoint.init_timeout < chosen.longest:
+        warnings.append(
+            f"endpoint.init_timeout {config.endpoint.init_timeout} s is shorter than the ~{chosen.longest:.0f} s "
+            "cold start estimated: RunPod would mark starting workers unhealthy"
+        )
+    model = config.model
+    if chosen.strategy == WeightsSource.CACHED.value:
+        if model.hf_token is not None:
+            # runpodctl's saveEndpoint sends only modelReferences, and RunPod's GraphQL EndpointInput
+            # has no token field; the console asks for one next to the Model field.
+            warnings.append(
+                "a gated model is cached by RunPod only with the Hugging Face token entered next to the "
+                "endpoint's Model field in the RunPod console (the API has no field for it); otherwise "
+                "set model.weights: download"
+            )
+        if model.revision and not _is_commit(model.revision):
+            warnings.append(
+                f"model.revision {model.revision!r} is not a commit: RunPod caches the commit it points to "
+                "when the endpoint is saved, and rpdeploy cannot tell later whether that is still it; pin a commit"
+            )
+    return warnings
+
+
+def _is_commit(revision: str) -> bool:
+    return len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)

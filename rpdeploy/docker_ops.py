@@ -637,13 +637,13 @@ def plan_build(
     context = build_context(config.worker_dir)
     buildargs = {"BASE_IMAGE": image.base_image}
     secrets: dict[str, Secret] = {}
-    if config.model.bake and config.model.hf_token is not None:
+    if config.model.downloads_at_build and config.model.hf_token is not None:
         # Only the throw-away download stage declares HF_TOKEN (see templates/worker/common/Dockerfile.j2).
         secrets["HF_TOKEN"] = config.model.hf_token.resolve(
             base_dir=config.base_dir, environ=environ, field="model.hf_token"
         )
     elif config.model.hf_token is not None:
-        reporter.debug("model.hf_token is not used by the build: the model is not baked (model.bake: false)")
+        reporter.debug("model.hf_token is not used by the build: the model is not baked (model.weights is not bake)")
     base = ensure_base_image(api, image.base_image, platform=target_platform, reporter=reporter)
     digest = context_hash(
         context,
@@ -667,8 +667,10 @@ def plan_build(
         base_image=image.base_image,
         base_image_id=str(base.get("Id", "")),
         base_image_size=int(base.get("Size") or 0),
-        bake=config.model.bake,
-        model_bytes=baked_model_bytes(config, environ=environ, reporter=reporter) if config.model.bake else None,
+        bake=config.model.downloads_at_build,
+        model_bytes=baked_model_bytes(config, environ=environ, reporter=reporter)
+        if config.model.downloads_at_build
+        else None,
     )
 
 

@@ -60,7 +60,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from rpdeploy import gpus, models_table
-from rpdeploy.cost import CostEstimate, estimate_cost, format_money
+from rpdeploy.cost import RUNPOD_INIT_TIMEOUT_DEFAULT, ColdStartPlan, CostEstimate, estimate_cost, format_money
 from rpdeploy.errors import ConfigError, PreflightError
 from rpdeploy.output import NullReporter, Reporter
 
@@ -1145,6 +1145,7 @@ def check_deployment(
             warnings.append(f"{fit.summary}; vLLM may refuse to start if the estimate is off by a little")
         warnings.extend(fit.warnings)
     warnings.extend(cost.warnings)
+    warnings.extend(_token_warnings(config))
     return CheckResult(
         config=str(config.path),
         model=config.model.name,
@@ -1157,6 +1158,18 @@ def check_deployment(
         warnings=tuple(warnings),
         blocking=fit is not None and fit.verdict is Verdict.DOES_NOT_FIT,
     )
+
+
+def _token_warnings(config: Config) -> list[str]:
+    from rpdeploy.config import HfTokenDelivery
+
+    if config.model.hf_token is None or config.model.hf_token_delivery is not HfTokenDelivery.TEMPLATE_ENV:
+        return []
+    return [
+        "model.hf_token_delivery: template-env puts the Hugging Face token in the template env in plain text, "
+        "where RunPod's console shows it to everyone on the account; use it only if {{ RUNPOD_SECRET_... }} "
+        "references do not resolve on your serverless workers (RunPod documents them for Pods only)"
+    ]
 
 
 def _gib(value: float) -> str:
@@ -1206,10 +1219,10 @@ def _cost_lines(cost: CostEstimate) -> list[str]:
     parts = ", ".join(f"{label} {seconds:.0f} s" for label, seconds in cold.parts)
     cold_cost = f" = {money(cost.cold_start_cost)} each" if cost.cold_start_cost is not None else ""
     lines.append(
-        f"  cold start: ~{cold.seconds:.0f} s ({parts}) + idle_timeout {cost.idle_timeout} s billed{cold_cost}"
+        f"  cold start (model.weights: {cold.strategy}): ~{cold.seconds:.0f} s ({parts}) + idle_timeout "
+        f"{cost.idle_timeout} s billed{cold_cost}"
     )
-    if cold.flashboot:
-        lines.append("    FlashBoot can cut this to seconds on a host that ran the image recently")
+    lines.extend(f"    {line}" for line in cold_start_lines(cost.cold_start_plan))
     if cost.latency_seconds is not None:
         each = f", {money(cost.request_cost)} each" if cost.request_cost is not None else ""
         if cost.latency_source == "estimate" and cost.decode_tokens_per_second:
@@ -1227,6 +1240,51 @@ def _cost_lines(cost: CostEstimate) -> list[str]:
         if cost.daily_cost_all_cold is not None:
             line += f" (up to {money(cost.daily_cost_all_cold)}/day if every request starts a worker)"
         lines.append(line)
+    return lines
+
+
+def cold_start_lines(plan: ColdStartPlan) -> list[str]:
+    """The cold start's details: the other strategies, the fastest, RUNPOD_INIT_TIMEOUT, the figures."""
+    chosen = plan.chosen
+    lines = []
+    if chosen.unbilled_seconds:
+        lines.append(
+            f"RunPod puts the cached model on the host before the worker starts (~{chosen.unbilled_seconds:.0f} s "
+            "when no host has it yet, not billed)"
+        )
+    if chosen.first_seconds is not None:
+        lines.append(f"the first start downloads the model onto the volume: ~{chosen.first_seconds:.0f} s")
+    if chosen.flashboot:
+        lines.append("FlashBoot can cut this to seconds on a host that ran the image recently")
+    if not plan.weights_known:
+        lines.append("the model's size is unknown: its download and load are left out")
+    others = [o for o in plan.options if o.strategy != chosen.strategy]
+    if others:
+        shown = ", ".join(
+            f"{o.strategy} ~{o.seconds:.0f} s" + (f" (first ~{o.first_seconds:.0f} s)" if o.first_seconds else "")
+            for o in others
+        )
+        lines.append(f"other strategies: {shown}")
+    fastest = plan.options[0]
+    if fastest.strategy == chosen.strategy or fastest.seconds >= chosen.seconds:
+        lines.append(f"recommended: {chosen.strategy} (the fastest here)")
+    else:
+        lines.append(
+            f"recommended: model.weights: {fastest.strategy} (~{fastest.seconds:.0f} s instead of "
+            f"~{chosen.seconds:.0f} s)"
+        )
+    limit = RUNPOD_INIT_TIMEOUT_DEFAULT
+    if plan.init_timeout_source == "endpoint.init_timeout":
+        lines.append(f"RUNPOD_INIT_TIMEOUT={plan.init_timeout} (endpoint.init_timeout)")
+    elif plan.init_timeout is not None:
+        lines.append(
+            f"RUNPOD_INIT_TIMEOUT={plan.init_timeout}: the estimate (~{chosen.longest:.0f} s) is over RunPod's "
+            f"{limit // 60}-minute limit, after which it marks a starting worker unhealthy"
+        )
+    else:
+        lines.append(f"RUNPOD_INIT_TIMEOUT: not needed (under RunPod's {limit // 60}-minute limit)")
+    lines.append("figures assumed:")
+    lines.extend(f"  {figure.name}: {figure.value} ({figure.source})" for figure in plan.figures)
     return lines
 
 

@@ -232,7 +232,7 @@ class WorkerContext:
             trust_remote_code=model.trust_remote_code,
             enforce_eager=model.enforce_eager,
             max_concurrency=config.endpoint.max_concurrency,
-            bake=model.bake,
+            bake=model.downloads_at_build,
             base_image=config.image.base_image,
             smoke_prompt=config.smoke_test.prompt,
             smoke_max_tokens=config.smoke_test.max_tokens,

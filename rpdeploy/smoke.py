@@ -172,6 +172,8 @@ class CheckResult:
     answer: str | None = None
     #: The release the answer named (rpdeploy.release), if it named one.
     release: str | None = None
+    #: The worker that ran the job (its logs say why it failed: ``rpdeploy logs --worker``).
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +369,7 @@ class Runner:
                 tokens_per_second=rate,
                 answer=answer[:PREVIEW_CHARS] if answer else None,
                 release=named,
+                worker_id=str(body["workerId"]) if body.get("workerId") else None,
             )
 
         if state == "TIMED_OUT_LOCAL":

@@ -33,6 +33,7 @@ from rpdeploy.secrets import Secret
 if TYPE_CHECKING:
     from rpdeploy.config import Config
     from rpdeploy.fit import CheckResult as FitCheck
+    from rpdeploy.gpus import GpuSelection
     from rpdeploy.integration import IntegrationResult
     from rpdeploy.runpod.controlplane import ControlPlane
     from rpdeploy.runpod.deployment import Ownership
@@ -69,13 +70,13 @@ class Context:
     _templates: list[Template] | None = None
     _fit: FitCheck | None = None
     _owner: Ownership | None = None
-    _gpu_ids: str | None = None
+    _gpus: GpuSelection | None = None
 
     def cp(self) -> ControlPlane:
         if self._cp is None:
             from rpdeploy.runpod.deployment import connect
 
-            self._cp = connect(self.config, self.environ)
+            self._cp = connect(self.config, self.environ, reporter=self.reporter)
         return self._cp
 
     def endpoints(self) -> list[Endpoint]:
@@ -96,13 +97,17 @@ class Context:
             self._owner = ownership(self.config, ledger=self.ledger, adopt=self.options.adopt)
         return self._owner
 
-    def gpu_ids(self) -> str:
-        """``gpuIds`` from RunPod's live pools, read once per run (a pool can change between runs)."""
-        if self._gpu_ids is None:
-            from rpdeploy.runpod.deployment import resolve_gpu_ids
+    def gpus(self) -> GpuSelection:
+        """The GPU selection from RunPod's live pools, read once per run (a pool can change between runs)."""
+        if self._gpus is None:
+            from rpdeploy.runpod.deployment import resolve_gpus
 
-            self._gpu_ids = resolve_gpu_ids(self.cp(), self.config, self.reporter)
-        return self._gpu_ids
+            self._gpus = resolve_gpus(self.cp(), self.config, self.reporter)
+        return self._gpus
+
+    def api(self) -> str:
+        """The RunPod API this run speaks (runpod.api): a switch re-runs the RunPod stages."""
+        return self.config.runpod.resolved_api(self.environ).value
 
     def changed_runpod(self) -> None:
         """Forget cached reads after a mutation."""
@@ -123,6 +128,25 @@ class Context:
 
             self._fit = check_deployment(self.config, reporter=self.reporter, environ=self.environ)
         return self._fit
+
+    def init_timeout(self) -> int | None:
+        """RUNPOD_INIT_TIMEOUT for the template (None: RunPod's default is enough).
+
+        From the cold-start estimate, which needs the model's size; an unchanged deploy.yaml reuses
+        what stage 7 recorded, so a re-run with nothing new does not look the model up again.
+        """
+        if self.config.endpoint.init_timeout is not None:
+            return self.config.endpoint.init_timeout
+        record = self.ledger.stages.get("gpu")
+        if (
+            record is not None
+            and record.status == "done"
+            and "init_timeout" in record.outputs
+            and record.fingerprint == fingerprint(_gpu_inputs(self))
+        ):
+            recorded = record.outputs["init_timeout"]
+            return int(recorded) if recorded is not None else None
+        return self.fit_check().cost.cold_start_plan.init_timeout
 
     def close(self) -> None:
         if self._cp is not None:
@@ -253,7 +277,7 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
     # Files, build args and platform, without asking the engine anything: an unchanged
     # worker folder is skipped with no docker call at all. (Inside the stage the build
     # plan also hashes the base image's id, which catches a re-pulled base.)
-    secret_names = ["HF_TOKEN"] if config.model.bake and config.model.hf_token is not None else []
+    secret_names = ["HF_TOKEN"] if config.model.downloads_at_build and config.model.hf_token is not None else []
     settings = {"BASE_IMAGE": config.image.base_image, "secrets": secret_names, "platform": config.image.platform}
     # Listing the context needs the docker SDK's .dockerignore matcher, and importing the SDK
     # (requests, paramiko) costs about 0.3 s: most of a no-change re-run. When no entry of the
@@ -360,6 +384,7 @@ def _account_inputs(ctx: Context) -> dict[str, Any]:
     creds = registry_credentials(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "api": ctx.api(),
         "key": digest(ctx.api_key()),
         "gpu": ctx.config.endpoint.gpu_type.id,
         "registry": None
@@ -373,7 +398,7 @@ def _account_run(ctx: Context) -> dict[str, Any]:
 
     cp = ctx.cp()
     account = cp.account()
-    gpu_ids = ctx.gpu_ids()
+    selection = ctx.gpus()
     auth_id = ""
     creds = registry_credentials(ctx.config, ctx.environ)
     if creds is not None and ctx.config.image is not None:
@@ -383,7 +408,7 @@ def _account_run(ctx: Context) -> dict[str, Any]:
             cp, registry=ctx.config.image.registry, username=creds[0], password=creds[1], refresh=True
         )
         auth_id = auth.id
-    return {"account_id": account.id, "gpu_ids": gpu_ids, "registry_auth_id": auth_id}
+    return {"account_id": account.id, "gpus": selection.to_dict(), "registry_auth_id": auth_id}
 
 
 # 6: template.
@@ -404,15 +429,20 @@ def _template_spec(ctx: Context) -> TemplateSpec:
         image=_image(ctx),
         registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
         environ=ctx.environ,
+        init_timeout=ctx.init_timeout(),
     )
 
 
 def _template_inputs(ctx: Context) -> dict[str, Any]:
     # What is sent to RunPod, field for field (secret values as digests): any change of it is a
     # new release, and the endpoint check keys on this stage's fingerprint.
+    from rpdeploy.runpod.deployment import hf_token_secret
+
     spec = _template_spec(ctx)
+    hf_secret = hf_token_secret(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "api": ctx.api(),
         "name": spec.name,
         "image": spec.image,
         "env": [[var.key, digest(var.reveal()) if var.secret else var.reveal()] for var in spec.env],
@@ -420,12 +450,16 @@ def _template_inputs(ctx: Context) -> dict[str, Any]:
         "registry_auth_id": spec.registry_auth_id,
         "docker_args": spec.docker_args,
         "release": spec.release,
+        "hf_token_secret": None if hf_secret is None else [hf_secret[0], digest(hf_secret[1])],
     }
 
 
 def _template_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.runpod.deployment import apply_template, plan_template
+    """The container the workers run: saved as a template (GraphQL), or only settled here and sent
+    with the endpoint by stage 8 (REST v2 keeps no template link: ``rpdeploy.runpod.rest``)."""
+    from rpdeploy.runpod.deployment import apply_template, ensure_hf_secret, plan_template
 
+    on_endpoint = ctx.cp().container_on_endpoint
     spec, live, operation = plan_template(
         ctx.config,
         templates=ctx.templates(),
@@ -434,22 +468,44 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         owner=ctx.owner(),
         registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
         environ=ctx.environ,
+        init_timeout=ctx.init_timeout(),
+        container_on_endpoint=on_endpoint,
     )
+    # model.hf_token as a RunPod secret: once the template is known to be ours, and before the
+    # template that references it is saved. The value cannot be read back, so it is sent again
+    # whenever this stage runs (the token changed, or the ledger is new).
+    secret, secret_op = ensure_hf_secret(ctx.cp(), ctx.config, refresh=True, environ=ctx.environ)
+    if secret_op is not None:
+        ctx.reporter.info(
+            f"{'Created' if secret_op.kind == 'create-secret' else 'Updated'} RunPod secret {secret_op.target!r}"
+        )
+    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
+    # Under REST v2 it reaches RunPod with the endpoint (stage 8), and the check runs after that.
+    ctx.ledger.extra[RELEASE_KEY] = spec.release
+    if on_endpoint:
+        return {
+            "template_id": "",
+            "image": spec.image,
+            "operation": None,
+            "release": spec.release,
+            "hf_token_secret": secret.name if secret else None,
+        }
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
-    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
-    ctx.ledger.extra[RELEASE_KEY] = spec.release
     return {
         "template_id": template.id,
         "image": spec.image,
         "operation": operation.kind if operation else None,
         "release": spec.release,
+        "hf_token_secret": secret.name if secret else None,
     }
 
 
 def _template_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
-    return any(t.id == outputs.get("template_id") and t.name == ctx.config.endpoint.template for t in ctx.templates())
+    if not outputs.get("template_id"):
+        return True  # nothing was made on RunPod (REST v2: the endpoint stage checks the endpoint)
+    return any(t.id == outputs.get("template_id") for t in ctx.templates())
 
 
 # 7: GPU: the endpoint spec, the fit check and the cost preview. No mutation.
@@ -483,10 +539,13 @@ def _gpu_run(ctx: Context) -> dict[str, Any]:
     for warning in result.warnings:
         ctx.reporter.warn(warning)
     return {
-        "gpu_ids": ctx.outputs.get("account", {}).get("gpu_ids"),
+        "gpus": ctx.outputs.get("account", {}).get("gpus"),
         "fit": result.verdict,
         "kv_capacity_tokens": result.fit.kv_capacity_tokens if result.fit is not None else None,
         "floor_per_month": cost.floor_per_month,
+        "cold_start_seconds": round(cost.cold_start.seconds, 1),
+        "weights": cost.cold_start.strategy,
+        "init_timeout": cost.cold_start_plan.init_timeout,
         "warnings": list(result.warnings),
     }
 
@@ -502,21 +561,41 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
         template_id=ctx.outputs.get("template", {}).get("template_id", ""),
         # Live on every run: a card RunPod added to the pool must be excluded even when
         # nothing in deploy.yaml changed.
-        gpu_ids=ctx.gpu_ids(),
+        gpus=ctx.gpus(),
     )
-    return {"api_url": ctx.config.runpod.resolved_api_url(ctx.environ), "spec": spec.managed()}
+    return {
+        "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "api": ctx.api(),
+        "spec": spec.settings(),
+        "model_references": spec.model_references,
+        "network_volume_ids": spec.network_volume_ids,
+        # Under REST the container goes with the endpoint: a new image or env is this stage's input.
+        "container": _template_inputs(ctx) if ctx.api() == "rest" else None,
+    }
 
 
 def _endpoint_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.runpod.deployment import apply_endpoint, endpoint_urls, plan_endpoint_only
+    from rpdeploy.runpod.deployment import apply_endpoint, desired_template, endpoint_urls, plan_endpoint_only
 
+    container = None
+    if ctx.cp().container_on_endpoint:
+        # What stage 6 settled, sent with the endpoint itself (REST v2).
+        container = desired_template(
+            ctx.config,
+            image=_image(ctx),
+            registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+            environ=ctx.environ,
+            init_timeout=ctx.init_timeout(),
+        )
     spec, live, operation = plan_endpoint_only(
         ctx.config,
         endpoints=ctx.endpoints(),
         templates=ctx.templates(),
         template_id=ctx.outputs["template"]["template_id"],
-        gpu_ids=ctx.gpu_ids(),
+        gpus=ctx.gpus(),
         owner=ctx.owner(),
+        container=container,
+        cp=ctx.cp(),
     )
     for change in operation.changes if operation and live is not None else ():
         ctx.reporter.info(f"  {change}")
@@ -533,7 +612,11 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
 
 def _endpoint_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
     template_id = ctx.outputs.get("template", {}).get("template_id")
-    return any(e.id == outputs.get("endpoint_id") and e.template_id == template_id for e in ctx.endpoints())
+    # REST v2 shows no template link: the endpoint's existence is what there is to check.
+    return any(
+        e.id == outputs.get("endpoint_id") and (not template_id or e.template_id == template_id)
+        for e in ctx.endpoints()
+    )
 
 
 # 9, 10: backend env and restart.
@@ -687,9 +770,12 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             release=check,
         )
     if not result.passed:
+        from rpdeploy.fleet import report_failure
+
         failed = next(c for c in result.checks if not c.passed)
         which = f"release {check.expected}" if check is not None else f"endpoint {endpoint_id}"
         cutover = " The backend was not touched." if ctx.config.backend is not None else ""
+        report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
         raise SmokeTestError(
             f"{which} failed the endpoint check: {failed.name}: {failed.message.rstrip('.')}.{cutover}",
             hint="`rpdeploy status` shows the endpoint's workers; fix the cause and run `rpdeploy deploy` again (it "

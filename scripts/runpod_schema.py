@@ -45,6 +45,10 @@ SOURCES = (
      "src/runpod_flash/core/api/runpod.py, core/resources/serverless.py (2026-08-06)"),
     ("mcp", "runpod/runpod-mcp", "000949177665c47cdecfa40c83f398d0e3ab88ef",
      "src/_shared/endpoint-gpu-ids.ts, src/tools/endpoint-gpus.ts (measured against the live API)"),
+    ("docs", "runpod/docs", "a900806e253c4f8c16da27d1a4370e72456da4cb",
+     "sdks/graphql/manage-pod-templates.mdx (\"Create a secret\", \"Delete a secret\"; 2026-08-20)"),
+    ("secret", "runpod/pulumi-runpod-native", "8b04ece45c8db86f02edd5de3e9888bd30e9d06b",
+     "provider/secret.go (RunPod's provider, branch 001-update-this-pulumi, 2025-09-29; unmerged)"),
 )  # fmt: skip
 MODELS_PATH = "provider/graphql/generated/models_gen.go"
 
@@ -54,7 +58,7 @@ ALL = None  # every field of the Go type (pruned to types listed here)
 OBJECTS: dict[str, list[str] | None] = {
     "User": [
         "id", "email", "pubKey", "clientBalance", "currentSpendPerHr", "spendLimit", "endpoints", "endpoint",
-        "podTemplates", "containerRegistryCreds", "networkVolumes", "serverlessDiscount",
+        "podTemplates", "containerRegistryCreds", "networkVolumes", "serverlessDiscount", "secrets",
     ],
     "Endpoint": ALL,
     "PodTemplate": ALL,
@@ -71,6 +75,8 @@ OBJECTS: dict[str, list[str] | None] = {
     # the endpoint version a worker runs, to see a release roll out. No client in RunPod's repos selects it
     # yet: its meaning is rpdeploy's reading, and the deploy says what it proved with it.
     "Pod": ["id", "desiredStatus", "slsVersion"],
+    # Account secrets: metadata only, the type has no value field (values are write-only).
+    "Secret": ALL,
 }  # fmt: skip
 
 INPUTS: dict[str, list[str] | None] = {
@@ -84,6 +90,8 @@ INPUTS: dict[str, list[str] | None] = {
     "UpdateRegistryAuthInput": ALL,
     "GpuTypeFilter": ALL,
     "GpuLowestPriceInput": ALL,
+    "SecretCreateInput": ALL,
+    "SecretValueUpdateInput": ALL,
 }
 
 #: Field arguments (not in the Go models), from the operations clients send.
@@ -183,6 +191,12 @@ type Mutation {
   updateRegistryAuth(input: UpdateRegistryAuthInput!): ContainerRegistryAuth
   "py mutations/container_register_auth.py (a scalar, like deleteEndpoint)"
   deleteRegistryAuth(registryAuthId: String!): String
+  "docs manage-pod-templates.mdx secretCreate(input: {name, value}); secret SecretCreate($input: SecretCreateInput!)"
+  secretCreate(input: SecretCreateInput!): Secret
+  "secret SecretValueUpdate($input: SecretValueUpdateInput!) (not in the docs: RunPod's own provider only)"
+  secretValueUpdate(input: SecretValueUpdateInput!): Secret
+  "docs manage-pod-templates.mdx secretDelete(id: ...) answers null (a scalar); secret DeleteSecret($id: ID!)"
+  secretDelete(id: ID!): String
 }
 """
 

@@ -212,7 +212,7 @@ def test_errors_list_valid_values_and_suggest(cli: CliRunnerFn, project: Path) -
     assert (
         "deploy.yaml:6:3: model.dtyp: unknown field 'dtyp' (did you mean 'dtype'?); valid fields here: name, revision, "
         "max_model_len, gpu_memory_utilization, dtype, quantization, kv_cache_dtype, max_num_seqs, served_model_name, "
-        "trust_remote_code, enforce_eager, hf_token, bake, config_file"
+        "trust_remote_code, enforce_eager, hf_token, hf_token_secret, hf_token_delivery, bake, weights, config_file"
     ) in lines
     gpu_line = next(row for row in lines if row.startswith("deploy.yaml:9:8: endpoint.gpu:"))
     assert "(did you mean 'L4'?)" in gpu_line and "valid: A4000" in gpu_line

@@ -79,7 +79,7 @@ SHAPES: dict[str, set[str]] = {
     "check": {"ok", "check"},
     "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "method_switch"}
     | {"steps", "changes_pending"},
-    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes"},
+    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "fleet"},
     "endpoint create": {"ok", "dry_run", "operations", "endpoint"},
     "endpoint get": {"ok", "id", "version", "fields", "gpus", "urls"},
     "endpoint list": {"ok", "endpoints"},

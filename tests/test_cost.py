@@ -85,7 +85,7 @@ def test_unknown_pool_price_leaves_costs_out_with_a_warning() -> None:
 
 
 def test_cold_start_seconds_from_the_model_size() -> None:
-    cold = estimate_cold_start(WEIGHTS, bake=False, enforce_eager=False, flashboot=True)
+    cold = estimate_cold_start(WEIGHTS, strategy="download", enforce_eager=False, flashboot=True)
     parts = dict(cold.parts)
     assert parts["image pull"] == pytest.approx(8e9 / 125e6)  # 64 s
     assert parts["model download"] == pytest.approx(WEIGHTS / 200e6)  # 76 s
@@ -94,9 +94,21 @@ def test_cold_start_seconds_from_the_model_size() -> None:
     assert cold.seconds == pytest.approx(64 + WEIGHTS / 200e6 + WEIGHTS / 2e9 + 60)
     assert 90 <= cold.seconds <= 300  # reference: 1.5-5 min without FlashBoot or a cache
 
-    baked = estimate_cold_start(WEIGHTS, bake=True, enforce_eager=True, flashboot=False)
+    baked = estimate_cold_start(WEIGHTS, strategy="bake", enforce_eager=True, flashboot=False)
     assert dict(baked.parts)["image pull with baked weights"] == pytest.approx((8e9 + WEIGHTS) / 125e6)
     assert dict(baked.parts)["engine start"] == 15
+
+    # RunPod's model cache: nothing to fetch, only the load from local disk; its own download
+    # (when no host has the model yet) happens before the worker starts and is not billed.
+    cached = estimate_cold_start(WEIGHTS, strategy="cached", enforce_eager=False, flashboot=True)
+    assert dict(cached.parts) == {"image pull": pytest.approx(64), "weight load": WEIGHTS / 2e9, "engine start": 60}
+    assert cached.unbilled_seconds == pytest.approx(WEIGHTS / 200e6) and cached.first_seconds is None
+
+    # A network volume: read at 200 MB/s (RunPod's 200-400 MB/s); the first worker downloads it first.
+    volume = estimate_cold_start(WEIGHTS, strategy="network-volume", enforce_eager=False, flashboot=True)
+    assert dict(volume.parts)["weight load from the network volume"] == pytest.approx(WEIGHTS / 200e6)
+    assert volume.first_seconds == pytest.approx(volume.seconds + WEIGHTS / 200e6)
+    assert cached.seconds < volume.seconds < baked.seconds + 45 and cached.seconds < cold.seconds
 
 
 def test_a_cold_start_bills_start_and_idle_timeout() -> None:

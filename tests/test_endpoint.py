@@ -22,6 +22,8 @@ from tests.conftest import CliRunnerFn, mutations
 HF_TOKEN = "hf_TEST_secret_token_9f8e7d6c5b4a"
 APP_SECRET = "app-secret-value-5c4b3a29"
 IMAGE = "registry.example/acme/worker@sha256:" + "ab" * 32
+#: The L4's selection as rpdeploy shows it: its pool, less the pool's other cards.
+POOL_TEXT = "AMPERE_24 without NVIDIA GeForce RTX 3090, NVIDIA RTX A5000"
 
 
 def write_config(folder: Path, **endpoint: Any) -> Path:
@@ -90,11 +92,15 @@ def errors_in(result: Result) -> list[str]:
 # --- the lifecycle ----------------------------------------------------------------------------
 
 
+#: The template env's reference to the RunPod secret rpdeploy keeps model.hf_token in.
+HF_REFERENCE = "{{ RUNPOD_SECRET_rpdeploy_qwen25_7b_instruct_hf_token }}"
+
+
 def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:
     created = cli("endpoint", "create", "--json")
     doc = document(created)
     assert doc["ok"] is True and doc["dry_run"] is False
-    assert [op["kind"] for op in doc["operations"]] == ["create-template", "create-endpoint"]
+    assert [op["kind"] for op in doc["operations"]] == ["create-secret", "create-template", "create-endpoint"]
     state = emulator.state.snapshot()
     [template], [endpoint] = state["templates"], state["endpoints"]
     result = doc["endpoint"]
@@ -110,17 +116,33 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
     }
     assert endpoint["templateId"] == template["id"] and endpoint["workersMax"] == 2
     env = {e["key"]: e["value"] for e in template["env"]}
-    assert env["HF_TOKEN"] == HF_TOKEN and env["APP_SECRET"] == APP_SECRET and env["GREETING"] == "hello"
-    # The dry-run style listing in the JSON masks secret values.
+    # The HF token is a RunPod secret the template env refers to, never a value in it.
+    assert env["HUGGING_FACE_HUB_TOKEN"] == HF_REFERENCE and "HF_TOKEN" not in env
+    assert HF_TOKEN not in json.dumps(template)
+    with emulator.state.lock:
+        assert [(s.name, s.value) for s in emulator.state.secrets.values()] == [
+            ("rpdeploy_qwen25_7b_instruct_hf_token", HF_TOKEN)
+        ]
+    assert state["secrets"][0]["name"] == "rpdeploy_qwen25_7b_instruct_hf_token" and HF_TOKEN not in json.dumps(state)
+    assert env["APP_SECRET"] == APP_SECRET and env["GREETING"] == "hello"
+    # The endpoint asks RunPod to cache the model (the ref comes back resolved to a commit).
+    [reference] = endpoint["modelReferences"]
+    repo, _, commit = reference.rpartition(":")
+    assert repo == "https://huggingface.co/Qwen/Qwen2.5-7B-Instruct" and len(commit) == 40
+    # The dry-run style listing in the JSON masks secret values; a reference is not one.
     shown = {c["field"]: c["new"] for op in doc["operations"] for c in op["changes"]}
-    assert shown["env.HF_TOKEN"] == "****" and shown["env.APP_SECRET"] == "****" and shown["env.GREETING"] == "hello"
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert shown["env.HUGGING_FACE_HUB_TOKEN"] == HF_REFERENCE
+    assert shown["env.APP_SECRET"] == "****" and shown["env.GREETING"] == "hello"
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
+    [sent] = emulator.requests.graphql("SaveEndpoint")
+    assert sent.variables is not None
+    assert sent.variables["input"]["modelReferences"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
     text = cli("endpoint", "create").stdout  # a second run: found by name, nothing to send
     assert "unchanged" in text and f"id       {endpoint['id']}" in text and f"openai   {base}/openai/v1" in text
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
     rerun = document(cli("endpoint", "create", "--json"))
     assert rerun["operations"] == [] and rerun["endpoint"]["endpoint_id"] == endpoint["id"]
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
     assert len(emulator.state.snapshot()["endpoints"]) == 1 and len(emulator.state.snapshot()["templates"]) == 1
 
     before = stored_endpoint(emulator)
@@ -133,12 +155,12 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
         {
             "kind": "update-endpoint",
             "target": f"qwen25-7b-instruct ({endpoint['id']})",
-            "changes": [{"field": "workersMax", "old": 2, "new": 3}],
+            "changes": [{"field": "workers_max", "old": 2, "new": 3}],
         }
     ]
     assert mutations(emulator) == []
     updated = cli("endpoint", "update")
-    assert "updated (1 change(s))" in updated.stdout and "workersMax: 2 -> 3" in updated.stdout
+    assert "updated (1 change(s))" in updated.stdout and "workers_max: 2 -> 3" in updated.stdout
     after = stored_endpoint(emulator)
     # Same endpoint, one field changed; the rest of the stored object is exactly as it was
     # (RunPod sets workersStandby to workersMax on every save).
@@ -236,7 +258,8 @@ def test_delete_leaves_a_template_of_another_endpoint_alone(
     ours.mkdir()
     write_config(ours, template_name="shared-name")  # never deployed; its template name is taken
     assert cli("endpoint", "delete", "--yes", "--config", ours / "deploy.yaml").stdout.strip() == "Nothing to delete."
-    assert len(emulator.state.snapshot()["templates"]) == 1 and mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert len(emulator.state.snapshot()["templates"]) == 1
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
 
 
 def test_update_needs_an_existing_endpoint(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:
@@ -250,15 +273,21 @@ def test_dry_run_create_shows_the_operations_and_sends_nothing(
 ) -> None:
     doc = document(cli("endpoint", "create", "--dry-run", "--json"))
     assert doc["dry_run"] is True and doc["endpoint"] is None
-    [template_op, endpoint_op] = doc["operations"]
+    [secret_op, template_op, endpoint_op] = doc["operations"]
+    assert (secret_op["kind"], secret_op["target"]) == ("create-secret", "rpdeploy_qwen25_7b_instruct_hf_token")
     assert (template_op["kind"], template_op["target"]) == ("create-template", "qwen25-7b-instruct-template")
     assert (endpoint_op["kind"], endpoint_op["target"]) == ("create-endpoint", "qwen25-7b-instruct")
     fields = {c["field"]: c["new"] for c in endpoint_op["changes"]}
-    assert fields["gpuIds"] == "AMPERE_24,-NVIDIA GeForce RTX 3090,-NVIDIA RTX A5000"
-    assert fields["workersMax"] == 2 and fields["allowedCudaVersions"] == "13.0"
+    # In rpdeploy's own terms (deploy.yaml's names), whichever API carries them.
+    assert fields["gpus"] == {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]}
+    assert fields["workers_max"] == 2 and fields["allowed_cuda_versions"] == ["13.0"]
+    assert fields["model_references"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
     text = cli("endpoint", "create", "--dry-run")
-    assert text.stdout.startswith("Would send:\n  create-template 'qwen25-7b-instruct-template'")
-    assert "env.HF_TOKEN: (unset) -> '****'" in text.stdout
+    assert text.stdout.startswith(
+        "Would send:\n  create-secret 'rpdeploy_qwen25_7b_instruct_hf_token'\n"
+        "  create-template 'qwen25-7b-instruct-template'"
+    )
+    assert f"env.HUGGING_FACE_HUB_TOKEN: (unset) -> '{HF_REFERENCE}'" in text.stdout
     assert mutations(emulator) == []
     state = emulator.state.snapshot()
     assert state["templates"] == [] and state["endpoints"] == []
@@ -285,31 +314,45 @@ def test_get_and_list(cli: CliRunnerFn, config: Path, emulator: Emulator) -> Non
             "template_id": e["templateId"],
             "workers_min": e["workersMin"],
             "workers_max": e["workersMax"],
-            "gpu_ids": e["gpuIds"],
+            "gpu_selection": {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]},
             "gpus": "NVIDIA L4",
         }
         for e in (ours, theirs)
     ]
     lines = cli("endpoint", "list").stdout.splitlines()
     assert lines == [
-        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  NVIDIA L4  ({ours['gpuIds']})",
-        f"{theirs['id']}  someone-else  workers 0..1  NVIDIA L4  ({theirs['gpuIds']})",
+        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  NVIDIA L4  ({POOL_TEXT})",
+        f"{theirs['id']}  someone-else  workers 0..1  NVIDIA L4  ({POOL_TEXT})",
     ]
 
     got = document(cli("endpoint", "get", "--json"))
     assert set(got) == {"ok", "id", "version", "fields", "gpus", "urls"}
-    assert got["gpus"] == "NVIDIA L4" and got["fields"]["gpuIds"].startswith("AMPERE_24,-")
+    assert got["gpus"] == "NVIDIA L4" and got["fields"]["gpus"]["pools"] == ["AMPERE_24"]
     assert got["id"] == ours["id"] and got["version"] == ours["version"]
-    # RunPod stores an empty locations as null (runpod-mcp: `locations || null`); shown as "".
-    assert got["fields"] == {key: ours[key] if key != "locations" else "" for key in got["fields"]}
-    assert set(got["fields"]) >= {"name", "templateId", "gpuIds", "workersMin", "workersMax", "idleTimeout"}
+    # In rpdeploy's terms; RunPod stores an empty locations as null (runpod-mcp: `locations || null`).
+    assert got["fields"] == {
+        "name": ours["name"],
+        "gpus": {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]},
+        "gpu_count": ours["gpuCount"],
+        "workers_min": ours["workersMin"],
+        "workers_max": ours["workersMax"],
+        "idle_timeout": ours["idleTimeout"],
+        "scaler_type": ours["scalerType"],
+        "scaler_value": ours["scalerValue"],
+        "flashboot": ours["flashBootType"] != "OFF",
+        "execution_timeout_ms": ours["executionTimeoutMs"],
+        "allowed_cuda_versions": ours["allowedCudaVersions"].split(","),
+        "locations": [],
+        "template_id": ours["templateId"],
+        "model_references": ours["modelReferences"],
+    }
     assert got["urls"]["health"] == f"{emulator.endpoint_url}/{ours['id']}/health"
     by_id = document(cli("endpoint", "get", "--id", theirs["id"], "--json"))
     assert by_id["id"] == theirs["id"] and by_id["fields"]["name"] == "someone-else"
     text = cli("endpoint", "get").stdout
     assert text.splitlines()[0] == f"Endpoint 'qwen25-7b-instruct' ({ours['id']}), version {ours['version']}"
-    assert f"health               {emulator.endpoint_url}/{ours['id']}/health" in text
-    assert f"gpuIds               {ours['gpuIds']}\n  gpus                 NVIDIA L4\n" in text
+    assert f"health                 {emulator.endpoint_url}/{ours['id']}/health" in text
+    assert f"gpus                   {POOL_TEXT}\n  gpu types              NVIDIA L4\n" in text
     missing = cli("endpoint", "get", "--id", "zzzzzzzzzzzzzz", expected_code=7)
     assert errors_in(missing) == ["Error: no endpoint zzzzzzzzzzzzzz on RunPod"]
     assert [r.operation for r in emulator.requests.graphql() if r.operation in ("SaveEndpoint",)] == [
@@ -405,10 +448,11 @@ def test_read_only_key_exits_8_and_changes_nothing(cli: CliRunnerFn, config: Pat
     emulator.faults.read_only()
     cli("endpoint", "list")  # reads are allowed
     result = cli("endpoint", "create", expected_code=8)
-    assert errors_in(result) == ["Error: the API key is not allowed to run SaveTemplate (RunPod: Unauthorized)"]
+    # The HF token's secret goes first (the template refers to it): the first refusal stops everything.
+    assert errors_in(result) == ["Error: the API key is not allowed to run SecretCreate (RunPod: Unauthorized)"]
     assert "read/write access" in result.stderr
-    assert mutations(emulator) == ["SaveTemplate"]  # tried once, not retried
-    assert emulator.state.snapshot()["templates"] == []
+    assert mutations(emulator) == ["SecretCreate"]  # tried once, not retried
+    assert emulator.state.snapshot()["templates"] == [] and emulator.state.snapshot()["secrets"] == []
     no_secrets(emulator, result)
 
 
@@ -468,7 +512,7 @@ def test_a_validation_error_exits_7_with_one_clear_message(cli: CliRunnerFn, pro
     result = cli("endpoint", "create", expected_code=7)
     [error] = errors_in(result)
     assert error.startswith("Error: RunPod refused SaveEndpoint: Invalid allowedCudaVersions: '14.1' is not a CUDA")
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]  # the endpoint was not retried
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]  # the endpoint was not retried
     assert emulator.state.snapshot()["endpoints"] == []
     no_secrets(emulator, result)
     as_json = document(cli("endpoint", "create", "--json", expected_code=7))
@@ -506,7 +550,7 @@ def test_a_template_used_by_another_endpoint_is_left_alone(cli: CliRunnerFn, pro
         f"({emulator.state.snapshot()['endpoints'][0]['id']}), not by 'another-endpoint'"
     ]
     assert len(emulator.state.snapshot()["endpoints"]) == 1
-    assert mutations(emulator) == ["SaveTemplate", "SaveEndpoint"]
+    assert mutations(emulator) == ["SecretCreate", "SaveTemplate", "SaveEndpoint"]
 
 
 # --- the core, with a client timeout short enough to test -------------------------------------
@@ -556,12 +600,13 @@ def test_timeouts_retry_reads_never_mutations_and_a_rerun_does_not_duplicate(
     _until(lambda: len(emulator.state.snapshot()["endpoints"]) == 1)
     assert mutations(emulator) == ["SaveEndpoint"]
 
-    # A re-run finds both by name: no second template, no second endpoint, nothing sent.
+    # A re-run finds both by name: no second template, no second endpoint, nothing sent for them
+    # (only the HF token's secret, which apply_plan alone does not make).
     emulator.requests.clear()
-    assert document(cli("endpoint", "create", "--json"))["operations"] == []
+    assert [op["kind"] for op in document(cli("endpoint", "create", "--json"))["operations"]] == ["create-secret"]
     state = emulator.state.snapshot()
     assert len(state["templates"]) == 1 and len(state["endpoints"]) == 1
-    assert mutations(emulator) == []
+    assert mutations(emulator) == ["SecretCreate"]
 
 
 def test_a_server_error_on_a_mutation_is_not_retried(cli: CliRunnerFn, config: Path, emulator: Emulator) -> None:
@@ -619,9 +664,9 @@ def test_a_template_name_taken_meanwhile_is_refused_with_one_message(config: Pat
 
 
 def _plan(cp: Any, cfg: Any) -> Any:
-    from rpdeploy.runpod.deployment import ownership, plan_endpoint, resolve_gpu_ids, worker_image
+    from rpdeploy.runpod.deployment import ownership, plan_endpoint, resolve_gpus, worker_image
 
-    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpu_ids=resolve_gpu_ids(cp, cfg), owner=ownership(cfg))
+    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpus=resolve_gpus(cp, cfg), owner=ownership(cfg))
 
 
 def _until(condition: Any, timeout: float = 5.0) -> None:

@@ -110,8 +110,8 @@ def test_plan_shows_the_switch(cli: CliRunnerFn, project: Path, runpod_emulator:
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
     changes = {c["field"]: (c["old"], c["new"]) for c in operation["changes"]}
-    assert set(changes) == {"imageName", "env.RPDEPLOY_RELEASE", "env.VLLM_EXTRA_ARGS"}
-    assert changes["imageName"][0] == "runpod/worker-v1-vllm:v2.25.2"
+    assert set(changes) == {"image", "env.RPDEPLOY_RELEASE", "env.VLLM_EXTRA_ARGS"}
+    assert changes["image"][0] == "runpod/worker-v1-vllm:v2.25.2"
     # A new image is a new release; vLLM's fingerprint flags are worker-vllm's only (rpdeploy/release.py).
     old_release, new_release = changes["env.RPDEPLOY_RELEASE"]
     assert old_release != new_release and new_release.startswith("rel-")

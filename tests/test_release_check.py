@@ -1,7 +1,7 @@
 """The endpoint check proves the release a deploy made, and any change that reaches RunPod re-tests.
 
 Against the emulator over HTTP, whose workers keep the release they started with and serve on
-for a while after an update (rpdeploy/emulator/releases.py), as RunPod's rolling releases do.
+for a while after an update (rpdeploy/emulator/rolling.py), as RunPod's rolling releases do.
 """
 
 from __future__ import annotations

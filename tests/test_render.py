@@ -232,3 +232,14 @@ def _shell_args(run_line: str) -> list[str]:
 
     words = shlex.split(run_line.removeprefix("RUN ").split(" \\")[0])
     return words[3:]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_no_name_is_defined_twice_in_a_rendered_worker(name: str) -> None:
+    # The common parts (settings.py, serving.py) are included into each worker: a function of the
+    # same name there and in the worker would silently replace one of them.
+    for rel, text in render_worker(WorkerContext.from_config(parse_config(CASES[name]))).items():
+        if rel.endswith(".py"):
+            tree = ast.parse(text)
+            names = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
+            assert len(names) == len(set(names)), (rel, sorted(n for n in names if names.count(n) > 1))

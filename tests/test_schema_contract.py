@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +98,9 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "RegistryCreds": {"myself": {"containerRegistryCreds": [{"id": "c1", "name": "rpdeploy-x"}]}},
     "SaveRegistryAuth": {"saveRegistryAuth": {"id": "c1", "name": "rpdeploy-x"}},
     "UpdateRegistryAuth": {"updateRegistryAuth": {"id": "c1", "name": "rpdeploy-x"}},
+    "Secrets": {"myself": {"secrets": [{"id": "s1", "name": "rpdeploy_f00dfeedcafe0001_hf_token"}]}},
+    "SecretCreate": {"secretCreate": {"id": "s1", "name": "rpdeploy_f00dfeedcafe0001_hf_token"}},
+    "SecretValueUpdate": {"secretValueUpdate": {"id": "s1", "name": "rpdeploy_f00dfeedcafe0001_hf_token"}},
 }
 
 
@@ -157,13 +161,19 @@ def config(tmp_path: Path, **endpoint: Any) -> Any:
 
 def every_operation(cfg: Any, environ: dict[str, str]) -> list[dict[str, Any]]:
     """Drive every ControlPlane method the way rpdeploy's own code builds its arguments."""
-    from rpdeploy.runpod.deployment import desired_endpoint, desired_template, resolve_gpu_ids, spec_from_live
-    from rpdeploy.runpod.models import Endpoint, Template
+    from rpdeploy.runpod.controlplane import endpoint_from_graphql, template_from_graphql
+    from rpdeploy.runpod.deployment import (
+        desired_endpoint,
+        desired_template,
+        hf_token_secret,
+        resolve_gpus,
+        spec_from_live,
+    )
 
     cp, sent = capture()
     with cp:
         cp.account()
-        gpu_ids = resolve_gpu_ids(cp, cfg)
+        selection = resolve_gpus(cp, cfg)
         [live_template] = cp.list_templates()
         [live_endpoint] = cp.list_endpoints()
         assert cp.get_endpoint(live_endpoint.id) is not None
@@ -171,18 +181,26 @@ def every_operation(cfg: Any, environ: dict[str, str]) -> list[dict[str, Any]]:
         assert (rollout.endpoint_version, [w.version for w in rollout.stale]) == (3, [2])
         spec = desired_template(cfg, image="registry.example/acme/worker@sha256:" + "ab" * 32, environ=environ)
         cp.save_template(spec)
-        cp.save_template(spec, template=Template.from_api(TEMPLATE))
-        endpoint_spec = desired_endpoint(cfg, template_id=live_template.id, gpu_ids=gpu_ids)
+        cp.save_template(spec, template=template_from_graphql(TEMPLATE))
+        endpoint_spec = desired_endpoint(cfg, template_id=live_template.id, gpus=selection)
         cp.create_endpoint(endpoint_spec)
-        cp.update_endpoint(Endpoint.from_api(ENDPOINT), endpoint_spec)
+        cp.update_endpoint(endpoint_from_graphql(ENDPOINT), endpoint_spec)
         zero = spec_from_live(live_endpoint)
         cp.update_endpoint(live_endpoint, zero)
         cp.set_endpoint_template(live_endpoint.id, "klmnopqrst")
         cp.delete_endpoint(live_endpoint.id)
-        cp.delete_template(spec.name)
+        cp.delete_template(live_template)
         cp.list_registry_auths()
         cp.save_registry_auth("rpdeploy-x", "acme", Secret("pw", "test"))
         cp.update_registry_auth("c1", "acme", Secret("pw", "test"))
+        # The HF token's secret: created, then its value set again, as deploy does.
+        name, token = hf_token_secret(cfg, environ) or ("", Secret("", ""))
+        [found] = cp.list_secrets()
+        cp.create_secret(name, token, description="rpdeploy")
+        cp.update_secret_value(found.id, token)
+        # An update that must change the gated fields: no cached model any more, a volume.
+        download = replace(endpoint_spec, model_references=(), network_volume_ids=("vol0000002",))
+        cp.update_endpoint(endpoint_from_graphql(ENDPOINT), download)
     return sent
 
 
@@ -195,8 +213,9 @@ def test_every_operation_validates_against_runpods_schema(tmp_path: Path) -> Non
     # Every document graphql_ops defines was sent (a new one must be driven above).
     documents = {value for name, value in vars(ops).items() if name.isupper() and _is_operation(value)}
     assert documents == {body["query"] for body in sent}
-    # The update sent what RunPod would otherwise reset, never what it writes only when sent.
-    updates = [
+    # The update sent what RunPod would otherwise reset, never what it writes only when sent,
+    # unless deploy.yaml wants it changed: the cached model reference was already there.
+    *updates, gated = [
         b["variables"]["input"]
         for b in sent
         if b["operationName"] == "SaveEndpoint" and "id" in b["variables"]["input"]
@@ -205,6 +224,23 @@ def test_every_operation_validates_against_runpods_schema(tmp_path: Path) -> Non
         assert update["requestTTL"] == 86400000 and update["minCudaVersion"] == "12.8"
         assert update["instanceIds"] == ["cpu3g-4-16"]
         assert not {"templateId", "modelReferences", "compliance", "networkVolumeIds", "type"} & set(update)
+    assert gated["modelReferences"] == [] and gated["networkVolumeIds"] == [{"networkVolumeId": "vol0000002"}]
+    assert not {"templateId", "compliance", "type"} & set(gated)
+    # A create asks for the cached model (RunPod's form, runpodctl --model-reference).
+    [create] = [
+        b["variables"]["input"]
+        for b in sent
+        if b["operationName"] == "SaveEndpoint" and "id" not in b["variables"]["input"]
+    ]
+    assert create["modelReferences"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
+    # The template carries a reference to the token's secret; the value went only to secretCreate.
+    saved = [b["variables"]["input"] for b in sent if b["operationName"] == "SaveTemplate"]
+    for template in saved:
+        env = {item["key"]: item["value"] for item in template["env"]}
+        assert env["HUGGING_FACE_HUB_TOKEN"] == "{{ RUNPOD_SECRET_rpdeploy_f00dfeedcafe0001_hf_token }}"
+        assert "HF_TOKEN" not in env and "hf_x" not in json.dumps(template)
+    [created] = [b["variables"]["input"] for b in sent if b["operationName"] == "SecretCreate"]
+    assert (created["name"], created["value"]) == ("rpdeploy_f00dfeedcafe0001_hf_token", "hf_x")
 
 
 def _is_operation(value: Any) -> bool:

@@ -197,10 +197,15 @@ smoke_test:
 def audit_emulator(systemd_host: SystemdHost) -> Iterator[Emulator]:
     # The audit's own key: it must travel everywhere a real key does, or nothing is tested. On the
     # docker bridge, so the backend in the host container calls it (stage 11b).
+    from tests.support.openapi_check import RestChecker
+
+    checker = RestChecker()
     with Emulator(
         SECRETS["RUNPOD_API_KEY"], host=systemd_host.gateway, cold_start=0.2, execution_time=0.05, runsync_wait=2.0
     ) as emu:
+        emu.rest_observer = checker  # the REST v2 calls of the audit are checked against RunPod's document too
         yield emu
+    checker.assert_clean()
 
 
 @pytest.fixture
@@ -302,6 +307,19 @@ def test_no_secret_leaks_anywhere(
     audit.run("smoke-test", "--json", expect=10)
     audit_emulator.faults.graphql_errors(message=f"bad input {echoed}", count=3)
     audit.run("endpoint", "update", expect=7)
+    # Worker logs as RunPod streams them (REST v2, read under graphql too): a failed job quoting a
+    # secret shows up in the smoke test's report of the worker's last lines, and in `logs`.
+    audit_emulator.faults.clear()  # the errors above may not all be spent
+    audit_emulator.faults.job_fail(message=f"worker saw {echoed}", count=1)
+    audit.run("smoke-test", expect=10)
+    audit.run("logs")
+    audit.run("logs", "--json", "--since", "1h")
+    # The same deployment over REST v2: the container's env goes to the endpoint itself.
+    rest = {"RPDEPLOY_RUNPOD_API": "rest"}
+    audit.run("deploy", "--json", "--force", extra_env=rest)
+    audit.run("plan", "--json", extra_env=rest)
+    audit.run("endpoint", "get", "--json", extra_env=rest)
+    audit.run("status", extra_env=rest)
     crash = audit.run("validate", expect=1, extra_env=_crash_hook(tmp_path))
     assert "RuntimeError: unexpected state with ****" in crash.stderr  # the traceback is there, redacted
     config = audit.project / "deploy.yaml"
@@ -420,3 +438,121 @@ def test_the_audit_can_see_an_encoded_leak(audit: Audit, printing: str) -> None:
     )  # fmt: skip
     assert audit.leaks(process.stdout)
     assert not any(value in process.stdout for value in SECRETS.values())
+
+
+# --- the HF token as a RunPod secret (issue 12) ---------------------------------------------------
+
+_METHOD_1 = """\
+method: worker-vllm
+model:
+  name: Qwen/Qwen2.5-7B-Instruct
+  hf_token: HF_TOKEN
+{delivery}endpoint:
+  name: audit-token
+smoke_test:
+  timeout: 60
+"""
+
+
+def _template_env(emulator: Emulator, name: str) -> dict[str, str]:
+    [template] = [t for t in emulator.state.snapshot()["templates"] if t["name"] == name]
+    return {item["key"]: item["value"] for item in template["env"]}
+
+
+def _worker_envs(emulator: Emulator) -> list[dict[str, str]]:
+    with emulator.state.lock:
+        return [dict(w.env) for e in emulator.state.endpoints.values() for w in e.workers]
+
+
+@pytest.mark.parametrize("delivery", ["secret", "template-env"])
+def test_the_hf_token_reaches_workers_only_through_runpod(tmp_path: Path, delivery: str) -> None:
+    """The token goes to RunPod once, as an account secret (or, the way out, as the template's
+    env value); never into output, the ledger, a file, a process's argv, or worker-vllm's
+    `vllm serve` argv. The emulator's worker gets it substituted for the reference."""
+    token = SECRETS["HF_TOKEN"]
+    project = tmp_path / "project"
+    project.mkdir()
+    shown = "  hf_token_delivery: template-env\n" if delivery == "template-env" else ""
+    (project / "deploy.yaml").write_text(_METHOD_1.format(delivery=shown))
+    with Emulator(SECRETS["RUNPOD_API_KEY"], cold_start=0.1, execution_time=0.05, runsync_wait=2.0) as emulator:
+        env = {
+            "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root"), "LANG": "C.UTF-8", "CI": "true",
+            "RUNPOD_API_BASE_URL": emulator.api_url, "RUNPOD_ENDPOINT_BASE_URL": emulator.endpoint_url,
+            "HF_HUB_OFFLINE": "1", **SECRETS,
+        }  # fmt: skip
+        audit = Audit(project, env, (token,))
+        watch = ArgvWatch((token,))
+        thread = threading.Thread(target=watch.run, daemon=True)
+        thread.start()
+        try:
+            for args in (
+                ("validate",),
+                ("check", "--json"),
+                ("plan",),
+                ("deploy", "--verbose"),
+                ("deploy", "--json"),
+                ("endpoint", "update", "--dry-run", "--json"),
+                ("smoke-test", "--json"),
+                ("status", "--json"),
+            ):
+                audit.run(*args)
+        finally:
+            watch.stop.set()
+            thread.join(timeout=5)
+        template_env = _template_env(emulator, "audit-token-template")
+        workers = _worker_envs(emulator)
+        with emulator.state.lock:
+            stored = {s.name: s.value for s in emulator.state.secrets.values()}
+        snapshot = json.dumps(emulator.state.snapshot())
+
+    # Never HF_TOKEN: worker-vllm would put it on `vllm serve`'s argv and log it.
+    assert "HF_TOKEN" not in template_env
+    if delivery == "secret":
+        assert template_env["HUGGING_FACE_HUB_TOKEN"] == "{{ RUNPOD_SECRET_rpdeploy_audit_token_hf_token }}"
+        assert stored == {"rpdeploy_audit_token_hf_token": token}
+        assert token not in snapshot  # no template, endpoint or secret listing holds the value
+    else:
+        # The way out: the value in the template env (RunPod shows it), loudly.
+        assert template_env["HUGGING_FACE_HUB_TOKEN"] == token and stored == {}
+        assert any("hf_token_delivery: template-env puts the Hugging Face token" in text for _, text in audit.outputs)
+    assert workers and all(w["HUGGING_FACE_HUB_TOKEN"] == token for w in workers)  # substituted at start
+
+    findings = [f"output of `{label}`: {n}" for label, text in audit.outputs for n in audit.leaks(text)]
+    for path in project.rglob("*"):
+        if path.is_file():
+            findings += [
+                f"file {path.relative_to(project)}: {n}" for n in audit.leaks(path.read_text(errors="replace"))
+            ]
+    findings += [f"argv: {hit}" for hit in watch.hits]
+    assert watch.samples > 10 and findings == []
+    assert (project / ".rpdeploy" / "state.json").is_file()  # the ledger was written, and searched
+
+    # worker-vllm v2.25.2's own argv builder, given what the worker's environment holds.
+    argv = _worker_vllm_argv(workers[0])
+    assert "--model" in argv and "--hf-token" not in argv and token not in " ".join(argv)
+    assert "--hf-token" in _worker_vllm_argv({**workers[0], "HF_TOKEN": token})  # the builder is not blind
+
+
+def _worker_vllm_argv(env: dict[str, str]) -> list[str]:
+    """`vllm serve`'s argv as worker-vllm at the pinned tag builds it (src/args_builder.py, read from git)."""
+    import importlib.util
+    import types
+
+    from rpdeploy import versions
+    from tests.test_worker_vllm_env import _generator
+
+    generator = _generator()
+    tag = versions.WORKER_VLLM_IMAGE.rpartition(":")[2]
+    if not (os.environ.get("RPDEPLOY_WORKER_VLLM_GIT") or (generator.cache_dir() / "worker-vllm.git").is_dir()):
+        pytest.skip("no worker-vllm clone here: run scripts/contracts/worker_vllm_env.py --check once, or set "
+                    "RPDEPLOY_WORKER_VLLM_GIT to a git dir of it")  # fmt: skip
+    source = subprocess.run(
+        ["git", "-C", str(generator.git_dir(tag)), "show", f"{tag}:src/args_builder.py"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    spec = importlib.util.spec_from_loader("worker_vllm_args_builder", loader=None)
+    assert spec is not None
+    module = types.ModuleType(spec.name)
+    exec(compile(source, "args_builder.py", "exec"), module.__dict__)
+    argv: list[str] = module.build_vllm_args(env)
+    return argv

@@ -29,9 +29,18 @@ SUMMARY_KEYS = {
     "passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer",
     "release", "release_proven_by", "old_answers", "drain_seconds",
 }  # fmt: skip
+
+
+def _invoke(path: str) -> bool:
+    """A request to the serverless invoke API (not REST v2's control plane, also under /v2/)."""
+    from rpdeploy.emulator.rest import is_rest
+
+    return path.startswith("/v2/") and not is_rest(path)
+
+
 CHECK_KEYS = {
     "name", "passed", "seconds", "message", "job_id", "status", "delay_ms", "execution_ms", "output_tokens",
-    "tokens_per_second", "answer", "release",
+    "tokens_per_second", "answer", "release", "worker_id",
 }  # fmt: skip
 
 
@@ -120,7 +129,7 @@ def test_worker_vllm_passes_with_every_check_and_the_stream(
     # it), then [DONE] (not a chunk).
     assert checks[3]["message"] == "15 chunks" and checks[3]["answer"] == ANSWER[:80]
 
-    sent = [(r.method, r.path.removeprefix(f"/v2/{method1}")) for r in runpod_emulator.requests if "/v2/" in r.path]
+    sent = [(r.method, r.path.removeprefix(f"/v2/{method1}")) for r in runpod_emulator.requests if _invoke(r.path)]
     assert sent == [
         ("POST", "/runsync"),
         ("GET", "/openai/v1/models"),
@@ -373,9 +382,13 @@ def test_a_hanging_job_times_out_and_is_cancelled(cli: CliRunnerFn, method1: str
     # The 2 s are the whole check's: reading the release's rollout first took a few ms of them.
     assert 1.9 <= check["seconds"] < 3.5
     assert job(runpod_emulator, check["job_id"])["status"] == "CANCELLED"
-    invoke = [(r.method, r.path.split("/")[3]) for r in runpod_emulator.requests if "/v2/" in r.path]
+    invoke = [(r.method, r.path.split("/")[3]) for r in runpod_emulator.requests if _invoke(r.path)]
     # Asked for a hold that ends at the deadline, asked /health why, then cancelled.
     assert invoke == [("POST", "runsync"), ("GET", "health"), ("POST", "cancel")]
+    # ...and showed the last lines of the worker that had the job (read over REST v2; the newest
+    # worker's: a job given up on reports no worker).
+    assert "log line(s) of worker" in result.stderr
+    assert f"job {check['job_id']} started" in result.stderr
     assert 1_900 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
     assert f"/cancel/{check['job_id']}" in [r.path.removeprefix(f"/v2/{method1}") for r in runpod_emulator.requests]
     no_secret(runpod_emulator, result.stdout, result.stderr)

@@ -19,7 +19,7 @@ import pytest
 
 from rpdeploy import versions
 from rpdeploy.config import parse_config
-from rpdeploy.runpod.deployment import MARK_KEY, resolve_env
+from rpdeploy.runpod.deployment import resolve_env
 from tests.conftest import ROOT
 
 #: Every model setting deploy.yaml has, set away from its default, so model_env emits every name.
@@ -62,12 +62,27 @@ def contract() -> dict[str, Any]:
     return document
 
 
+#: Names rpdeploy sets that worker-vllm is not meant to read, and who reads each instead.
+READ_ELSEWHERE = {
+    # The ownership mark: rpdeploy reads it back from the template (rpdeploy/runpod/deployment.py).
+    "RPDEPLOY_DEPLOYMENT": "rpdeploy",
+    # The HF token: huggingface_hub reads it itself when HF_TOKEN is unset
+    # (huggingface/huggingface_hub src/huggingface_hub/utils/_auth.py, _get_token_from_environment),
+    # in the `vllm serve` process the wrapper starts with its own environment (src/main.py).
+    "HUGGING_FACE_HUB_TOKEN": "huggingface_hub",
+    # RunPod's platform: how long a worker may take to start (docs serverless/development/optimization.mdx).
+    "RUNPOD_INIT_TIMEOUT": "RunPod",
+}
+
+
 def env_problems(env: dict[str, str], contract: dict[str, Any]) -> list[str]:
     """Names worker-vllm would not read, and boolean values it would refuse."""
     problems = []
     booleans = set(contract["true_values"]) | set(contract["false_values"])
     for name, value in sorted(env.items()):
         entry = contract["env"].get(name)
+        if name in READ_ELSEWHERE and entry is None:
+            continue
         if name in contract["removed"]:
             problems.append(f"{name}: worker-vllm {contract['tag']} ignores it (flag removed from vLLM)")
         elif entry is None:
@@ -77,12 +92,9 @@ def env_problems(env: dict[str, str], contract: dict[str, Any]) -> list[str]:
     return problems
 
 
-def _method1_env() -> dict[str, str]:
-    config = parse_config(FULL)
-    env = {var.key: var.value for var in resolve_env(config, environ={"HF_TOKEN": "hf_canary"})}
-    # rpdeploy's ownership mark is for rpdeploy, not the worker: it is meant to go unread.
-    assert env.pop(MARK_KEY) == config.deployment_mark
-    return env
+def _method1_env(text: str = FULL) -> dict[str, str]:
+    config = parse_config(text)
+    return {var.key: var.reveal() for var in resolve_env(config, environ={"HF_TOKEN": "hf_canary"}, init_timeout=900)}
 
 
 def test_the_contract_is_for_the_pinned_worker(contract: dict[str, Any]) -> None:
@@ -97,7 +109,7 @@ def test_every_name_rpdeploy_sets_for_method_1_is_read(contract: dict[str, Any])
     assert {
         "MODEL_NAME", "MODEL_REVISION", "MAX_MODEL_LEN", "GPU_MEMORY_UTILIZATION", "MAX_CONCURRENCY", "DTYPE",
         "QUANTIZATION", "KV_CACHE_DTYPE", "MAX_NUM_SEQS", "TENSOR_PARALLEL_SIZE", "OPENAI_SERVED_MODEL_NAME_OVERRIDE",
-        "TRUST_REMOTE_CODE", "ENFORCE_EAGER", "HF_TOKEN",
+        "TRUST_REMOTE_CODE", "ENFORCE_EAGER", "HUGGING_FACE_HUB_TOKEN", "RUNPOD_INIT_TIMEOUT",
     } <= set(env)  # fmt: skip
     assert env_problems(env, contract) == []
     # The names the workers of methods 2 and 3 add for parity are worker-vllm's too.
@@ -117,6 +129,19 @@ def test_the_env_check_reports_names_worker_vllm_does_not_read(contract: dict[st
     assert env_problems(_method1_env(), older) == [
         f"OPENAI_SERVED_MODEL_NAME_OVERRIDE: worker-vllm {contract['tag']} does not read it"
     ]
+
+
+def test_no_name_rpdeploy_sets_puts_the_hf_token_on_vllm_serves_argv(contract: dict[str, Any]) -> None:
+    # worker-vllm turns HF_TOKEN into `--hf-token <token>` and logs the argv (src/main.py):
+    # rpdeploy hands the token over under a name no flag has, with its secret or as a value.
+    assert contract["env"]["HF_TOKEN"]["flag"] == "--hf-token"
+    way_out = FULL.replace("  hf_token: HF_TOKEN\n", "  hf_token: HF_TOKEN\n  hf_token_delivery: template-env\n")
+    for env in (_method1_env(), _method1_env(way_out)):
+        assert "HF_TOKEN" not in env and "HUGGING_FACE_HUB_TOKEN" in env
+        flags = [name for name in env if contract["env"].get(name, {}).get("flag")]
+        assert "HUGGING_FACE_HUB_TOKEN" not in flags and "hf_canary" not in [env[name] for name in flags]
+    assert _method1_env()["HUGGING_FACE_HUB_TOKEN"] == "{{ RUNPOD_SECRET_rpdeploy_qwen_hf_token }}"
+    assert _method1_env(way_out)["HUGGING_FACE_HUB_TOKEN"] == "hf_canary"
 
 
 def test_the_committed_contract_matches_the_worker_source() -> None:

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 #: Where commands look for deploy.yaml (same as rpdeploy.config.DEFAULT_CONFIG, which this
 #: module must not import: pydantic would slow every `--help` down).
 DEFAULT_CONFIG = Path("deploy.yaml")
+#: The emulator's cold starts differ by where the weights come from, quickly: at 1/100 of
+#: RunPod's speed (rpdeploy.emulator.coldstart).
+EMULATOR_WEIGHTS_SCALE = 0.01
 
 ConfigOption = Annotated[
     Path,
@@ -42,7 +45,7 @@ AdoptOption = Annotated[
     typer.Option(
         "--adopt",
         help="Take over an endpoint/template with deploy.yaml's names that does not carry this deployment's "
-        "mark (env RPDEPLOY_DEPLOYMENT on the template), e.g. one made before rpdeploy marked its objects.",
+        "mark (env RPDEPLOY_DEPLOYMENT in its container env), e.g. one made before rpdeploy marked its objects.",
     ),
 ]
 WaitOption = Annotated[

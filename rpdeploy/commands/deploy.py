@@ -12,6 +12,7 @@ import typer
 
 from rpdeploy.commands._common import (
     DEFAULT_CONFIG,
+    EMULATOR_WEIGHTS_SCALE,
     AdoptOption,
     ConfigOption,
     JsonOption,
@@ -73,7 +74,7 @@ def target(
     from rpdeploy.config import SecretRef
     from rpdeploy.emulator import Emulator
 
-    with Emulator(runsync_wait=5.0) as emu:
+    with Emulator(runsync_wait=5.0, weights_scale=EMULATOR_WEIGHTS_SCALE) as emu:
         key_var = "RPDEPLOY_EMULATOR_API_KEY"
         runpod = config.runpod.model_copy(
             update={"api_url": emu.api_url, "endpoint_url": emu.endpoint_url, "api_key": SecretRef(env=key_var)}

@@ -50,7 +50,7 @@ def _ensure(
 
     config = load(config_path)
     out = reporter()
-    with connect(config) as cp:
+    with connect(config, reporter=out) as cp:
         ensured = ensure_endpoint(
             cp,
             config,
@@ -181,8 +181,8 @@ def get(
 ) -> None:
     """Show the endpoint of deploy.yaml (or --id) as RunPod has it.
 
-    The GPUs are shown as RunPod names them ("NVIDIA L4") beside the raw gpuIds value
-    ("AMPERE_24,-NVIDIA RTX A5000,..."), read from RunPod's live pool list.
+    The GPUs are shown as RunPod names them ("NVIDIA L4") beside the pools and exclusions
+    that select them ("AMPERE_24 without NVIDIA RTX A5000, ..."), read from RunPod's live pool list.
 
     Example:
 
@@ -193,21 +193,31 @@ def get(
     from rpdeploy.runpod.deployment import connect, describe_gpus, endpoint_urls, find_endpoint
 
     cfg = load(config)
-    with connect(cfg) as cp:
+    with connect(cfg, reporter=reporter()) as cp:
         live = cp.get_endpoint(endpoint_id) if endpoint_id else find_endpoint(cp.list_endpoints(), cfg.endpoint.name)
         pools = _pools(cp) if live is not None else None
     if live is None:
         what = endpoint_id or repr(cfg.endpoint.name)
         raise ApiError(f"no endpoint {what} on RunPod", hint="create it with `rpdeploy endpoint create`")
     urls = endpoint_urls(cfg, live.id)
-    fields = live.managed()
-    gpu_text = describe_gpus(str(fields["gpuIds"]), pools)
-    lines = [f"Endpoint {live.name!r} ({live.id}), version {live.version}"]
+    fields = live.settings()
+    gpu_text = describe_gpus(live.gpus, pools)
+    container = live.container
+    if container is not None:
+        fields["image"] = container.image
+        fields["container_disk_gb"] = container.container_disk_gb
+    if live.template_id:
+        fields["template_id"] = live.template_id
+    if live.model_references is not None:
+        fields["model_references"] = list(live.model_references)
+    version = "unknown" if live.version is None else live.version
+    lines = [f"Endpoint {live.name!r} ({live.id}), version {version}"]
     for key, value in fields.items():
-        lines.append(f"  {key:<20} {value}")
-        if key == "gpuIds":
-            lines.append(f"  {'gpus':<20} {gpu_text}")
-    lines.append(f"  {'health':<20} {urls.health}")
+        shown = live.gpus.describe() if key == "gpus" else value
+        lines.append(f"  {key:<22} {shown}")
+        if key == "gpus":
+            lines.append(f"  {'gpu types':<22} {gpu_text}")
+    lines.append(f"  {'health':<22} {urls.health}")
     document = {"id": live.id, "version": live.version, "fields": fields, "gpus": gpu_text, "urls": urls}
     emit(json_output, document, "\n".join(lines))
 
@@ -223,18 +233,18 @@ def list_endpoints(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOptio
     from rpdeploy.runpod.deployment import connect, describe_gpus
 
     cfg = load(config)
-    with connect(cfg) as cp:
+    with connect(cfg, reporter=reporter()) as cp:
         endpoints = cp.list_endpoints()
         pools = _pools(cp) if endpoints else None
     rows = [
-        {"id": e.id, "name": e.name, "template_id": e.template_id, "workers_min": e.workers_min,
-         "workers_max": e.workers_max, "gpu_ids": e.raw.get("gpuIds"),
-         "gpus": describe_gpus(str(e.raw.get("gpuIds") or ""), pools)}
+        {"id": e.id, "name": e.name, "template_id": e.template_id or None, "workers_min": e.workers_min,
+         "workers_max": e.workers_max, "gpu_selection": e.gpus.to_dict(), "gpus": describe_gpus(e.gpus, pools)}
         for e in endpoints
     ]  # fmt: skip
     text = "\n".join(
-        f"{r['id']}  {r['name']}  workers {r['workers_min']}..{r['workers_max']}  {r['gpus']}  ({r['gpu_ids']})"
-        for r in rows
+        f"{e.id}  {e.name}  workers {e.workers_min}..{e.workers_max}  {describe_gpus(e.gpus, pools)}  "
+        f"({e.gpus.describe()})"
+        for e in endpoints
     )
     emit(json_output, {"endpoints": rows}, text or "No endpoints.")
 
@@ -266,7 +276,7 @@ def delete(
     from rpdeploy.teardown import delete_deployment, pending_delete
 
     cfg = load(config)
-    with DeployLock(cfg.state_dir, command="endpoint delete"), connect(cfg) as cp:
+    with DeployLock(cfg.state_dir, command="endpoint delete"), connect(cfg, reporter=reporter()) as cp:
         ledger = Ledger.load(cfg.state_dir)
         owner = ownership(cfg, ledger=ledger, adopt=adopt)
         operations = plan_delete(cp, cfg, owner, pending=pending_delete(ledger), command="endpoint delete").operations

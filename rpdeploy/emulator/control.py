@@ -26,9 +26,10 @@ from typing import Any
 
 from rpdeploy import gpus
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids
+from rpdeploy.emulator import ids, releases
 from rpdeploy.emulator.faults import GENERIC_ERROR, Faults
 from rpdeploy.emulator.state import (
+    AccountSecret,
     EmulatorState,
     Endpoint,
     EnvVar,
@@ -36,6 +37,7 @@ from rpdeploy.emulator.state import (
     Template,
     endpoint_dict,
     network_volume_dict,
+    secret_dict,
     template_dict,
 )
 from rpdeploy.emulator.workers import DEFAULT_EXECUTION_TIMEOUT_MS, Fleet
@@ -57,6 +59,12 @@ TEMPLATE_DELETE_DELAY = 120.0
 #: What `endpoint(id:)` answers for an id it cannot see: the resolver throws (mcp
 #: endpoint-gpu-ids.ts, "findFirstOrThrow"); the text is Prisma's for that case.
 ENDPOINT_NOT_FOUND = "No Endpoint found"
+#: A model reference as runpodctl documents it: "hugging face model url with a ref to cache on the
+#: endpoint, e.g. https://huggingface.co/<org>/<model>:main" (ctl cmd/serverless/create.go).
+_MODEL_REFERENCE = re.compile(
+    r"^https://huggingface\.co/(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?::(?P<ref>[\w./-]+))?$"
+)
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
 DATA_CENTERS = (
     ("EU-RO-1", "EU-RO-1", "Romania"),
@@ -236,6 +244,9 @@ class ControlPlane:
         bind("Mutation", "saveRegistryAuth", self._writes(self._save_registry_auth))
         bind("Mutation", "updateRegistryAuth", self._writes(self._update_registry_auth))
         bind("Mutation", "deleteRegistryAuth", self._writes(self._delete_registry_auth))
+        bind("Mutation", "secretCreate", self._writes(self._secret_create))
+        bind("Mutation", "secretValueUpdate", self._writes(self._secret_value_update))
+        bind("Mutation", "secretDelete", self._writes(self._secret_delete))
 
     @staticmethod
     def _writes(resolver: Callable[..., Any]) -> Callable[..., Any]:
@@ -267,6 +278,7 @@ class ControlPlane:
             ],
             "serverlessDiscount": None,
             "networkVolumes": lambda _info: [network_volume_dict(v) for v in state.network_volumes.values()],
+            "secrets": lambda _info: [secret_dict(s) for s in state.secrets.values()],
         }
 
     def _user_endpoint(self, _user: Any, _info: Any, id: str) -> dict[str, Any]:
@@ -366,9 +378,10 @@ class ControlPlane:
             if bound is not None:
                 # Updating a template rolls its endpoint's workers (docs serverless/endpoints/rolling-releases.mdx).
                 bound.version += 1
+                releases.record(self.state, bound, _template_diff(existing, template))
         self.state.templates[template.id] = template
         if bound is not None:
-            self.fleet.endpoint_changed(bound)  # replacements start now (emulator/releases.py)
+            self.fleet.endpoint_changed(bound)  # replacements start now (emulator/rolling.py)
         return template_dict(self.state, template)
 
     def _delete_template(self, templateName: str) -> None:
@@ -424,6 +437,58 @@ class ControlPlane:
         for template in self.state.templates.values():
             if template.container_registry_auth_id == registryAuthId:
                 template.container_registry_auth_id = ""
+
+    # --- account secrets ------------------------------------------------------------------
+    # docs pods/templates/secrets.mdx and sdks/graphql/manage-pod-templates.mdx; the value
+    # update from RunPod's Pulumi provider (provider/secret.go). Values are write-only: the
+    # Secret type has no value field, and workers get them through {{ RUNPOD_SECRET_name }}
+    # (emulator/coldstart.py substitutes them when a worker starts).
+
+    def _secret_create(self, input: Mapping[str, Any]) -> dict[str, Any]:
+        name = _required_text(input, "name")
+        value = _required_text(input, "value")
+        if any(secret.name == name for secret in self.state.secrets.values()):
+            # "Secret Name: A unique identifier for your secret" (docs secrets.mdx); wording ours.
+            raise _fail(f"Secret name must be unique: a secret named {name!r} already exists")
+        secret = AccountSecret(id=ids.secret_id(), name=name, value=value, description=input.get("description"))
+        self.state.secrets[secret.id] = secret
+        return secret_dict(secret)
+
+    def _secret_value_update(self, input: Mapping[str, Any]) -> dict[str, Any]:
+        secret = self.state.secrets.get(input["id"])
+        if secret is None:
+            raise _fail(f"Secret {input['id']} not found")
+        secret.value = _required_text(input, "value")
+        secret.updated_at = ids.timestamp()
+        return secret_dict(secret)
+
+    def _secret_delete(self, id: str) -> None:
+        # Not refused while templates reference it: "this will cause those deployments to fail" (docs).
+        if self.state.secrets.pop(id, None) is None:
+            raise _fail(f"Secret {id} not found")
+
+    def _model_references(self, references: Sequence[str], *, cpu: bool) -> list[str]:
+        """Checked, and each ref resolved to a commit as RunPod answers them (ctl e2e/cli_test.go:
+        ``:main`` comes back as a commit sha)."""
+        if references and cpu:
+            # ctl cmd/serverless/create.go: "--model-reference is only supported with --compute-type GPU".
+            raise _fail("modelReferences are only supported on GPU endpoints")
+        if len(references) > 1:
+            # "Each endpoint is currently limited to one cached model at a time." (docs
+            # serverless/endpoints/model-caching.mdx; runpodctl's flag is repeatable, what RunPod
+            # does with two is not known: the emulator holds rpdeploy to the documented limit.)
+            raise _fail("Each endpoint is currently limited to one cached model at a time")
+        resolved = []
+        for reference in references:
+            match = _MODEL_REFERENCE.match(reference)
+            if match is None:
+                raise _fail(
+                    f"Invalid model reference {reference!r}: expected https://huggingface.co/<org>/<model>:<ref>"
+                )
+            ref = match.group("ref") or "main"
+            commit = ref if _COMMIT.match(ref) else ids.commit_of(match.group("repo"), ref)
+            resolved.append(f"https://huggingface.co/{match.group('repo')}:{commit}")
+        return resolved
 
     # --- endpoints ------------------------------------------------------------------------
 
@@ -516,7 +581,11 @@ class ControlPlane:
         for vid in volume_ids:
             if vid not in self.state.network_volumes:
                 raise _fail(f"Network volume {vid} not found")
-        model_references = [r for r in kept("modelReferences", "model_references", []) if r is not None]
+        if "modelReferences" in data:
+            sent = [r for r in data["modelReferences"] or () if r is not None]
+            model_references = self._model_references(sent, cpu=bool(instance_ids))
+        else:
+            model_references = list(existing.model_references) if existing is not None else []
         compliance = [c for c in kept("compliance", "compliance", []) if c is not None]
         request_ttl = kept("requestTTL", "request_ttl", None)
 
@@ -567,6 +636,7 @@ class ControlPlane:
             )
             if rolled:
                 endpoint.version += 1
+                releases.record(self.state, endpoint, _endpoint_diff(existing, endpoint))
             # The fleet and the job counters belong to the endpoint, not to its settings.
             endpoint.workers, endpoint.queue = existing.workers, existing.queue
             endpoint.completed, endpoint.failed, endpoint.retried = (
@@ -575,6 +645,8 @@ class ControlPlane:
                 existing.retried,
             )
         self.state.endpoints[endpoint.id] = endpoint
+        if existing is None:
+            releases.record(self.state, endpoint)
         self.fleet.endpoint_changed(endpoint)
         return endpoint_dict(self.state, endpoint)
 
@@ -651,8 +723,10 @@ class ControlPlane:
         self._check_bindable(input["templateId"], endpoint)
         if endpoint.template_id != input["templateId"]:
             self._release(endpoint.template_id)
+            diff = [("templateId", endpoint.template_id, input["templateId"])]
             endpoint.template_id = input["templateId"]
             endpoint.version += 1
+            releases.record(self.state, endpoint, diff)
             self.fleet.endpoint_changed(endpoint)
         return endpoint_dict(self.state, endpoint)
 
@@ -669,6 +743,7 @@ class ControlPlane:
             )
         self.fleet.endpoint_deleted(endpoint)
         del self.state.endpoints[id]
+        releases.forget(self.state, id)
         self._release(endpoint.template_id)
 
     def check_gpu_ids(self, value: str) -> None:
@@ -702,6 +777,29 @@ class ControlPlane:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _template_diff(old: Template, new: Template) -> list[tuple[str, Any, Any]]:
+    """A bound template's change as the endpoint's release diff, in REST v2's names."""
+    pairs = (
+        ("image", old.image_name, new.image_name),
+        ("env", old.env_dict(), new.env_dict()),
+        ("disk", old.container_disk_in_gb, new.container_disk_in_gb),
+        ("registry", old.container_registry_auth_id or None, new.container_registry_auth_id or None),
+        ("args", old.docker_args, new.docker_args),
+    )
+    return [(field, a, b) for field, a, b in pairs if a != b]
+
+
+def _endpoint_diff(old: Endpoint, new: Endpoint) -> list[tuple[str, Any, Any]]:
+    pairs = (
+        ("gpu.pools", old.gpu_ids, new.gpu_ids),
+        ("templateId", old.template_id, new.template_id),
+        ("networkVolumes", old.network_volume_ids, new.network_volume_ids),
+        ("modelReferences", old.model_references, new.model_references),
+        ("requestTTL", old.request_ttl, new.request_ttl),
+    )
+    return [(field, a, b) for field, a, b in pairs if a != b]
 
 
 def _fail(message: str) -> Exception:

@@ -42,6 +42,24 @@ def registry_auth_id() -> str:
     return "c" + _random(24)
 
 
+def secret_id() -> str:
+    # The docs' example is "abc123" (sdks/graphql/manage-pod-templates.mdx): the shape is unknown;
+    # a cuid like the registry credentials'.
+    return "c" + _random(24)
+
+
+def commit_of(repository: str, ref: str) -> str:
+    """A stand-in commit id for ``ref`` of a Hugging Face repo: 40 hex digits, the same every time."""
+    import hashlib
+
+    return hashlib.sha1(f"{repository.lower()}@{ref}".encode()).hexdigest()
+
+
+def release_id() -> str:
+    # 8 lower-case letters and digits, as the v2 examples show ("5r9x2m7q"); a guess otherwise.
+    return _random(8)
+
+
 def user_id() -> str:
     return "user_" + _random(27, string.ascii_letters + string.digits)
 

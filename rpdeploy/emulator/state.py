@@ -74,6 +74,20 @@ class NetworkVolume:
     name: str
     size: int
     data_center_id: str
+    #: Models a worker downloaded onto it, and when each is complete (emulator clock).
+    models: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AccountSecret:
+    """An account secret. Its value never leaves the emulator except into a worker's env."""
+
+    id: str
+    name: str
+    value: str = field(repr=False)
+    description: str | None = None
+    created_at: str = field(default_factory=ids.timestamp)
+    updated_at: str | None = None
 
 
 class JobStatus(str, Enum):
@@ -169,11 +183,18 @@ class Worker:
     ready: bool = False  # cold start over (set by the fleet when it replays that event)
     jobs: set[str] = field(default_factory=set)
     idle_since: float | None = None
-    # The release it runs: the endpoint's version and its template's image and env when it
-    # started. A worker keeps them for life; a later release replaces the worker, never changes it.
+    # The release it runs: the endpoint's version (REST v2 /workers: isStale when the endpoint's
+    # differs) and its template's image and env when it started. A worker keeps them for life; a
+    # later release replaces the worker, never changes it (emulator/rolling.py). The env is the
+    # template's with RunPod secret references replaced by their values.
     version: int = 0
     image: str = ""
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
+    #: Where its weights came from (emulator/coldstart.py) and why it cannot run jobs, if so.
+    weights: str = ""
+    start_error: str | None = None
+    #: When it started (emulator clock): its logs begin there.
+    started_at: float = 0.0
     #: Started while ``release_start_fail`` was on: its start fails instead of ending.
     failing: bool = False
     #: When its start failed (it is unhealthy until RunPod replaces it).
@@ -255,7 +276,10 @@ class EmulatorState:
         self.endpoints: dict[str, Endpoint] = {}
         self.registry_auths: dict[str, RegistryAuth] = {}
         self.network_volumes: dict[str, NetworkVolume] = {}
+        self.secrets: dict[str, AccountSecret] = {}
         self.jobs: dict[str, Job] = {}
+        #: Each endpoint's releases, oldest first (REST v2 /releases; emulator/releases.py).
+        self.releases: dict[str, list[dict[str, Any]]] = {}
         # Set by the fleet: brings workers and jobs up to the clock before a read.
         self.advance: Callable[[], None] = lambda: None
 
@@ -265,7 +289,9 @@ class EmulatorState:
             self.endpoints.clear()
             self.registry_auths.clear()
             self.network_volumes.clear()
+            self.secrets.clear()
             self.jobs.clear()
+            self.releases.clear()
             self.changed.notify_all()
 
     # --- lookups --------------------------------------------------------------------------
@@ -304,6 +330,7 @@ class EmulatorState:
                     {"id": r.id, "name": r.name, "username": r.username} for r in self.registry_auths.values()
                 ],
                 "networkVolumes": [network_volume_dict(v) for v in self.network_volumes.values()],
+                "secrets": [secret_dict(s) for s in self.secrets.values()],
                 "jobs": [
                     {**job.body(), "endpointId": job.endpoint_id, "input": job.input} for job in self.jobs.values()
                 ],
@@ -410,4 +437,18 @@ def worker_dict(worker: Worker) -> dict[str, Any]:
         "concurrency": worker.concurrency,
         "version": worker.version,
         "release": worker.env.get("RPDEPLOY_RELEASE"),
+        "weights": worker.weights,
+    }
+
+
+def secret_dict(secret: AccountSecret) -> dict[str, Any]:
+    """A secret as RunPod shows it: metadata, never the value (the Secret type has no value field)."""
+    return {
+        "id": secret.id,
+        "name": secret.name,
+        "description": secret.description,
+        "createdAt": secret.created_at,
+        "updatedAt": secret.updated_at,
+        "lastRetrievedAt": None,
+        "lastUpdatedAt": secret.updated_at,
     }

@@ -13,7 +13,7 @@ are kept running. RunPod's scaler (``QUEUE_DELAY`` seconds, ``REQUEST_COUNT``) i
 modelled: in the emulator both scale at once. ``workersMax == 0`` (or the ``no_capacity``
 switch) means no worker ever starts, so jobs stay ``IN_QUEUE``, as on RunPod when no GPU is
 free. Each worker runs the release it started with; a new release replaces workers while the
-old ones serve on for a while (``releases.py``).
+old ones serve on for a while (``rolling.py``).
 
 All methods expect ``state.lock`` to be held unless they say otherwise.
 """
@@ -28,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from rpdeploy.emulator import coldstart, ids, model, rolling
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids, model, releases
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.state import EmulatorState, Endpoint, Job, JobStatus, Worker
 
@@ -39,14 +39,17 @@ DEFAULT_EXECUTION_TIMEOUT_MS = 600_000  # endpoint default: 600 s
 
 @dataclass(frozen=True)
 class FleetConfig:
-    cold_start: float = 0.5  # seconds a new worker initializes
+    cold_start: float = 0.5  # seconds a new worker initializes (image pull and engine start)
+    #: Scale of the seconds a worker's weights take on top (emulator/coldstart.py): 0 leaves
+    #: them out, 1 is RunPod's speed as rpdeploy estimates it.
+    weights_scale: float = 0.0
     execution_time: float = 0.1  # seconds a job runs
     concurrency: int = 4  # jobs one worker runs at once
     run_retention: float = 30 * 60.0  # a finished /run job answers /status this long
     sync_retention: float = 60.0  # ... and a /runsync job this long
     webhook_attempts: int = 3  # one delivery and two retries
     webhook_retry_interval: float = 10.0
-    # Rolling releases (releases.py): how long a worker of an older release serves on while no
+    # Rolling releases (rolling.py): how long a worker of an older release serves on while no
     # worker of the new one is ready, and how long a worker whose start failed stays unhealthy.
     stale_grace: float = 60.0
     failed_restart: float = 2.0
@@ -117,7 +120,7 @@ class Fleet:
     def _next_event(self) -> float | None:
         times: list[float] = []
         for endpoint in self.state.endpoints.values():
-            times.extend(releases.events(endpoint, grace=self.config.stale_grace, restart=self.config.failed_restart))
+            times.extend(rolling.events(endpoint, grace=self.config.stale_grace, restart=self.config.failed_restart))
             for worker in endpoint.workers:
                 if worker.failed_at is not None:
                     continue
@@ -135,7 +138,7 @@ class Fleet:
         for endpoint in self.state.endpoints.values():
             for worker in list(endpoint.workers):
                 if not worker.ready and worker.failed_at is None and worker.ready_at <= moment:
-                    releases.end_cold_start(worker)
+                    rolling.end_cold_start(worker)
                 for job_id in sorted(worker.jobs):
                     job = self.state.jobs[job_id]
                     end = job.end_time()
@@ -156,14 +159,14 @@ class Fleet:
     def _settle(self, now: float) -> None:
         """Apply the scaling rules at ``now``: retire extra workers, start jobs, start workers."""
         for endpoint in self.state.endpoints.values():
-            releases.settle(endpoint, now, grace=self.config.stale_grace, restart=self.config.failed_restart)
+            rolling.settle(endpoint, now, grace=self.config.stale_grace, restart=self.config.failed_restart)
             self._retire_extra(endpoint, now)
             self._assign(endpoint, now)
             self._scale_up(endpoint, now)
 
     def _retire_extra(self, endpoint: Endpoint, now: float) -> None:
-        # Workers of the current release count against workersMax; older ones go as releases.py says.
-        fresh = releases.current(endpoint)
+        # Workers of the current release count against workersMax; older ones go as rolling.py says.
+        fresh = rolling.current(endpoint)
         while len(fresh) > endpoint.workers_max:
             spare = [w for w in fresh if not w.jobs]
             if not spare:
@@ -173,7 +176,7 @@ class Fleet:
 
     def _assign(self, endpoint: Endpoint, now: float) -> None:
         while endpoint.queue:
-            worker = next((w for w in releases.serving(endpoint) if w.free_slots() > 0), None)
+            worker = next((w for w in rolling.serving(endpoint) if w.free_slots() > 0), None)
             if worker is None:
                 return
             job = self.state.jobs[endpoint.queue.popleft()]
@@ -183,10 +186,10 @@ class Fleet:
         if self.faults.peek(fault_names.NO_CAPACITY, endpoint_id=endpoint.id) is not None:
             return
         queued = len(endpoint.queue)
-        fresh = releases.current(endpoint)
+        fresh = rolling.current(endpoint)
         coming = sum(w.free_slots() for w in fresh if not w.ready and w.failed_at is None)
         # A new release replaces the workers of the one before, one for one (rolling-releases.mdx).
-        wanted = max(endpoint.workers_min, len(releases.stale(endpoint)))
+        wanted = max(endpoint.workers_min, len(rolling.stale(endpoint)))
         while len(fresh) < endpoint.workers_max and (len(fresh) < wanted or queued > coming):
             worker = self._new_worker(endpoint, now)
             endpoint.workers.append(worker)
@@ -194,13 +197,25 @@ class Fleet:
             coming += worker.concurrency
 
     def _new_worker(self, endpoint: Endpoint, now: float) -> Worker:
+        start = coldstart.worker_start(self.state, endpoint, now, self.config.weights_scale)
         cold = self.faults.take(fault_names.COLD_START, endpoint_id=endpoint.id)
-        cold_start = cold.seconds if cold is not None and cold.seconds is not None else self.config.cold_start
+        if cold is not None and cold.seconds is not None:
+            cold_start = cold.seconds
+        else:
+            cold_start = self.config.cold_start + start.weights_seconds
         limit = self.faults.peek(fault_names.CONCURRENCY, endpoint_id=endpoint.id)
         concurrency = limit.value if limit is not None and limit.value else self.config.concurrency
-        worker = Worker(id=ids.worker_id(), ready_at=now + cold_start, concurrency=concurrency)
+        worker = Worker(
+            id=ids.worker_id(),
+            ready_at=now + cold_start,
+            concurrency=concurrency,
+            env=start.env,
+            weights=start.weights,
+            start_error=start.error,
+            started_at=now,
+        )
         failing = self.faults.take(fault_names.RELEASE_START_FAIL, endpoint_id=endpoint.id) is not None
-        return releases.start(worker, endpoint, self.state.templates.get(endpoint.template_id), failing=failing)
+        return rolling.start(worker, endpoint, self.state.templates.get(endpoint.template_id), failing=failing)
 
     def _start(self, endpoint: Endpoint, worker: Worker, job: Job, now: float) -> None:
         job.status = JobStatus.IN_PROGRESS
@@ -217,13 +232,16 @@ class Fleet:
     def _compute(self, worker: Worker, job: Job) -> model.HandlerResult | None:
         if job.fault == fault_names.JOB_HANG:
             return None
+        if worker.start_error is not None:
+            return model.HandlerResult(error=worker.start_error)
         message = job.fault_message or fault_names.WORKER_FAILURE
         if job.fault == fault_names.JOB_FAIL:
             return model.HandlerResult(error=message)
         if job.fault == fault_names.JOB_ERROR_OUTPUT:
             output = model.worker_error_output(message)
             return model.HandlerResult(output=output, chunks=(output,), http_status=500)
-        # The worker answers from the release it started with, not from the template as it is now.
+        # The worker answers from the release it started with (its image, and its env with the
+        # secrets substituted, as on RunPod), not from the template as it is now.
         env = worker.env
         kind = model.worker_kind(worker.image)
         try:

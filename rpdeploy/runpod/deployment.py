@@ -4,9 +4,16 @@ RunPod is the source of truth. Objects are found by their exact names every time
 lost ledger, a re-run after a timeout or a second run of the same config converges on the
 same template and endpoint instead of creating new ones. A name alone does not make an
 object ours, though: rpdeploy changes or deletes only what this project's ledger recorded
-or what carries this deployment's mark (env ``RPDEPLOY_DEPLOYMENT`` on the template, which
-RunPod keeps), and refuses anything else unless told ``--adopt``. A plan lists the exact
-mutations; applying it sends only those (a no-change run sends none).
+or what carries this deployment's mark (env ``RPDEPLOY_DEPLOYMENT`` in the container's env,
+which RunPod keeps), and refuses anything else unless told ``--adopt``. A plan lists the
+exact mutations; applying it sends only those (a no-change run sends none).
+
+Everything here is in rpdeploy's terms and works over either transport. Where the container
+(image, env, disk, registry) lives is the transport's answer (``cp.container_on_endpoint``):
+under GraphQL on a template the endpoint is bound to, under REST v2 on the endpoint itself
+(``rest.py`` says why). The mark is found either way: in the endpoint's own env (REST shows
+it there, also for an endpoint made over GraphQL) or in its bound template's. So a project
+switched from one API to the other finds the same endpoint and keeps it.
 """
 
 from __future__ import annotations
@@ -16,11 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from rpdeploy import __version__, gpus, release, versions
+from rpdeploy import __version__, release, versions
+from rpdeploy import gpus as gpu_selection
 from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.runpod.models import (
+    AccountSecret,
+    Container,
     Endpoint,
     EndpointSpec,
     EnvVar,
@@ -38,16 +48,26 @@ if TYPE_CHECKING:
     from rpdeploy.runpod.controlplane import ControlPlane
 
 NEW_TEMPLATE_ID = "<new template>"
-#: The ownership mark: an env var on the template. RunPod keeps a template's env as sent and
-#: returns it on every read, and the endpoint reaches it through its templateId.
+#: The ownership mark: an env var of the container. RunPod keeps it as sent and returns it on
+#: every read: on the template (GraphQL, which the endpoint reaches through its templateId),
+#: or on the endpoint itself (REST v2).
 MARK_KEY = "RPDEPLOY_DEPLOYMENT"
 #: The ledger's record of a delete under way (``Ledger.extra``): what it deletes and how far
 #: it got, so a delete killed halfway resumes on the same objects.
 PENDING_DELETE = "deleting"
+#: The env var that carries the Hugging Face token to the workers. Not HF_TOKEN: worker-vllm
+#: v2.25.2 turns every env var named like a `vllm serve` flag into that flag, HF_TOKEN into
+#: `--hf-token <token>` (src/args_builder.py VALUE_FLAGS), and logs the whole argv at INFO
+#: (src/main.py start_vllm), and vLLM logs it again among its non-default args. huggingface_hub
+#: reads this name itself when HF_TOKEN is unset (src/huggingface_hub/utils/_auth.py,
+#: _get_token_from_environment), and it is no flag's name, so it stays in the environment.
+HF_TOKEN_ENV = "HUGGING_FACE_HUB_TOKEN"
 
 OperationKind = Literal[
     "create-registry-auth",
     "update-registry-auth",
+    "create-secret",
+    "update-secret",
     "create-template",
     "update-template",
     "create-endpoint",
@@ -151,15 +171,69 @@ def model_env(config: Config) -> list[EnvVar]:
         env.append(EnvVar("TRUST_REMOTE_CODE", "true"))
     if model.enforce_eager:
         env.append(EnvVar("ENFORCE_EAGER", "true"))
+    env.extend(weights_env(config))
     return env
 
 
-def resolve_env(config: Config, environ: Mapping[str, str] | None = None) -> tuple[EnvVar, ...]:
-    """Everything the workers get: model settings, the HF token, endpoint.env (secrets resolved)."""
+def weights_env(config: Config) -> list[EnvVar]:
+    """Where the workers find the weights, for the strategies that need telling.
+
+    Cached models need nothing: worker-vllm's image sets HF_HOME to RunPod's cache folder
+    (worker-vllm v2.25.2 Dockerfile), and our workers look there first (settings.py). Our
+    workers keep a network-volume download on the volume; a baked model is in the image.
+    """
+    from rpdeploy.config import RUNPOD_MODEL_CACHE, WeightsSource
+
+    source = config.model.weights_source
+    if not config.method.builds_image:
+        return []
+    if source is WeightsSource.NETWORK_VOLUME:
+        return [EnvVar("HF_HUB_CACHE", RUNPOD_MODEL_CACHE)]
+    if config.model.downloads_at_build:
+        return [EnvVar("MODEL_PATH", BAKED_MODEL_PATH)]
+    return []
+
+
+#: Where the Dockerfile puts a baked model (templates/worker/common/Dockerfile.j2).
+BAKED_MODEL_PATH = "/models/model"
+
+
+def secret_reference(name: str) -> str:
+    """A template env value RunPod replaces with the secret's value when a worker starts (docs
+    pods/templates/secrets.mdx: ``{{ RUNPOD_SECRET_secret_name }}``; for serverless workers this
+    is not documented, see README)."""
+    return "{{ RUNPOD_SECRET_" + name + " }}"
+
+
+def hf_token_secret(config: Config, environ: Mapping[str, str] | None = None) -> tuple[str, Secret] | None:
+    """The RunPod secret rpdeploy keeps model.hf_token in: (name, value); None when there is none."""
+    from rpdeploy.config import HfTokenDelivery
+
+    model = config.model
+    if model.hf_token is None or model.hf_token_delivery is not HfTokenDelivery.SECRET:
+        return None
+    token = model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+    return config.hf_token_secret_name, token
+
+
+def resolve_env(
+    config: Config, environ: Mapping[str, str] | None = None, *, init_timeout: int | None = None
+) -> tuple[EnvVar, ...]:
+    """Everything the workers get: model settings, the HF token (a reference to its RunPod secret),
+    RUNPOD_INIT_TIMEOUT when the cold start needs longer than RunPod's default, endpoint.env
+    (secrets resolved)."""
+    from rpdeploy.config import HfTokenDelivery
+
     env = model_env(config)
-    if config.model.hf_token is not None:
-        token = config.model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
-        env.append(EnvVar("HF_TOKEN", token))
+    model = config.model
+    if model.hf_token is not None:
+        if model.hf_token_delivery is HfTokenDelivery.SECRET:
+            env.append(EnvVar(HF_TOKEN_ENV, secret_reference(config.hf_token_secret_name)))
+        else:
+            token = model.hf_token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+            env.append(EnvVar(HF_TOKEN_ENV, token))
+    if init_timeout is not None:
+        env.append(EnvVar("RUNPOD_INIT_TIMEOUT", str(init_timeout)))
     for key, value in config.endpoint.env.items():
         if isinstance(value, str):
             env.append(EnvVar(key, value))
@@ -184,10 +258,15 @@ def worker_image(config: Config, image: str | None) -> str:
 
 
 def desired_template(
-    config: Config, *, image: str, registry_auth_id: str = "", environ: Mapping[str, str] | None = None
+    config: Config,
+    *,
+    image: str,
+    registry_auth_id: str = "",
+    environ: Mapping[str, str] | None = None,
+    init_timeout: int | None = None,
 ) -> TemplateSpec:
     """The template deploy.yaml asks for, with the id of the release it makes (``rpdeploy.release``)."""
-    env = resolve_env(config, environ)
+    env = resolve_env(config, environ, init_timeout=init_timeout)
     content = release.content_fingerprint(
         ((var.key, var.reveal(), var.secret) for var in env),
         container_disk_gb=config.endpoint.container_disk_gb,
@@ -225,12 +304,15 @@ def with_release(config: Config, env: tuple[EnvVar, ...], release_id: str) -> tu
     return tuple(out)
 
 
-def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> EndpointSpec:
+def desired_endpoint(
+    config: Config, *, template_id: str, gpus: gpu_selection.GpuSelection, container: TemplateSpec | None = None
+) -> EndpointSpec:
+    """The endpoint deploy.yaml wants; ``container`` where the endpoint carries it itself (REST v2)."""
     endpoint = config.endpoint
     return EndpointSpec(
         name=endpoint.name,
         template_id=template_id,
-        gpu_ids=gpu_ids,
+        gpus=gpus,
         gpu_count=endpoint.gpu_count,
         workers_min=endpoint.workers_min,
         workers_max=endpoint.workers_max,
@@ -239,13 +321,40 @@ def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> Endpo
         scaler_value=endpoint.scaler_value,
         flashboot=endpoint.flashboot,
         execution_timeout_ms=endpoint.execution_timeout * 1000,
-        allowed_cuda_versions=",".join(config.cuda_versions()),
-        locations=",".join(endpoint.locations),
+        allowed_cuda_versions=tuple(config.cuda_versions()),
+        locations=tuple(endpoint.locations),
+        container=container,
+        **weights_endpoint_fields(config),
     )
 
 
-def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> str:
-    """``gpuIds`` for exactly the configured GPU type, from RunPod's live pool list only.
+def weights_endpoint_fields(config: Config) -> dict[str, Any]:
+    """The endpoint side of model.weights: the cached model's reference (one per endpoint; none for
+    the other strategies) and, for network-volume, the volume. A volume is left as it is otherwise."""
+    from rpdeploy.config import WeightsSource
+
+    source = config.model.weights_source
+    fields: dict[str, Any] = {"model_references": (config.model.reference,) if source is WeightsSource.CACHED else ()}
+    if source is WeightsSource.NETWORK_VOLUME and config.endpoint.network_volume_id:
+        fields["network_volume_ids"] = (config.endpoint.network_volume_id,)
+    return fields
+
+
+def estimated_init_timeout(
+    config: Config, *, reporter: Reporter | None = None, environ: Mapping[str, str] | None = None
+) -> int | None:
+    """RUNPOD_INIT_TIMEOUT for the template: endpoint.init_timeout, else from the cold-start estimate
+    (which needs the model's size: the fit check's architecture lookup)."""
+    if config.endpoint.init_timeout is not None:
+        return config.endpoint.init_timeout
+    from rpdeploy.fit import check_deployment
+
+    check = check_deployment(config, reporter=reporter or NullReporter(), environ=environ)
+    return check.cost.cold_start_plan.init_timeout
+
+
+def resolve_gpus(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> gpu_selection.GpuSelection:
+    """The pools and exclusions for exactly the configured GPU type, from RunPod's live pool list only.
 
     No built-in fallback: a table that missed a card RunPod has since added to the pool
     would leave that card unexcluded, and RunPod ignores exclusions it does not recognise,
@@ -259,34 +368,34 @@ def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None 
     except ApiError as exc:
         raise ApiError(
             f"cannot read RunPod's GPU pools ({exc.message}), so the endpoint cannot be pinned to {gpu.id}",
-            hint="rpdeploy builds gpuIds only from RunPod's live pool list (a built-in one may be out of date "
-            "and let other GPUs in); re-run when the RunPod API answers",
+            hint="rpdeploy builds the GPU selection only from RunPod's live pool list (a built-in one may be "
+            "out of date and let other GPUs in); re-run when the RunPod API answers",
             status=exc.status,
             retryable=True,
         ) from exc
     if not pools:
         raise ApiError(
             f"RunPod answered an empty GPU pool list, so the endpoint cannot be pinned to {gpu.id}",
-            hint="re-run later; if it persists, RunPod's serverlessGpuPools query has changed",
+            hint="re-run later; if it persists, RunPod's GPU pool list has changed",
         )
     try:
-        return gpus.gpu_ids_for(gpu, pools)
-    except gpus.PoolError as exc:
+        return gpu_selection.selection_for(gpu, pools)
+    except gpu_selection.PoolError as exc:
         raise ApiError(
             str(exc), hint=f"pick another endpoint.gpu; serverless pools now: {', '.join(sorted(pools))}"
         ) from exc
 
 
-def describe_gpus(gpu_ids: str, pools: dict[str, tuple[str, ...]] | None) -> str:
-    """A ``gpuIds`` value as people name GPUs: "NVIDIA L4" for "AMPERE_24,-NVIDIA RTX A5000,...".
+def describe_gpus(selection: gpu_selection.GpuSelection, pools: dict[str, tuple[str, ...]] | None) -> str:
+    """A GPU selection as people name GPUs: "NVIDIA L4" for pool AMPERE_24 without the A5000 and 3090.
 
     Needs the live pool membership; without it (or for a CPU endpoint) the answer says so.
     """
-    if not gpu_ids:
+    if not selection.pools:
         return "(none: a CPU endpoint)"
     if pools is None:
         return "(unknown: RunPod's GPU pools could not be read)"
-    allowed = gpus.GpuSelection.parse(gpu_ids).allowed(pools)
+    allowed = selection.allowed(pools)
     return ", ".join(allowed) if allowed else "(none: every GPU of its pools is excluded)"
 
 
@@ -313,12 +422,36 @@ class Ownership:
     def owns_endpoint(self, endpoint: Endpoint, templates: Iterable[Template]) -> bool:
         if endpoint.id in self.known_ids:
             return True
-        template = next((t for t in templates if t.id == endpoint.template_id), None)
-        return template is not None and template_mark(template) == self.mark
+        return endpoint_mark(endpoint, templates) == self.mark
 
 
 def template_mark(template: Template) -> str | None:
     return template.env_map().get(MARK_KEY)
+
+
+def bound_template(endpoint: Endpoint, templates: Iterable[Template]) -> Template | None:
+    """The template the endpoint is bound to, where the API keeps that link (GraphQL)."""
+    if not endpoint.template_id:
+        return None
+    return next((t for t in templates if t.id == endpoint.template_id), None)
+
+
+def endpoint_mark(endpoint: Endpoint, templates: Iterable[Template]) -> str | None:
+    """The mark in the endpoint's container env: its own (REST v2), else its bound template's."""
+    if endpoint.container is not None:
+        return endpoint.container.env_map().get(MARK_KEY)
+    template = bound_template(endpoint, templates)
+    return template_mark(template) if template is not None else None
+
+
+def live_container(endpoint: Endpoint | None, templates: Iterable[Template]) -> Container | None:
+    """What the endpoint runs: its own container settings (REST v2), else its bound template's."""
+    if endpoint is None:
+        return None
+    if endpoint.container is not None:
+        return endpoint.container
+    template = bound_template(endpoint, templates)
+    return template.container if template is not None else None
 
 
 def ownership(
@@ -370,10 +503,16 @@ def find_endpoint(
     return matches[0] if matches else None
 
 
-def _whose(template: Template | None, owner: Ownership) -> str:
-    mark = template_mark(template) if template is not None else None
+def _whose(endpoint: Endpoint, templates: list[Template], owner: Ownership) -> str:
+    if endpoint.container is not None:
+        mark = endpoint.container.env_map().get(MARK_KEY)
+        if mark is None:
+            return f"its env carries no {MARK_KEY} mark"
+        return f"its env is marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
+    template = bound_template(endpoint, templates)
     if template is None:
         return "its template is not on the account"
+    mark = template_mark(template)
     if mark is None:
         return f"its template {template.name!r} carries no {MARK_KEY} mark"
     return f"its template {template.name!r} is marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
@@ -394,8 +533,7 @@ def check_ownership(
     templates = list(templates)
     strangers = []
     if endpoint is not None and not owner.owns_endpoint(endpoint, templates):
-        bound = next((t for t in templates if t.id == endpoint.template_id), None)
-        strangers.append(f"endpoint {endpoint.name!r} ({endpoint.id}): {_whose(bound, owner)}")
+        strangers.append(f"endpoint {endpoint.name!r} ({endpoint.id}): {_whose(endpoint, templates, owner)}")
     if template is not None and not owner.owns_template(template):
         mark = template_mark(template)
         why = "no mark" if mark is None else f"marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
@@ -431,36 +569,52 @@ def _env_changes(old: Mapping[str, str], new: Iterable[EnvVar]) -> list[FieldCha
     return changes
 
 
-def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
+def container_changes(live: Container, spec: TemplateSpec) -> list[FieldChange]:
+    """What differs between the container RunPod has and the one deploy.yaml wants."""
     changes = []
     if live.image != spec.image:
-        changes.append(FieldChange("imageName", live.image, spec.image))
+        changes.append(FieldChange("image", live.image, spec.image))
     if live.container_disk_gb != spec.container_disk_gb:
-        changes.append(FieldChange("containerDiskInGb", live.container_disk_gb, spec.container_disk_gb))
+        changes.append(FieldChange("container_disk_gb", live.container_disk_gb, spec.container_disk_gb))
     if live.registry_auth_id != spec.registry_auth_id:
-        changes.append(FieldChange("containerRegistryAuthId", live.registry_auth_id, spec.registry_auth_id))
+        changes.append(FieldChange("registry_auth_id", live.registry_auth_id, spec.registry_auth_id))
     if live.docker_args != spec.docker_args:
-        changes.append(FieldChange("dockerArgs", live.docker_args, spec.docker_args))
-    if not live.is_serverless:
-        changes.append(FieldChange("isServerless", False, True))
+        changes.append(FieldChange("docker_args", live.docker_args, spec.docker_args))
     changes.extend(_env_changes(live.env_map(), spec.env))
     return changes
 
 
-def _same(key: str, old: Any, new: Any) -> bool:
-    if key == "gpuIds":
-        # A set of pools and a set of exclusions: RunPod may answer them in another order.
-        return gpus.GpuSelection.parse(str(old or "")) == gpus.GpuSelection.parse(str(new or ""))
-    return bool(old == new)
+def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
+    changes = []
+    if live.name != spec.name:
+        changes.append(FieldChange("name", live.name, spec.name))
+    changes += container_changes(live.container, spec)
+    if not live.is_serverless:
+        changes.append(FieldChange("serverless", False, True))
+    return changes
 
 
 def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
-    current = live.managed()
-    return [
-        FieldChange(key, current.get(key), value)
-        for key, value in spec.managed().items()
-        if not _same(key, current.get(key), value)
+    # Settings are compared in rpdeploy's form: GPU pools and exclusions as sets, CUDA versions
+    # and locations sorted (RunPod may answer them in another order).
+    current = live.settings()
+    changes = [
+        FieldChange(key, current.get(key), value) for key, value in spec.settings().items() if current.get(key) != value
     ]
+    if spec.container is not None:
+        if live.container is None:
+            changes.append(FieldChange("image", None, spec.container.image))
+        else:
+            changes += container_changes(live.container, spec.container)
+    if live.model_references_change(spec):
+        changes.append(
+            FieldChange("model_references", list(live.model_references or ()), list(spec.model_references or ()))
+        )
+    if live.network_volumes_change(spec):
+        changes.append(
+            FieldChange("network_volume_ids", list(live.network_volume_ids), list(spec.network_volume_ids or ()))
+        )
+    return changes
 
 
 def plan_template(
@@ -473,20 +627,38 @@ def plan_template(
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
     command: str = "deploy",
+    init_timeout: int | None = None,
+    container_on_endpoint: bool = False,
 ) -> tuple[TemplateSpec, Template | None, Operation | None]:
-    """The template we want, the one RunPod has (found by name), and the mutation between them.
+    """The container we want, the template RunPod has for it, and the mutation between them.
 
     Checks first that the template and the endpoint deploy.yaml names are ours (or adopted):
-    nothing is created before that is known.
+    nothing is created before that is known. The template is the one our endpoint is bound to
+    when it is ours (so an endpoint made over REST, whose template RunPod named, keeps its
+    template when the project moves to GraphQL), else the one with deploy.yaml's name. Where the
+    endpoint carries its container itself (REST v2), no template is made: (spec, None, None).
     """
     templates, endpoints = list(templates), list(endpoints)
-    spec = desired_template(config, image=image, registry_auth_id=registry_auth_id, environ=environ)
-    template = find_template(templates, spec.name)
+    spec = desired_template(
+        config, image=image, registry_auth_id=registry_auth_id, environ=environ, init_timeout=init_timeout
+    )
     ours = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
+    if container_on_endpoint:
+        check_ownership(owner, endpoint=ours, template=None, templates=templates, command=command)
+        return spec, None, None
+    template = find_template(templates, spec.name)
+    bound = bound_template(ours, templates) if ours is not None else None
+    if (
+        ours is not None
+        and bound is not None
+        and owner.owns_endpoint(ours, templates)
+        and (template is None or (template.id != bound.id and not owner.owns_template(template)))
+    ):
+        template = bound
     check_ownership(owner, endpoint=ours, template=template, templates=templates, command=command)
     if template is None:
         shown = (
-            FieldChange("imageName", None, spec.image),
+            FieldChange("image", None, spec.image),
             *(FieldChange(f"env.{v.key}", None, v.shown()) for v in spec.env),
         )
         return spec, None, Operation("create-template", spec.name, shown)
@@ -509,18 +681,33 @@ def plan_endpoint_only(
     endpoints: Iterable[Endpoint],
     templates: Iterable[Template],
     template_id: str,
-    gpu_ids: str,
+    gpus: gpu_selection.GpuSelection,
     owner: Ownership,
     command: str = "deploy",
+    container: TemplateSpec | None = None,
+    cp: ControlPlane | None = None,
 ) -> tuple[EndpointSpec, Endpoint | None, Operation | None]:
-    """The endpoint we want, the one RunPod has (found by name), and the mutation between them."""
+    """The endpoint we want, the one RunPod has (found by name), and the mutation between them.
+
+    ``container``: the container settings, where the endpoint carries them (REST v2). ``cp``:
+    asked for the cached model when the endpoint's API does not show it (REST v2).
+    """
     templates = list(templates)
-    spec = desired_endpoint(config, template_id=template_id, gpu_ids=gpu_ids)
+    spec = desired_endpoint(config, template_id=template_id, gpus=gpus, container=container)
     endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     if endpoint is None:
-        shown = tuple(FieldChange(k, None, v) for k, v in spec.managed().items())
+        shown = tuple(FieldChange(k, None, v) for k, v in spec.settings().items())
+        if container is not None:
+            shown += (
+                FieldChange("image", None, container.image),
+                *(FieldChange(f"env.{v.key}", None, v.shown()) for v in container.env),
+            )
+        if spec.model_references:
+            shown += (FieldChange("model_references", None, list(spec.model_references)),)
         return spec, None, Operation("create-endpoint", spec.name, shown)
     check_ownership(owner, endpoint=endpoint, template=None, templates=templates, command=command)
+    if endpoint.model_references is None and spec.model_references is not None and cp is not None:
+        endpoint = replace(endpoint, model_references=cp.model_references(endpoint.id))
     changes = endpoint_changes(endpoint, spec)
     if not changes:
         return spec, endpoint, None
@@ -532,11 +719,12 @@ def plan_endpoint(
     config: Config,
     *,
     image: str,
-    gpu_ids: str,
+    gpus: gpu_selection.GpuSelection,
     owner: Ownership,
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
     command: str = "deploy",
+    init_timeout: int | None = None,
 ) -> EndpointPlan:
     """Read what exists and work out the mutations that make RunPod match deploy.yaml."""
     endpoints = cp.list_endpoints()
@@ -550,15 +738,21 @@ def plan_endpoint(
         registry_auth_id=registry_auth_id,
         environ=environ,
         command=command,
+        init_timeout=init_timeout,
+        container_on_endpoint=cp.container_on_endpoint,
     )
+    # Under REST v2 the endpoint keeps no template link.
+    template_id = "" if cp.container_on_endpoint else template.id if template else NEW_TEMPLATE_ID
     endpoint_spec, endpoint, endpoint_op = plan_endpoint_only(
         config,
         endpoints=endpoints,
         templates=templates,
-        template_id=template.id if template else NEW_TEMPLATE_ID,
-        gpu_ids=gpu_ids,
+        template_id=template_id,
+        gpus=gpus,
         owner=owner,
         command=command,
+        container=template_spec if cp.container_on_endpoint else None,
+        cp=cp,
     )
     operations = tuple(op for op in (template_op, endpoint_op) if op is not None)
     return EndpointPlan(template_spec, template, endpoint_spec, endpoint, operations)
@@ -584,17 +778,17 @@ def apply_endpoint(
     """Create the endpoint, or update it in place when it differs; the live one when nothing changed.
 
     saveEndpoint's templateId acts only on create (runpod-mcp endpoint-gpu-ids.ts), so a
-    different template is set with updateEndpointTemplate, after the other fields.
+    different template is set with updateEndpointTemplate, after the other fields. Under REST
+    v2 there is no template link (``spec.template_id`` is "").
     """
     reporter = reporter or NullReporter()
     if endpoint is None:
         reporter.info(f"Creating endpoint {spec.name!r}")
         return cp.create_endpoint(spec)
-    changes = endpoint_changes(endpoint, spec)
-    if any(change.field != "templateId" for change in changes):
+    if endpoint_changes(endpoint, spec):
         reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
         endpoint = cp.update_endpoint(endpoint, spec)
-    if endpoint.template_id != spec.template_id:
+    if spec.template_id and endpoint.template_id != spec.template_id:
         reporter.info(f"Moving endpoint {spec.name!r} ({endpoint.id}) to template {spec.template_id}")
         endpoint = cp.set_endpoint_template(endpoint.id, spec.template_id)
     return endpoint
@@ -604,13 +798,15 @@ def apply_plan(
     cp: ControlPlane, plan: EndpointPlan, config: Config, reporter: Reporter | None = None
 ) -> EndpointResult:
     """Send the plan's mutations, in order. Nothing is sent when nothing changed."""
-    template = apply_template(cp, plan.template_spec, plan.template, reporter)
-    spec = replace(plan.endpoint_spec, template_id=template.id)
+    template_id = ""
+    if not cp.container_on_endpoint:
+        template_id = apply_template(cp, plan.template_spec, plan.template, reporter).id
+    spec = replace(plan.endpoint_spec, template_id=template_id)
     endpoint = apply_endpoint(cp, spec, plan.endpoint, reporter)
     return EndpointResult(
         name=spec.name,
         endpoint_id=endpoint.id,
-        template_id=template.id,
+        template_id=template_id,
         image=plan.template_spec.image,
         operations=plan.operations,
         urls=endpoint_urls(config, endpoint.id),
@@ -655,6 +851,56 @@ def ensure_registry_auth(
     return existing, None
 
 
+# --- account secrets ----------------------------------------------------------------------
+
+
+def ensure_secret(
+    cp: ControlPlane, *, name: str, value: Secret, refresh: bool, description: str = ""
+) -> tuple[AccountSecret, Operation | None]:
+    """Find the account secret by name (create it if missing; set its value again when ``refresh``).
+
+    The value is never read back (RunPod has no way to), so whether it changed is the caller's
+    call, as for registry credentials: the deploy ledger refreshes it when the token's
+    fingerprint changed.
+    """
+    existing = next((s for s in cp.list_secrets() if s.name == name), None)
+    if existing is None:
+        return cp.create_secret(name, value, description=description), Operation("create-secret", name)
+    if refresh:
+        return cp.update_secret_value(existing.id, value), Operation("update-secret", name)
+    return existing, None
+
+
+def ensure_hf_secret(
+    cp: ControlPlane, config: Config, *, refresh: bool, dry_run: bool = False, environ: Mapping[str, str] | None = None
+) -> tuple[AccountSecret | None, Operation | None]:
+    """The RunPod secret the template env references for model.hf_token (None when not used)."""
+    wanted = hf_token_secret(config, environ)
+    if wanted is None:
+        return None, None
+    name, token = wanted
+    try:
+        if dry_run:
+            found = next((s for s in cp.list_secrets() if s.name == name), None)
+            if found is None:
+                return None, Operation("create-secret", name)
+            return found, Operation("update-secret", name) if refresh else None
+        description = f"Hugging Face token of rpdeploy deployment {config.deployment_mark} (model.hf_token)"
+        return ensure_secret(cp, name=name, value=token, refresh=refresh, description=description)
+    except AuthError:
+        raise
+    except ApiError as exc:
+        # Listing secrets and setting a value again are not in RunPod's docs (only create and
+        # delete are): if RunPod refuses them, say what the way out is.
+        raise ApiError(
+            f"cannot keep model.hf_token in the RunPod secret {name!r}: {exc.message}",
+            hint="RunPod documents only secretCreate and secretDelete; to go on without a secret, set "
+            "model.hf_token_delivery: template-env (the token then sits in the template env in plain text)",
+            status=exc.status,
+            retryable=exc.retryable,
+        ) from exc
+
+
 # --- delete -------------------------------------------------------------------------------
 
 
@@ -678,6 +924,10 @@ def plan_delete(
     ``pending`` is the ledger's record of a delete that stopped halfway: its objects are
     looked up by id first, so a resumed delete finishes what it started even when
     deploy.yaml's names changed since. Refuses (NotOursError) objects that are not ours.
+
+    Under REST v2 deleting an endpoint deletes its template too, and no scale to zero comes
+    first (v2 states no such precondition: "all workers are terminated"); a template of ours
+    that deploy.yaml names is still listed, for what a GraphQL deploy may have left.
     """
     endpoints = cp.list_endpoints()
     templates = cp.list_templates()
@@ -685,10 +935,15 @@ def plan_delete(
     endpoint = next((e for e in endpoints if pending.get("endpoint_id") and e.id == pending["endpoint_id"]), None)
     if endpoint is None:
         endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
-    if endpoint is not None:
+    template: Template | None = None
+    if endpoint is not None and endpoint.template_id:
         # The endpoint's own template, whatever deploy.yaml names it now (template_name may have
         # changed since): going by name alone would leave it behind.
-        template = next((t for t in templates if t.id == endpoint.template_id), None)
+        template = bound_template(endpoint, templates)
+    elif endpoint is not None:
+        # No link shown (REST v2): the named template, if it is ours (made by a GraphQL deploy).
+        named = find_template(templates, config.endpoint.template)
+        template = named if named is not None and owner.owns_template(named) else None
     else:
         # No endpoint (an earlier delete stopped halfway): the template it was deleting, else the
         # one deploy.yaml names, unless another endpoint uses it (RunPod would refuse, and it is
@@ -701,10 +956,10 @@ def plan_delete(
     check_ownership(owner, endpoint=endpoint, template=template, templates=templates, command=command)
     operations: list[Operation] = []
     if endpoint is not None:
-        if endpoint.workers_min or endpoint.workers_max:
+        if (endpoint.workers_min or endpoint.workers_max) and not cp.deletes_template_with_endpoint:
             changes = (
-                FieldChange("workersMin", endpoint.workers_min, 0),
-                FieldChange("workersMax", endpoint.workers_max, 0),
+                FieldChange("workers_min", endpoint.workers_min, 0),
+                FieldChange("workers_max", endpoint.workers_max, 0),
             )
             operations.append(Operation("scale-to-zero", f"{endpoint.name} ({endpoint.id})", changes))
         operations.append(Operation("delete-endpoint", f"{endpoint.name} ({endpoint.id})"))
@@ -715,30 +970,56 @@ def plan_delete(
 
 def spec_from_live(endpoint: Endpoint) -> EndpointSpec:
     """The live endpoint's own settings as a spec (to change one thing and keep the rest)."""
-    live = endpoint.managed()
+    container = None
+    if endpoint.container is not None:
+        live = endpoint.container
+        container = TemplateSpec(
+            name="",
+            image=live.image,
+            env=tuple(EnvVar(k, v) for k, v in live.env),
+            container_disk_gb=live.container_disk_gb,
+            registry_auth_id=live.registry_auth_id,
+            docker_args=live.docker_args,
+        )
     return EndpointSpec(
-        name=str(live["name"]),
-        template_id=str(live["templateId"]),
-        gpu_ids=str(live["gpuIds"]),
-        gpu_count=int(live["gpuCount"]),
-        workers_min=int(live["workersMin"]),
-        workers_max=int(live["workersMax"]),
-        idle_timeout=int(live["idleTimeout"] or 5),
-        scaler_type=str(live["scalerType"] or "QUEUE_DELAY"),
-        scaler_value=int(live["scalerValue"] or 4),
-        flashboot=live["flashBootType"] != "OFF",
-        execution_timeout_ms=int(live["executionTimeoutMs"]),
-        allowed_cuda_versions=str(live["allowedCudaVersions"]),
-        locations=str(live["locations"]),
+        name=endpoint.name,
+        template_id=endpoint.template_id,
+        gpus=endpoint.gpus,
+        gpu_count=endpoint.gpu_count,
+        workers_min=endpoint.workers_min,
+        workers_max=endpoint.workers_max,
+        idle_timeout=int(endpoint.idle_timeout or 5),
+        scaler_type=endpoint.scaler_type or "QUEUE_DELAY",
+        scaler_value=int(endpoint.scaler_value or 4),
+        flashboot=endpoint.flashboot,
+        execution_timeout_ms=endpoint.execution_timeout_ms,
+        allowed_cuda_versions=endpoint.allowed_cuda_versions,
+        locations=endpoint.locations,
+        container=container,
     )
 
 
-def connect(config: Config, environ: Mapping[str, str] | None = None, **kwargs: Any) -> ControlPlane:
-    """The control plane for ``config``: the key from its reference, the URL from config/env."""
+def connect(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    *,
+    reporter: Reporter | None = None,
+    **kwargs: Any,
+) -> ControlPlane:
+    """The control plane for ``config``: the API runpod.api picks, the key from its reference,
+    the URL from config/env. Warnings about what a retired GraphQL takes away go to ``reporter``."""
+    from rpdeploy.config import RunpodApi
     from rpdeploy.runpod.controlplane import GraphQLControlPlane
 
+    api = config.runpod.resolved_api(environ)
     key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
-    return GraphQLControlPlane(key, api_url=config.runpod.resolved_api_url(environ), **kwargs)
+    url = config.runpod.resolved_api_url(environ)
+    if api is RunpodApi.REST:
+        from rpdeploy.runpod.rest import RestControlPlane
+
+        warn = reporter.warn if reporter is not None else None
+        return RestControlPlane(key, api_url=url, warn=warn, **kwargs)
+    return GraphQLControlPlane(key, api_url=url, **kwargs)
 
 
 # --- one call for commands and stages -----------------------------------------------------
@@ -749,10 +1030,11 @@ class EnsureResult:
     plan: EndpointPlan
     result: EndpointResult | None  # None for a dry run
     registry_operation: Operation | None = None
+    secret_operation: Operation | None = None
 
     @property
     def operations(self) -> tuple[Operation, ...]:
-        extra = (self.registry_operation,) if self.registry_operation else ()
+        extra = tuple(op for op in (self.registry_operation, self.secret_operation) if op is not None)
         return extra + self.plan.operations
 
 
@@ -778,12 +1060,20 @@ def ensure_endpoint(
     command: str = "endpoint create",
     reporter: Reporter | None = None,
     environ: Mapping[str, str] | None = None,
+    refresh_secret: bool = False,
+    init_timeout: int | Literal["estimate"] | None = "estimate",
 ) -> EnsureResult:
-    """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes)."""
+    """Make RunPod's template and endpoint match deploy.yaml (or, dry, say what that takes).
+
+    ``init_timeout``: RUNPOD_INIT_TIMEOUT for the template, or "estimate" to work it out here
+    (:func:`estimated_init_timeout`), so every command writes the template deploy would.
+    """
     reporter = reporter or NullReporter()
     owner = owner or ownership(config)
     run_image = worker_image(config, image)
-    gpu_ids = resolve_gpu_ids(cp, config, reporter)
+    if init_timeout == "estimate":
+        init_timeout = estimated_init_timeout(config, reporter=reporter, environ=environ)
+    selection = resolve_gpus(cp, config, reporter)
     auth_id, auth_op = "", None
     credentials = registry_credentials(config, environ)
     if credentials is not None and config.image is not None:
@@ -805,17 +1095,20 @@ def ensure_endpoint(
         cp,
         config,
         image=run_image,
-        gpu_ids=gpu_ids,
+        gpus=selection,
         owner=owner,
         registry_auth_id=auth_id,
         environ=environ,
         command=command,
+        init_timeout=init_timeout,
     )
     if require_existing and plan.endpoint is None:
         raise ApiError(
             f"no endpoint named {config.endpoint.name!r} exists yet",
             hint="create it with `rpdeploy endpoint create` (or `rpdeploy deploy`)",
         )
+    # The secret before the template that references it (a worker started in between would fail).
+    _, secret_op = ensure_hf_secret(cp, config, refresh=refresh_secret, dry_run=dry_run, environ=environ)
     if dry_run:
-        return EnsureResult(plan, None, auth_op)
-    return EnsureResult(plan, apply_plan(cp, plan, config, reporter), auth_op)
+        return EnsureResult(plan, None, auth_op, secret_op)
+    return EnsureResult(plan, apply_plan(cp, plan, config, reporter), auth_op, secret_op)

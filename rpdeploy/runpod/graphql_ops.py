@@ -109,3 +109,24 @@ mutation UpdateRegistryAuth($input: UpdateRegistryAuthInput!) {
   updateRegistryAuth(input: $input) { id name }
 }
 """
+
+# Account secrets: RunPod never returns a value (the Secret type has none), so these select
+# the id and name only. secretCreate: docs sdks/graphql/manage-pod-templates.mdx; the value
+# update exists only in RunPod's own Pulumi provider (provider/secret.go), undocumented.
+LIST_SECRETS = """
+query Secrets {
+  myself { secrets { id name } }
+}
+"""
+
+SECRET_CREATE = """
+mutation SecretCreate($input: SecretCreateInput!) {
+  secretCreate(input: $input) { id name }
+}
+"""
+
+SECRET_VALUE_UPDATE = """
+mutation SecretValueUpdate($input: SecretValueUpdateInput!) {
+  secretValueUpdate(input: $input) { id name }
+}
+"""

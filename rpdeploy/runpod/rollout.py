@@ -13,11 +13,12 @@ The view is transport-neutral: :class:`Rollout` is what any control plane can su
   ``Pod.slsVersion Int``). No RunPod client selects ``slsVersion`` yet, so reading it as "the
   endpoint version this worker runs" is rpdeploy's; a worker whose slsVersion is null counts
   as unknown, never as current, and a view with no version at all is "not observable".
-* REST v2 (issue 15, not yet a transport): ``GET /v2/serverless/{id}/workers`` gives
-  ``endpointVersion``, each worker's ``version`` and the authoritative ``isStale``; ``GET
-  /v2/serverless/{id}/releases`` gives ``rollout.inProgress`` (runpod-openapi-v2.json
-  2026-08-18, ListEndpointWorkersResponse and RolloutSummary). Such a transport fills
-  ``stale`` and ``in_progress`` from them, and nothing above this module changes.
+* REST v2 (``runpod.api: rest``): ``GET /v2/serverless/{id}/workers`` gives ``endpointVersion``,
+  each worker's ``version``, its ``status`` (``UNHEALTHY``: failing its health checks) and the
+  authoritative ``isStale``; ``GET /v2/serverless/{id}/releases`` gives ``rollout.inProgress``
+  (runpod-openapi-v2.json 2026-08-18, ListEndpointWorkersResponse, Worker.isStale and
+  RolloutSummary). :func:`from_rest` builds the view from the control plane's ``workers()`` and
+  ``releases()``, and nothing above this module changes.
 
 RunPod's own e2e tests show a limit no API reveals: an endpoint with workers min = max = 1 may
 never pick up a new release (runpod/flash e2e/test_redeploy.py, "recycle not working",
@@ -27,10 +28,14 @@ AE-2940/2941/2942). :func:`pinned_note` says so when it applies.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-#: Where the GraphQL transport reads its view.
+if TYPE_CHECKING:
+    from rpdeploy.runpod.models import ReleaseList, WorkerList
+
+#: Where each transport reads its view.
 GRAPHQL_SOURCE = "GraphQL Endpoint.version and pods.slsVersion"
+REST_SOURCE = "REST v2 /workers and /releases"
 
 
 @dataclass(frozen=True)
@@ -79,10 +84,15 @@ class Rollout:
         return self.endpoint_version is not None and not self.unknown
 
     @property
+    def unhealthy(self) -> tuple[WorkerVersion, ...]:
+        """Workers of the current version failing their health checks (REST v2 ``UNHEALTHY``)."""
+        return tuple(w for w in self.workers if w.status == "UNHEALTHY" and w.is_stale(self.endpoint_version) is False)
+
+    @property
     def done(self) -> bool:
         """No worker is known to run an older version (and none is unknown)."""
         if self.in_progress is not None:
-            return not self.in_progress
+            return not self.in_progress and not self.stale
         return self.observable and not self.stale
 
     def describe(self) -> str:
@@ -95,6 +105,8 @@ class Rollout:
             parts.append(f"{len(self.stale)} on an older version")
         if self.unknown:
             parts.append(f"{len(self.unknown)} without a version")
+        if self.unhealthy:
+            parts.append(f"{len(self.unhealthy)} of the current version unhealthy")
         return ", ".join(parts)
 
 
@@ -118,6 +130,23 @@ def from_graphql(endpoint: Any) -> Rollout:
         endpoint_version=version if isinstance(version, int) and not isinstance(version, bool) else None,
         workers=tuple(workers),
         source=GRAPHQL_SOURCE,
+    )
+
+
+def from_rest(workers: WorkerList, releases: ReleaseList | None = None) -> Rollout:
+    """The view from REST v2: the worker list (``isStale`` per worker) and, when it could be read,
+    the release history's ``rollout.inProgress``."""
+    version = workers.endpoint_version
+    if version is None and releases is not None:
+        version = releases.endpoint_version
+    return Rollout(
+        endpoint_version=version,
+        workers=tuple(
+            WorkerVersion(id=w.id, version=w.version, status=w.status or None, stale=w.is_stale)
+            for w in workers.workers
+        ),
+        source=REST_SOURCE,
+        in_progress=releases.rollout.in_progress if releases is not None else None,
     )
 
 

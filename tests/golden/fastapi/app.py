@@ -64,8 +64,6 @@ def _env_bool(name: str, default: bool) -> bool:
 # defaults are deploy.yaml's values when this file was generated, for local runs.
 MODEL_NAME = _env("MODEL_NAME", 'Qwen/Qwen2.5-7B-Instruct')
 MODEL_REVISION = _env("MODEL_REVISION", '') or None
-# A model baked into the image at build time is loaded from there, without the network.
-MODEL_PATH = _env("MODEL_PATH", MODEL_NAME)
 SERVED_MODEL_NAME = _env("OPENAI_SERVED_MODEL_NAME_OVERRIDE", 'Qwen/Qwen2.5-7B-Instruct')
 MAX_MODEL_LEN = int(_env("MAX_MODEL_LEN", '8192'))
 GPU_MEMORY_UTILIZATION = float(_env("GPU_MEMORY_UTILIZATION", '0.9'))
@@ -83,11 +81,85 @@ GENERATION_CONFIG = _env("GENERATION_CONFIG", "auto")
 OVERRIDE_GENERATION_CONFIG = json.loads(_env("OVERRIDE_GENERATION_CONFIG", "{}"))
 
 
+# Where the weights come from (model.weights in deploy.yaml), decided when the engine is built:
+# - MODEL_PATH set: the model baked into the image (the Dockerfile sets it and HF_HUB_OFFLINE);
+# - the model cache: RunPod puts an endpoint's cached model in the Hugging Face cache layout under
+#   /runpod-volume/huggingface-cache/hub (docs serverless/endpoints/model-caching.mdx), where a
+#   network volume keeps it too; found there, it loads from that folder with HF_HUB_OFFLINE=1;
+# - otherwise vLLM downloads it from the Hub (into HF_HUB_CACHE when set), and the log says so.
+MODEL_CACHE_DIR = _env("MODEL_CACHE_DIR", "/runpod-volume/huggingface-cache/hub")
+
+
+def cached_snapshot(model: str, revision: str | None, cache_dir: str = MODEL_CACHE_DIR) -> str | None:
+    """The folder of ``model`` at ``revision`` (default: main) in a Hugging Face cache, if complete."""
+    if model.startswith("/") or not os.path.isdir(cache_dir):
+        return None
+    wanted = "models--" + model.replace("/", "--")
+    if os.path.isdir(os.path.join(cache_dir, wanted)):
+        names = [wanted]
+    else:
+        # RunPod's docs show a lower-case folder; huggingface_hub itself matches the exact name.
+        names = [name for name in sorted(os.listdir(cache_dir)) if name.lower() == wanted.lower()]
+    for name in names:
+        repo = os.path.join(cache_dir, name)
+        ref = os.path.join(repo, "refs", revision or "main")
+        if os.path.isfile(ref):
+            with open(ref, encoding="utf-8") as handle:
+                commits = [handle.read().strip()]
+        elif revision:
+            commits = [revision]  # a commit id names its snapshot folder
+        else:
+            # RunPod resolves the reference to one commit and may keep no refs/main.
+            folder = os.path.join(repo, "snapshots")
+            commits = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+            commits = commits if len(commits) == 1 else []
+        for commit in commits:
+            snapshot = os.path.join(repo, "snapshots", commit)
+            if _snapshot_complete(snapshot):
+                return snapshot
+    return None
+
+
+def _snapshot_complete(folder: str) -> bool:
+    """Can vLLM load this snapshot without the Hub? config.json and every weight file it names."""
+    if not os.path.isfile(os.path.join(folder, "config.json")):
+        return False
+    index = os.path.join(folder, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index, encoding="utf-8") as handle:
+            files = set(json.load(handle).get("weight_map", {}).values())
+        return bool(files) and all(os.path.isfile(os.path.join(folder, name)) for name in files)
+    return any(name.endswith((".safetensors", ".bin", ".pt")) for name in os.listdir(folder))
+
+
+def model_location() -> tuple[str, str | None]:
+    """What vLLM loads (a folder, or the repo id to download) and the revision to ask the Hub for."""
+    # MODEL_PATH: set by the Dockerfile of a baked image; a model name that is a folder is one too.
+    baked = _env("MODEL_PATH", "") or (MODEL_NAME if MODEL_NAME.startswith("/") else "")
+    if baked:
+        log.info("model %s: loading the copy baked into the image at %s", MODEL_NAME, baked)
+        return baked, None
+    snapshot = cached_snapshot(MODEL_NAME, MODEL_REVISION)
+    if snapshot is not None:
+        # vLLM gets the folder, so it has nothing to ask the Hub for; HF_HUB_OFFLINE=1 keeps the
+        # processes it starts offline too (huggingface_hub reads it when they import it).
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        log.info("model %s: in the model cache at %s; loading it offline (HF_HUB_OFFLINE=1)", MODEL_NAME, snapshot)
+        return snapshot, None
+    log.warning(
+        "model %s is not in the model cache (%s): downloading it from the Hugging Face Hub, so this start is slower",
+        MODEL_NAME,
+        MODEL_CACHE_DIR,
+    )
+    return MODEL_NAME, MODEL_REVISION
+
+
 def engine_args() -> AsyncEngineArgs:
     """vLLM's engine settings, from the values above."""
+    model, revision = model_location()
     return AsyncEngineArgs(
-        model=MODEL_PATH,
-        revision=MODEL_REVISION if MODEL_PATH == MODEL_NAME else None,
+        model=model,
+        revision=revision,
         served_model_name=SERVED_MODEL_NAME,
         max_model_len=MAX_MODEL_LEN,
         gpu_memory_utilization=GPU_MEMORY_UTILIZATION,

@@ -218,6 +218,7 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Load the model before taking jobs (in-process calls do not run the app's lifespan).
     api.load_engine()
     runpod.serverless.start(

@@ -1,4 +1,4 @@
-"""Rolling releases: a template update replaces workers while the old ones serve on (emulator/releases.py).
+"""Rolling releases: a template update replaces workers while the old ones serve on (emulator/rolling.py).
 
 RunPod's documented behaviour (docs serverless/endpoints/rolling-releases.mdx): the endpoint
 keeps taking requests, old workers are replaced, new requests go to new workers "when
