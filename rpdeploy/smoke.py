@@ -250,7 +250,7 @@ def diagnose(health: dict[str, Any] | None, state: str | None = None) -> str:
     workers = health.get("workers") or {}
     jobs = health.get("jobs") or {}
     if workers.get("unhealthy") or (jobs.get("failed") and not jobs.get("completed")):
-        return "workers are failing (crash loop?): check the worker logs in the RunPod console"
+        return "workers are failing (crash loop?): check the worker logs (`rpdeploy logs`)"
     if workers.get("initializing"):
         return (
             f"{workers['initializing']} worker(s) still initializing: a cold start (image pull + model load) took "
@@ -581,8 +581,8 @@ class Runner:
         workers = (health or {}).get("workers") or {}
         if workers.get("unhealthy"):
             parts.append(
-                f"{workers['unhealthy']} worker(s) of the new release are unhealthy: it fails to start (see its "
-                "worker logs in the RunPod console)"
+                f"{workers['unhealthy']} worker(s) of the new release are unhealthy: it fails to start (its "
+                "workers' logs: `rpdeploy logs`)"
             )
         elif workers.get("initializing"):
             parts.append(f"{workers['initializing']} worker(s) still initializing")

@@ -770,12 +770,13 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             release=check,
         )
     if not result.passed:
-        from rpdeploy.fleet import report_failure
+        from rpdeploy.fleet import explain_failure
 
         failed = next(c for c in result.checks if not c.passed)
         which = f"release {check.expected}" if check is not None else f"endpoint {endpoint_id}"
         cutover = " The backend was not touched." if ctx.config.backend is not None else ""
-        report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
+        expected = check.expected if check is not None else None
+        explain_failure(ctx.cp(), endpoint_id, failed.worker_id, failed.release, expected, ctx.reporter.warn)
         raise SmokeTestError(
             f"{which} failed the endpoint check: {failed.name}: {failed.message.rstrip('.')}.{cutover}",
             hint="`rpdeploy status` shows the endpoint's workers; fix the cause and run `rpdeploy deploy` again (it "

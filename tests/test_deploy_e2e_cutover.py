@@ -59,17 +59,24 @@ def host(systemd_host: SystemdHost, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture
-def emulator(host: SystemdHost, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """The emulator on the bridge gateway, where the backend in the container can call it."""
+def emulator(host: SystemdHost, monkeypatch: pytest.MonkeyPatch, runpod_api: str) -> Iterator[Emulator]:
+    """The emulator on the bridge gateway, where the backend in the container can call it; every
+    test runs over each control-plane API (``runpod_api``), REST v2 exchanges checked against
+    RunPod's OpenAPI document."""
+    from tests.support.openapi_check import RestChecker
+
     assert host.gateway, "the host container reports no gateway address"
+    checker = RestChecker()
     with Emulator(
         "rpa_TEST_cutover_key_0123456789ab", host=host.gateway, cold_start=0.2, execution_time=0.05, runsync_wait=2.0
     ) as emu:
+        emu.rest_observer = checker
         emu.faults.template_delete_delay(0.3)
         for name, value in emu.env().items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("BACKEND_TOKEN", BACKEND_TOKEN)
         yield emu
+    checker.assert_clean()
 
 
 def _project(project: Path, host: SystemdHost, **backend: Any) -> Path:
@@ -118,6 +125,10 @@ def test_a_release_that_cannot_start_never_reaches_the_backend(
     release = Ledger.load(project / ".rpdeploy").output("template", "release")
     assert f"release {release} failed the endpoint check" in result.stderr
     assert "The backend was not touched." in result.stderr and "failing" in result.stderr
+    # Why, from the new release's own workers: their state and an unhealthy one's last log lines
+    # (REST v2 /workers and /logs, read with the same key under either API).
+    assert f"release {release}: workers of version " in result.stderr and "UNHEALTHY" in result.stderr
+    assert "error: the worker failed to start" in result.stderr
     # On the host: the same env file, byte for byte, and the same process, still on the old endpoint.
     assert _host_env(host) == before_env and service_pid(host) == before_pid
     assert backend_health(host)["endpointId"] == old_endpoint

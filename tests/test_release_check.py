@@ -57,7 +57,7 @@ def _smoke_output(project: Path) -> dict[str, Any]:
 
 
 def test_max_model_len_6144_to_5120_re_runs_the_check(
-    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
 ) -> None:
     """The exact repro: the template was updated, and the check used to print "skipped: unchanged"."""
     _edit(reference, "model", max_model_len=6144)
@@ -76,7 +76,7 @@ def test_max_model_len_6144_to_5120_re_runs_the_check(
 
 
 def test_a_workers_max_change_re_runs_the_check_each_time(
-    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
 ) -> None:
     """Two scaling changes in a row: the second used to be skipped (same operation names as the first)."""
     _deploy(cli)
@@ -111,7 +111,7 @@ def test_any_change_that_reaches_runpod_re_tests_and_nothing_else_does(
 
 
 def test_method_1_waits_for_the_rollout_and_reports_the_drain(
-    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
 ) -> None:
     _deploy(cli)
     old = _smoke_output(reference)["release"]
@@ -132,6 +132,19 @@ def test_method_1_waits_for_the_rollout_and_reports_the_drain(
     assert answers == [old, new]  # the first deploy's job, then this one's
     assert f"release {new}: its own answers name it" in result.stdout
     assert "old workers drained in" in result.stdout
+    # The wait read the rollout from the transport's own view: GraphQL's versions, or REST v2's
+    # worker list (isStale) and release history (rollout.inProgress).
+    assert _rollout_reads(runpod_emulator, runpod_api) >= 2
+
+
+def _rollout_reads(emulator: Emulator, api: str) -> int:
+    """How often the check read the rollout over ``api``."""
+    if api == "graphql":
+        return sum(1 for r in emulator.requests.graphql() if r.operation == "EndpointRollout")
+    workers = sum(1 for r in emulator.requests if r.operation == "listEndpointWorkers")
+    releases = sum(1 for r in emulator.requests if r.operation == "listEndpointReleases")
+    assert workers == releases, (workers, releases)  # each read is both
+    return workers
 
 
 IMAGES = {
@@ -142,7 +155,7 @@ IMAGES = {
 
 @pytest.mark.parametrize("method", [2, 3], ids=["custom-handler", "fastapi"])
 def test_an_old_workers_answer_is_refused_until_the_new_release_answers(
-    cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, method: int
+    cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, method: int, runpod_api: str
 ) -> None:
     document = {
         "method": method,
@@ -179,7 +192,7 @@ def release_of(output: Any) -> str | None:
 
 
 def test_a_release_that_cannot_start_fails_the_check_and_says_so(
-    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
 ) -> None:
     _edit(reference, "smoke_test", timeout=6)
     _deploy(cli)
@@ -195,6 +208,13 @@ def test_a_release_that_cannot_start_fails_the_check_and_says_so(
     assert record.status == "failed" and new != old
     assert f"release {new} failed the endpoint check" in result.stderr
     assert f"came from {old}" in result.stderr and "unhealthy" in result.stderr
+    # Why, from RunPod's own view: the new version's workers as REST v2 lists them, and the last
+    # log lines of an unhealthy one (not of the old worker that answered).
+    [endpoint] = runpod_emulator.state.snapshot()["endpoints"]
+    assert f"release {new}: workers of version {endpoint['version']}: " in result.stderr
+    assert "UNHEALTHY" in result.stderr and "of an older version still serving" in result.stderr
+    assert "log line(s) of worker" in result.stderr and f"of release {new}:" in result.stderr
+    assert "error: the worker failed to start" in result.stderr
     # Once the release can start, the next deploy resumes at the check and passes.
     runpod_emulator.faults.clear("release_start_fail")
     statuses = _deploy(cli)
@@ -203,7 +223,7 @@ def test_a_release_that_cannot_start_fails_the_check_and_says_so(
 
 
 def test_answers_that_name_no_release_are_proven_by_the_rollout(
-    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator
+    cli: CliRunnerFn, reference: Path, runpod_emulator: Emulator, runpod_api: str
 ) -> None:
     """A user's own vLLM fingerprint mode hides the release: the control plane's rollout has to prove it."""
     _edit(reference, "endpoint", env={"VLLM_EXTRA_ARGS": "--fingerprint-mode none"})
@@ -216,13 +236,12 @@ def test_answers_that_name_no_release_are_proven_by_the_rollout(
 
     output = _smoke_output(reference)
     assert output["release_proven_by"] == "rollout" and output["drain_seconds"] >= 0.9
-    rollouts = [r for r in runpod_emulator.requests.graphql() if r.operation == "EndpointRollout"]
-    assert len(rollouts) >= 2  # waited for it (method 1 reads it before the first job)
+    assert _rollout_reads(runpod_emulator, runpod_api) >= 2  # waited for it (method 1 reads it before the first job)
     assert "no worker of an older version is left" in result.stdout
     assert "sets vLLM's --fingerprint-* itself" in result.stdout
     # Every answer came from a new worker: the job waited for the rollout, not for an old worker.
-    versions = {w["version"] for w in runpod_emulator.state.snapshot()["endpoints"][0]["workers"]}
-    assert versions == {1}
+    [endpoint] = runpod_emulator.state.snapshot()["endpoints"]
+    assert endpoint["version"] >= 1 and {w["version"] for w in endpoint["workers"]} == {endpoint["version"]}
 
 
 def test_plan_and_status_show_the_seeds_steps_and_where_the_check_runs(

@@ -389,7 +389,8 @@ def test_a_hanging_job_times_out_and_is_cancelled(cli: CliRunnerFn, method1: str
     # worker's: a job given up on reports no worker).
     assert "log line(s) of worker" in result.stderr
     assert f"job {check['job_id']} started" in result.stderr
-    assert 1_900 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
+    # The hold ends at the deadline: what is left of the 2 s once the rollout was read (loaded CI: ~0.3 s).
+    assert 1_500 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
     assert f"/cancel/{check['job_id']}" in [r.path.removeprefix(f"/v2/{method1}") for r in runpod_emulator.requests]
     no_secret(runpod_emulator, result.stdout, result.stderr)
 

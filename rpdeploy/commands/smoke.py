@@ -158,11 +158,12 @@ def smoke_test(
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)
         if cfg is not None and not target.local and not url:
-            from rpdeploy.fleet import report_failure
+            from rpdeploy.fleet import explain_failure
             from rpdeploy.runpod.deployment import connect
 
+            expected = check.expected if check is not None else None
             with connect(cfg, reporter=out) as cp:
-                report_failure(cp, target.label, failed.worker_id, out.warn)
+                explain_failure(cp, target.label, failed.worker_id, failed.release, expected, out.warn)
         error = SmokeTestError(
             f"smoke test of {result.target} failed: {failed.name}: {failed.message}",
             hint="the report above lists every check; `rpdeploy status` shows the endpoint's workers"
