@@ -479,10 +479,8 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         ctx.reporter.info(
             f"{'Created' if secret_op.kind == 'create-secret' else 'Updated'} RunPod secret {secret_op.target!r}"
         )
-    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
-    # Under REST v2 it reaches RunPod with the endpoint (stage 8), and the check runs after that.
-    ctx.ledger.extra[RELEASE_KEY] = spec.release
     if on_endpoint:
+        # Nothing reached RunPod yet: the release goes with the endpoint (stage 8), which records it.
         return {
             "template_id": "",
             "image": spec.image,
@@ -493,6 +491,8 @@ def _template_run(ctx: Context) -> dict[str, Any]:
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
+    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
+    ctx.ledger.extra[RELEASE_KEY] = spec.release
     return {
         "template_id": template.id,
         "image": spec.image,
@@ -602,6 +602,9 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
     endpoint = apply_endpoint(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
+    if container is not None:
+        # REST v2: the release reached RunPod with the endpoint (`rpdeploy smoke-test` checks for it).
+        ctx.ledger.extra[RELEASE_KEY] = container.release
     urls = endpoint_urls(ctx.config, endpoint.id, ctx.environ)
     return {
         "endpoint_id": endpoint.id,

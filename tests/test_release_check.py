@@ -73,6 +73,8 @@ def test_max_model_len_6144_to_5120_re_runs_the_check(
     [template] = runpod_emulator.state.snapshot()["templates"]
     env = {item["key"]: item["value"] for item in template["env"]}
     assert env["MAX_MODEL_LEN"] == "5120" and env["RPDEPLOY_RELEASE"] == second["release"]
+    # What `rpdeploy smoke-test` checks for later (recorded once the release reached RunPod).
+    assert Ledger.load(reference / ".rpdeploy").extra["release"] == second["release"]
 
 
 def test_a_workers_max_change_re_runs_the_check_each_time(
