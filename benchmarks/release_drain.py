@@ -2,12 +2,14 @@
 
     python benchmarks/release_drain.py                   # new-release cold starts of 2, 5, 15, 30 s
     python benchmarks/release_drain.py --cold-starts 5 60
+    python benchmarks/release_drain.py --api rest        # the update and the rollout over REST v2
 
 Each case is one emulator over real HTTP (rolling releases as in rpdeploy/emulator/rolling.py):
-an endpoint of method 2 (our handler) whose release A has a warm worker, then a template update
-to release B whose workers take ``cold_start`` seconds to start. The check (``run_smoke`` with a
-``ReleaseCheck`` for B, the code `rpdeploy deploy` and `smoke-test` run) is started right after
-the update: the warm worker of A answers first and is refused until B's worker is ready.
+an endpoint of method 2 (our handler) whose release A has a warm worker, then an update (of the
+template over GraphQL, of the endpoint's container over REST v2) to release B whose workers
+take ``cold_start`` seconds to start. The check (``run_smoke`` with a ``ReleaseCheck`` for B, the
+code `rpdeploy deploy` and `smoke-test` run; the rollout read over the same API) is started right
+after the update: the warm worker of A answers first and is refused until B's worker is ready.
 
 Per case it prints the drain the check reported (from its start to B's first answer), how much
 later than B's worker became ready the check noticed it ("late"), the answers of A it refused,
@@ -28,10 +30,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rpdeploy.emulator import Emulator
+from rpdeploy.gpus import GpuSelection
 from rpdeploy.methods import Method
-from rpdeploy.runpod.controlplane import GraphQLControlPlane
+from rpdeploy.runpod.controlplane import ControlPlane, GraphQLControlPlane
 from rpdeploy.runpod.invoke import InvokeClient
 from rpdeploy.runpod.models import EndpointSpec, EnvVar, TemplateSpec
+from rpdeploy.runpod.rest import RestControlPlane
 from rpdeploy.secrets import Secret
 from rpdeploy.smoke import ReleaseCheck, SmokeSettings, run_smoke
 
@@ -56,21 +60,33 @@ def _template(release: str) -> TemplateSpec:
                         container_disk_gb=20)  # fmt: skip
 
 
-def measure(cold_start: float) -> Outcome:
+L4 = GpuSelection(frozenset({"AMPERE_24"}), frozenset({"NVIDIA RTX A5000", "NVIDIA GeForce RTX 3090"}))
+
+
+def _endpoint(template_id: str, container: TemplateSpec | None) -> EndpointSpec:
+    return EndpointSpec(
+        name="drain-endpoint", template_id=template_id, gpus=L4, gpu_count=1, workers_min=1, workers_max=2,
+        idle_timeout=60, scaler_type="QUEUE_DELAY", scaler_value=4, flashboot=True, execution_timeout_ms=600_000,
+        allowed_cuda_versions=(), locations=(), container=container,
+    )  # fmt: skip
+
+
+def measure(cold_start: float, api: str = "graphql") -> Outcome:
     with Emulator(KEY, cold_start=0.1, execution_time=0.05, runsync_wait=5.0) as emu:
         secret = Secret(KEY, "benchmark")
-        with GraphQLControlPlane(secret, api_url=emu.api_url) as cp:
-            template = cp.save_template(_template(OLD))
-            endpoint = cp.create_endpoint(
-                EndpointSpec(
-                    name="drain-endpoint", template_id=template.id, gpu_ids="AMPERE_24", gpu_count=1, workers_min=1,
-                    workers_max=2, idle_timeout=60, scaler_type="QUEUE_DELAY", scaler_value=4, flashboot=True,
-                    execution_timeout_ms=600_000, allowed_cuda_versions="", locations="",
-                )
-            )  # fmt: skip
+        cp: ControlPlane = (RestControlPlane if api == "rest" else GraphQLControlPlane)(secret, api_url=emu.api_url)
+        with cp:
+            if cp.container_on_endpoint:
+                endpoint = cp.create_endpoint(_endpoint("", _template(OLD)))
+            else:
+                template = cp.save_template(_template(OLD))
+                endpoint = cp.create_endpoint(_endpoint(template.id, None))
             time.sleep(0.3)  # release A's worker is warm
             emu.faults.cold_start(cold_start, endpoint_id=endpoint.id)
-            cp.save_template(_template(NEW), template=template)
+            if cp.container_on_endpoint:
+                cp.update_endpoint(cp.get_endpoint(endpoint.id) or endpoint, _endpoint("", _template(NEW)))
+            else:
+                cp.save_template(_template(NEW), template=template)
             with emu.state.lock:
                 ready_at = max(w.ready_at for w in emu.state.endpoints[endpoint.id].workers)
             check = ReleaseCheck(NEW, rollout=lambda: cp.rollout(endpoint.id))
@@ -95,17 +111,19 @@ def measure(cold_start: float) -> Outcome:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cold-starts", type=float, nargs="+", default=list(DEFAULT_COLD_STARTS))
+    parser.add_argument("--api", choices=("graphql", "rest"), default="graphql", help="the control-plane API")
     args = parser.parse_args()
     outcomes: dict[float, Outcome] = {}
 
     def run(cold: float) -> None:
-        outcomes[cold] = measure(cold)
+        outcomes[cold] = measure(cold, args.api)
 
     threads = [threading.Thread(target=run, args=(cold,)) for cold in args.cold_starts]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    print(f"control plane: {args.api}")
     print(f"{'cold start':>10}  {'passed':<6} {'drain':>7}  {'late':>6}  {'refused':>7}  {'jobs':>4}")
     for cold in args.cold_starts:
         o = outcomes[cold]
