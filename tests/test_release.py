@@ -59,6 +59,11 @@ def test_a_secret_changes_the_release_without_being_in_it() -> None:
     two = desired_template(config, image="runpod/worker-v1-vllm:v2.25.2", environ={"HF_TOKEN": "hf_two_secret"})
     assert one.release != two.release
     assert "hf_one_secret" not in one.release
+    # Delivered as a RunPod secret (the default): the env holds the same reference for both values,
+    # and the release still tells them apart, so a new token is a new release that replaces workers.
+    token = "HUGGING_FACE_HUB_TOKEN"  # rpdeploy.runpod.deployment.HF_TOKEN_ENV
+    assert _env(one)[token] == _env(two)[token] and "RUNPOD_SECRET" in _env(one)[token]
+    assert _env(one)["RPDEPLOY_RELEASE"] == one.release != _env(two)["RPDEPLOY_RELEASE"]
 
 
 def test_method_1_puts_vllms_fingerprint_flags_in_front_of_the_users() -> None:

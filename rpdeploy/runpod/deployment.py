@@ -267,8 +267,15 @@ def desired_template(
 ) -> TemplateSpec:
     """The template deploy.yaml asks for, with the id of the release it makes (``rpdeploy.release``)."""
     env = resolve_env(config, environ, init_timeout=init_timeout)
+    content_env = [(var.key, var.reveal(), var.secret) for var in env]
+    hf_secret = hf_token_secret(config, environ)
+    if hf_secret is not None:
+        # The token as a RunPod secret: the env holds only its reference, and a worker reads the
+        # value when it starts. A new value is a new release all the same (counted here as its
+        # sha256), so the template changes and RunPod replaces the workers that hold the old one.
+        content_env.append((f"runpod-secret:{hf_secret[0]}", hf_secret[1].reveal(), True))
     content = release.content_fingerprint(
-        ((var.key, var.reveal(), var.secret) for var in env),
+        content_env,
         container_disk_gb=config.endpoint.container_disk_gb,
         registry_auth_id=registry_auth_id,
         docker_args="",
