@@ -55,7 +55,7 @@ import difflib
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -403,6 +403,13 @@ class BackendValues:
     @classmethod
     def for_endpoint(cls, config: Config, endpoint_id: str, api_key: Secret) -> BackendValues:
         return cls(check_endpoint_id(endpoint_id), endpoint_url(config, endpoint_id), api_key)
+
+
+def backend_key(config: Config, environ: Mapping[str, str] | None = None) -> Secret:
+    """The RunPod key the backend gets: ``backend.api_key``, else the deploy key (``runpod.api_key``)."""
+    if config.backend is not None and config.backend.api_key is not None:
+        return config.backend.api_key.resolve(base_dir=config.base_dir, environ=environ, field="backend.api_key")
+    return config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
 
 
 def properties(config: Config, endpoint_id: str) -> str:

@@ -479,6 +479,7 @@ MANAGED_ENV = frozenset(
         "MAX_CONCURRENCY",
         "HF_TOKEN",
         "RPDEPLOY_DEPLOYMENT",  # the ownership mark (rpdeploy.runpod.deployment.MARK_KEY)
+        "RPDEPLOY_RELEASE",  # the release id the workers answer with (rpdeploy.release)
         "HUGGING_FACE_HUB_TOKEN",  # model.hf_token (see rpdeploy.runpod.deployment.HF_TOKEN_ENV)
         "RUNPOD_INIT_TIMEOUT",  # endpoint.init_timeout, or rpdeploy's cold-start estimate
         "MODEL_PATH",  # model.weights: bake
@@ -667,6 +668,89 @@ class BackendEnvNames(_Model):
         return value
 
 
+class HttpMethod(str, Enum):
+    GET = "GET"
+    POST = "POST"
+    PUT = "PUT"
+    PATCH = "PATCH"
+    DELETE = "DELETE"
+
+
+class SendFrom(str, Enum):
+    HOST = "host"
+    LOCAL = "local"
+
+
+# Header names that carry credentials: their values must come from env/file references.
+_CREDENTIAL_HEADER = re.compile(r"AUTH|KEY|TOKEN|SECRET|PASS|COOKIE|SESSION|SIGN|CRED", re.IGNORECASE)
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+_JSON_PATH = re.compile(r"^(?:\$\.?)?(?:[A-Za-z_][\w-]*|\[\d+\])(?:\.[A-Za-z_][\w-]*|\.\d+|\[\d+\])*$")
+
+
+class IntegrationExpect(_Model):
+    """What the backend's answer must be for the integration test to pass."""
+
+    status: int = Field(default=200, ge=100, le=599, description="HTTP status the backend must answer.")
+    json_path: str | None = Field(
+        default=None,
+        description="Path into the JSON answer that must hold a non-empty value, like choices[0].message.content.",
+    )
+    contains: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="Text the answer must contain (the json_path value's text, when json_path is set).",
+    )
+
+    @field_validator("json_path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        if value is not None and not _JSON_PATH.match(value):
+            raise ValueError(f"{shorten(value)} is not a path like answer, data.items[0].text or $.choices[0]")
+        return value
+
+
+class IntegrationTestConfig(_Model):
+    """Step 11 through the backend: one request to its own API that exercises the model."""
+
+    url: str = Field(description="The backend's API URL, e.g. http://localhost:8080/api/chat.")
+    send_from: SendFrom = Field(
+        default=SendFrom.HOST,
+        description="host: sent on the backend host (over SSH, like health_url); local: from where rpdeploy runs.",
+    )
+    method: HttpMethod = Field(default=HttpMethod.POST, description="HTTP method.")
+    headers: dict[str, EnvValue] = Field(
+        default_factory=dict,
+        description="Request headers; credentials as {env: NAME} or {file: PATH}, never literal.",
+    )
+    body: Any = Field(default=None, description="Request body: an object or list is sent as JSON, text as is.")
+    expect: IntegrationExpect = Field(default_factory=IntegrationExpect, description="What the answer must be.")
+    timeout: int = Field(default=120, ge=1, le=3600, description="Seconds the backend has to answer.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^\s]+$", value) or _CONTROL.search(value):
+            raise ValueError(f"{shorten(value)} is not an http(s) URL")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name, item in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{shorten(name)} is not an HTTP header name")
+            if isinstance(item, str):
+                if _CONTROL.search(item):
+                    raise ValueError(f"header {name}: the value contains a control character or line break")
+                if _CREDENTIAL_HEADER.search(name):
+                    raise ValueError(
+                        f"header {name} carries a credential but has a literal value; write {name}: {{env: NAME}} "
+                        "so the value stays out of deploy.yaml"
+                    )
+        return value
+
+
 class BackendConfig(_Model):
     """The application that calls the endpoint (a Spring Boot service on a host)."""
 
@@ -695,6 +779,15 @@ class BackendConfig(_Model):
         default=120, ge=1, le=3600, description="Seconds to wait for the backend to be healthy."
     )
     env_names: BackendEnvNames = Field(default_factory=BackendEnvNames, description="Env var names the backend reads.")
+    api_key: SecretRef | None = Field(
+        default=None,
+        description="The RunPod key the backend gets (default: runpod.api_key). A restricted key that can only "
+        "call this endpoint keeps the deploy key off the host.",
+    )
+    integration_test: IntegrationTestConfig | None = Field(
+        default=None,
+        description="Step 11 through the backend: a request to its own API that must reach the model.",
+    )
 
     @field_validator("host")
     @classmethod
@@ -1001,6 +1094,15 @@ def _semantic_issues(config: Config) -> list[tuple[_Path, str, bool]]:
         names = [backend.env_names.endpoint_url, backend.env_names.api_key, backend.env_names.endpoint_id]
         if len(set(names)) != len(names):
             issues.append((("backend", "env_names"), "the env var names must be different from each other", True))
+        test = backend.integration_test
+        if test is not None and test.expect.json_path is None and test.expect.contains is None:
+            issues.append(
+                (
+                    ("backend", "integration_test", "expect"),
+                    "give json_path or contains: a status alone does not show that the model answered",
+                    True,
+                )
+            )
     issues.extend(_weights_issues(config))
     return issues
 

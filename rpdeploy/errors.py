@@ -18,10 +18,12 @@ docker, httpx or subprocess reaches ``commands/``.
     │   └── AuthError                 8  RunPod API key missing, invalid or without permission
     ├── BackendError                  9  SSH, env file, restart or health check of the backend
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
-    ├── SmokeTestError               10  the endpoint did not answer correctly
+    ├── SmokeTestError               10  the new release did not answer correctly (before the backend)
     ├── PreflightError               11  a check before a slow step failed
     │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.fit)
     ├── LockError                    12  another deploy of this config is running
+    ├── IntegrationTestError         13  the backend did not reach the model (stage integration-test);
+    │                                    its previous env was restored
     └── StageError          (its cause)  a deploy stage failed; names the stage
 
 Exit code 2 is Click's usage error and 130 means interrupted (Ctrl-C); ``plan
@@ -214,6 +216,13 @@ class PreflightError(RpdeployError):
     exit_code = 11
 
 
+class IntegrationTestError(RpdeployError):
+    """The request through the backend's own API did not reach the model; the message says whether
+    the previous env was restored and the same request passes with it."""
+
+    exit_code = 13
+
+
 class LockError(RpdeployError):
     """Another rpdeploy process holds the deploy lock for this config."""
 
@@ -255,9 +264,16 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     ),
     (AuthError.exit_code, "RunPod API key missing, invalid or without permission"),
     (BackendError.exit_code, "backend host: SSH, env file, restart or health check failed"),
-    (SmokeTestError.exit_code, "smoke test failed: the endpoint did not answer correctly"),
+    (
+        SmokeTestError.exit_code,
+        "endpoint check (smoke test) failed: the new release did not answer correctly; the backend was not touched",
+    ),
     (PreflightError.exit_code, "preflight failed: the model does not fit the GPU, or a doctor check failed"),
     (LockError.exit_code, "another deploy of this config is running"),
+    (
+        IntegrationTestError.exit_code,
+        "integration test through the backend failed; the backend was rolled back to its previous env",
+    ),
     (EXIT_CHANGES_PENDING, "plan --detailed-exitcode: changes are pending (not an error)"),
     (EXIT_INTERRUPTED, "interrupted (Ctrl-C); re-run to resume"),
 )

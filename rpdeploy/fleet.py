@@ -156,6 +156,74 @@ def report_failure(cp: ControlPlane, endpoint_id: str, worker_id: str | None, wa
     warn(f"last {len(lines)} log line(s) of worker {target.worker_id} {which}:\n{shown}")
 
 
+#: Which of a release's workers tells most about why it does not answer, best first.
+_TELLING = ("UNHEALTHY", "INITIALIZING", "THROTTLED", "RUNNING", "IDLE")
+
+
+def explain_failure(
+    cp: ControlPlane,
+    endpoint_id: str,
+    worker_id: str | None,
+    answered_by: str | None,
+    expected: str | None,
+    warn: Callable[[str], None],
+) -> None:
+    """After a failed endpoint check, the workers' side of it. When the check wanted release
+    ``expected`` and it never answered (an old worker did, or no worker took the job): the new
+    release's workers and the last log lines of the one that says most. Otherwise the last lines
+    of the worker that ran the failing job (``worker_id``), else of the newest one."""
+    never_answered = answered_by is not None and answered_by != expected
+    if expected is not None and (never_answered or worker_id is None):
+        report_release_failure(cp, endpoint_id, expected, warn)
+    else:
+        report_failure(cp, endpoint_id, worker_id, warn)
+
+
+def report_release_failure(cp: ControlPlane, endpoint_id: str, release: str, warn: Callable[[str], None]) -> None:
+    """When the endpoint's new release did not answer (old workers did): the state of its workers
+    as RunPod lists them, and the last log lines of the one that says most (an unhealthy one
+    first). A failing worker is replaced now and then, its logs going with it: a worker gone
+    between the list and the read is looked for again. Never raises but for a rejected key."""
+    for attempt in range(3):
+        try:
+            listed = cp.workers(endpoint_id)
+        except AuthError:
+            raise
+        except ApiError as exc:
+            warn(f"release {release}: {_unavailable('its workers (REST v2 /workers)', exc)}")
+            return
+        current = [w for w in listed.workers if not w.is_stale]
+        stale = len(listed.workers) - len(current)
+        version = listed.endpoint_version
+        if not current:
+            warn(f"release {release}: no worker of version {version} is running ({stale} of an older version)")
+            return
+        counts: dict[str, int] = {}
+        for worker in current:
+            counts[worker.status] = counts.get(worker.status, 0) + 1
+        states = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        pick = min(
+            current,
+            key=lambda w: (_TELLING.index(w.status) if w.status in _TELLING else len(_TELLING), w.started_at or ""),
+        )
+        try:
+            lines = [format_line(line) for line in logs(cp, LogTarget(endpoint_id, pick.id, True), tail=FAILURE_LINES)]
+        except AuthError:
+            raise
+        except ApiError as exc:
+            if attempt < 2:
+                continue  # replaced meanwhile: list again
+            warn(f"release {release}: workers of version {version}: {states}; no log could be read: {exc.message}")
+            return
+        warn(f"release {release}: workers of version {version}: {states} ({stale} of an older version still serving)")
+        if lines:
+            shown = "\n".join(f"  {text}" for text in lines)
+            warn(f"last {len(lines)} log line(s) of worker {pick.id} ({pick.status}) of release {release}:\n{shown}")
+        else:
+            warn(f"worker {pick.id} ({pick.status}) of release {release} has logged nothing yet")
+        return
+
+
 def format_line(line: LogLine) -> str:
     return f"{line.ts} [{line.source}] {line.line}"
 

@@ -60,6 +60,31 @@ class MethodSwitch:
 
 
 @dataclass(frozen=True)
+class StepPlan:
+    """One stage as plan and status show it: the seed's step number, and what it proves when done."""
+
+    step: str
+    name: str
+    proves: str
+
+
+def steps_for(config: Config) -> tuple[StepPlan, ...]:
+    """The stages deploy runs for ``config``, in their order (step 11's endpoint check runs before 9)."""
+    from rpdeploy.stages import PROVES, STEPS, method_stages
+
+    names = method_stages(config.method, backend=config.backend is not None)
+    return tuple(StepPlan(STEPS[name], name, PROVES[name]) for name in names)
+
+
+def format_steps(steps: tuple[StepPlan, ...]) -> list[str]:
+    lines = ["Steps, in the order deploy runs them (numbers are the manual procedure's):"]
+    lines += [f"  {step.step:>3}  {step.name:<17}proves: {step.proves}" for step in steps]
+    if any(step.step == "11a" for step in steps) and any(step.step == "9" for step in steps):
+        lines.append("  (11a runs before 9: the backend is switched only to a release that answered)")
+    return lines
+
+
+@dataclass(frozen=True)
 class PlanResult:
     image: ImagePlan
     operations: tuple[Operation, ...]
@@ -68,6 +93,7 @@ class PlanResult:
     check_lines: tuple[str, ...]
     notes: tuple[str, ...] = ()
     method_switch: MethodSwitch | None = None
+    steps: tuple[StepPlan, ...] = ()
 
     @property
     def changes_pending(self) -> bool:
@@ -178,13 +204,14 @@ def make_plan(
         check_lines=tuple(format_check(check)),
         notes=tuple(notes),
         method_switch=switch,
+        steps=steps_for(config),
     )
 
 
 def _backend_plan(config: Config, endpoint_id: str, environ: Mapping[str, str] | None) -> BackendPlan:
-    from rpdeploy.backend import BackendValues, configure
+    from rpdeploy.backend import BackendValues, backend_key, configure
 
-    key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
+    key = backend_key(config, environ)
     result = configure(config, BackendValues.for_endpoint(config, endpoint_id, key), dry_run=True)
     keys = tuple({"name": k.name, "action": k.action, "old": k.old, "new": k.new} for k in result.keys)
     return BackendPlan(result.host, result.env_file, keys, result.diff, result.changed)
@@ -215,6 +242,8 @@ def format_plan(result: PlanResult) -> str:
             lines.append(f"backend {result.backend.host}: no changes")
     lines += list(result.notes)
     lines += ["", *result.check_lines]
+    if result.steps:
+        lines += ["", *format_steps(result.steps)]
     lines.append("")
     lines.append("Changes pending." if result.changes_pending else "No changes: deploy would do nothing.")
     return "\n".join(lines)
@@ -230,6 +259,7 @@ class StageStatus:
     finished_at: float | None
     seconds: float | None
     error: str | None
+    step: str = ""
 
 
 @dataclass(frozen=True)
@@ -246,7 +276,7 @@ class StatusResult:
 def gather_status(config: Config, *, reporter: Reporter | None = None) -> StatusResult:
     """The ledger's stages, the endpoint's live /health, its workers and latest release, and the
     backend's check."""
-    from rpdeploy.stages import method_stages
+    from rpdeploy.stages import STEPS, method_stages
 
     reporter = reporter or NullReporter()
     ledger = Ledger.load(config.state_dir)
@@ -254,10 +284,21 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
     for name in method_stages(config.method, backend=config.backend is not None):
         record = ledger.stages.get(name)
         if record is None:
-            stages.append(StageStatus(name, "pending", None, None, None))
+            stages.append(StageStatus(name, "pending", None, None, None, STEPS[name]))
         else:
-            stages.append(StageStatus(name, record.status, record.finished_at, record.seconds, record.error))
+            stages.append(
+                StageStatus(name, record.status, record.finished_at, record.seconds, record.error, STEPS[name])
+            )
     notes: list[str] = []
+    release = ledger.output("smoke-test", "release")
+    proven = ledger.output("smoke-test", "release_proven_by")
+    if release:
+        how = {"answers": "by its own answers", "rollout": "by the rollout RunPod reported"}.get(
+            str(proven), "NOT proven (the endpoint answered; see the deploy's release report)"
+        )
+        notes.append(f"release {release} checked {how}")
+    if config.backend is not None and ledger.output("integration-test", "tested") == "endpoint only":
+        notes.append("only the endpoint was tested: backend.integration_test is not set")
     endpoint_id = ledger.output("endpoint", "endpoint_id")
     health = None
     fleet = None
@@ -326,12 +367,12 @@ def _backend_status(config: Config, reporter: Reporter, notes: list[str]) -> dic
 
 
 def format_status(result: StatusResult) -> str:
-    lines = ["Stages:"]
+    lines = ["Stages (in the order they run; numbers are the manual procedure's steps):"]
     for stage in result.stages:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stage.finished_at)) if stage.finished_at else ""
         took = f"{stage.seconds:.1f}s" if stage.seconds is not None else ""
         error = f"  {stage.error}" if stage.error else ""
-        lines.append(f"  {stage.name:<16} {stage.status:<8} {when:<19} {took:>8}{error}")
+        lines.append(f"  {stage.step:>3}  {stage.name:<17}{stage.status:<11} {when:<19} {took:>8}{error}")
     if result.endpoint_id:
         lines.append(f"Endpoint {result.endpoint_id}:")
         if result.health:
@@ -553,10 +594,17 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         if template_record is not None:
             # Not what deploy.yaml says any more: the next deploy must re-apply it.
             template_record.fingerprint = ""
-            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template_id}
+            template_record.outputs = {
+                **template_record.outputs,
+                "image": spec.image,
+                "template_id": template_id,
+                "release": spec.release,
+            }
+        # The release the endpoint runs now: what `rpdeploy smoke-test` checks for.
+        ledger.extra["release"] = spec.release
         restore = config.backend is not None and bool(current.get("backend_backup"))
         # The backend's records stay true when its env is not restored (that deployment did not change it).
-        for name in ("smoke-test", *(("backend-env", "backend-restart") if restore else ())):
+        for name in ("smoke-test", "integration-test", *(("backend-env", "backend-restart") if restore else ())):
             record = ledger.stages.get(name)
             if record is not None:
                 record.status = "rolled-back"

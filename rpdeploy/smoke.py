@@ -17,6 +17,14 @@ job; older SDKs, and the SDK's local test server, leave it in a COMPLETED job's 
 
 Every method is also checked on RunPod's OpenAI route (``/openai/v1``), the one the backend uses.
 
+Which release answered (:class:`ReleaseCheck`): right after an update, RunPod's workers of the
+previous release keep answering until new ones are ready (rpdeploy/release.py). Given the
+release a deploy just made, the check accepts only answers of that release: an answer that
+names another release is refused and asked again, with progress, while the old workers drain;
+an answer that names none counts only once the control plane shows no worker of an older
+version (rpdeploy/runpod/rollout.py). The report says which of the two proved the release, or
+that neither could, and how long the old workers took to go.
+
 ``benchmarks/smoke_wait.py`` measures how soon the end of a job is noticed and how many
 requests the wait costs.
 """
@@ -29,10 +37,11 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from rpdeploy import release as releases
 from rpdeploy.errors import ApiError, RpdeployError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
@@ -44,6 +53,9 @@ from rpdeploy.runpod.invoke import (
     RateLimitedError,
     parse_sse_json,
 )
+
+if TYPE_CHECKING:
+    from rpdeploy.runpod.rollout import Rollout
 
 PREVIEW_CHARS = 80
 
@@ -67,6 +79,80 @@ class SmokeSettings:
     #: /health every so often while /runsync holds, and while /status is polled.
     health_waiting: float = 10.0
     health_polling: float = 30.0
+    #: Pause before asking again after an answer from an old release (doubling with each one, up
+    #: to ``release_retry_max``: every question is a job, and a drain can take minutes), and
+    #: between reads of the rollout while waiting for it.
+    release_retry: float = 1.0
+    release_retry_max: float = 8.0
+    rollout_poll: float = 2.0
+
+
+@dataclass(frozen=True)
+class ReleaseCheck:
+    """The release the check must hear from (see the module docstring)."""
+
+    expected: str
+    #: The control plane's view of the rollout, read when an answer names no release.
+    rollout: Callable[[], Rollout] | None = None
+    #: Wait for the rollout before the first job (method 1: the issue's order).
+    wait_rollout: bool = False
+    #: Why the new workers may answer without naming their release (shown when they do).
+    unnamed: str = ""
+    #: rollout.pinned_note(): why this endpoint may never get the release.
+    pinned: str = ""
+
+
+def release_check(config: Any, expected: str, rollout: Callable[[], Rollout] | None) -> ReleaseCheck:
+    """The check of ``expected`` for deploy.yaml's method and endpoint."""
+    from rpdeploy.methods import Method
+    from rpdeploy.runpod.rollout import pinned_note
+
+    endpoint = config.endpoint
+    return ReleaseCheck(
+        expected=expected,
+        rollout=rollout,
+        # Method 1 runs RunPod's worker: wait for its rollout as RunPod reports it, then ask it.
+        wait_rollout=config.method is Method.WORKER_VLLM and rollout is not None,
+        unnamed=releases.unnamed_reason(config),
+        pinned=pinned_note(endpoint.workers_min, endpoint.workers_max),
+    )
+
+
+@dataclass(frozen=True)
+class ReleaseReport:
+    """What the check proved about the release."""
+
+    expected: str
+    #: "answers" (an answer named it), "rollout" (no old worker left, per the control plane),
+    #: "nothing" (neither could tell: the endpoint answered, the release is not proven), or
+    #: "unanswered" (the check failed before any answer passed).
+    proven_by: str
+    old_answers: int = 0
+    old_releases: tuple[str, ...] = ()
+    #: Seconds from the start of the check until the new release answered, when old workers
+    #: were seen on the way (None: none was).
+    drain_seconds: float | None = None
+    rollout: str = ""
+    notes: tuple[str, ...] = ()
+
+    def lines(self) -> list[str]:
+        proof = {
+            "answers": "its own answers name it",
+            "rollout": "no worker of an older version is left (the control plane's view; the answers name no release)",
+            "nothing": "NOT proven: the answers name no release and the control plane cannot show the rollout",
+            "unanswered": "not proven: no answer passed the check",
+        }[self.proven_by]
+        out = [f"release {self.expected}: {proof}"]
+        if self.old_answers:
+            olds = ", ".join(self.old_releases) or "a worker that names no release"
+            drain = f" for {self.drain_seconds:.1f}s" if self.drain_seconds is not None else ""
+            out.append(f"  old workers answered {self.old_answers} time(s){drain} ({olds}); those answers were refused")
+        elif self.drain_seconds is not None:
+            out.append(f"  old workers drained in {self.drain_seconds:.1f}s")
+        if self.rollout:
+            out.append(f"  rollout: {self.rollout}")
+        out += [f"  note: {note}" for note in self.notes]
+        return out
 
 
 @dataclass(frozen=True)
@@ -84,6 +170,8 @@ class CheckResult:
     output_tokens: int | None = None
     tokens_per_second: float | None = None
     answer: str | None = None
+    #: The release the answer named (rpdeploy.release), if it named one.
+    release: str | None = None
     #: The worker that ran the job (its logs say why it failed: ``rpdeploy logs --worker``).
     worker_id: str | None = None
 
@@ -95,6 +183,7 @@ class SmokeResult:
     checks: tuple[CheckResult, ...]
     requests: int
     seconds: float
+    release: ReleaseReport | None = None
 
     @property
     def passed(self) -> bool:
@@ -114,6 +203,10 @@ class SmokeResult:
             "output_tokens": job.output_tokens if job else None,
             "tokens_per_second": job.tokens_per_second if job else None,
             "answer": job.answer if job else None,
+            "release": self.release.expected if self.release else None,
+            "release_proven_by": self.release.proven_by if self.release else None,
+            "old_answers": self.release.old_answers if self.release else 0,
+            "drain_seconds": self.release.drain_seconds if self.release else None,
         }
 
 
@@ -157,7 +250,7 @@ def diagnose(health: dict[str, Any] | None, state: str | None = None) -> str:
     workers = health.get("workers") or {}
     jobs = health.get("jobs") or {}
     if workers.get("unhealthy") or (jobs.get("failed") and not jobs.get("completed")):
-        return "workers are failing (crash loop?): check the worker logs in the RunPod console"
+        return "workers are failing (crash loop?): check the worker logs (`rpdeploy logs`)"
     if workers.get("initializing"):
         return (
             f"{workers['initializing']} worker(s) still initializing: a cold start (image pull + model load) took "
@@ -212,13 +305,24 @@ class Runner:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        release: ReleaseCheck | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.reporter = reporter
         self.clock = clock
         self.sleep = sleep
-        self.deadline = clock() + settings.timeout
+        self.started = clock()
+        self.deadline = self.started + settings.timeout
+        self.release = release
+        # What the answers said about their release (see attributed()).
+        self.old_answers = 0
+        self.old_releases: list[str] = []
+        self.proofs: set[str] = set()
+        self.old_seen = False
+        self.new_at: float | None = None
+        self.rollout_text = ""
+        self.notes: list[str] = []
 
     def remaining(self) -> float:
         return self.deadline - self.clock()
@@ -246,6 +350,8 @@ class Runner:
         job_id = body.get("id")
         delay, execution = body.get("delayTime"), body.get("executionTime")
 
+        named = releases.from_job_output(body.get("output")) if state == "COMPLETED" else None
+
         def result(passed: bool, message: str, answer: str | None = None, tokens: int | None = None) -> CheckResult:
             # The local test server reports no timings: its whole request is the execution.
             busy = execution / 1000 if execution else (seconds if self.client.local else None)
@@ -262,6 +368,7 @@ class Runner:
                 output_tokens=tokens,
                 tokens_per_second=rate,
                 answer=answer[:PREVIEW_CHARS] if answer else None,
+                release=named,
                 worker_id=str(body["workerId"]) if body.get("workerId") else None,
             )
 
@@ -374,6 +481,136 @@ class Runner:
                 watch.text = describe_health(health)
                 update(f"{name}: {watch.text}")
 
+    # --- which release answered -----------------------------------------------------------
+
+    def _rollout(self) -> Rollout | None:
+        check = self.release
+        if check is None or check.rollout is None:
+            return None
+        try:
+            view = check.rollout()
+        except ApiError as exc:
+            self.rollout_text = f"could not be read ({exc.message})"
+            return None
+        self.rollout_text = view.describe()
+        if view.stale:
+            self.old_seen = True
+        return view
+
+    def wait_rollout(self) -> None:
+        """Wait (up to half the time left) until the control plane shows no worker of an older version."""
+        check = self.release
+        if check is None or check.rollout is None:
+            return
+        budget_end = self.clock() + self.remaining() / 2
+        with self.reporter.status(f"release {check.expected}: reading the rollout") as status:
+            while True:
+                view = self._rollout()
+                if view is None or not view.observable or view.done:
+                    break
+                if self.clock() >= budget_end:
+                    self.notes.append(f"the rollout was still under way after {self.clock() - self.started:.0f}s")
+                    return
+                status.update(
+                    f"release {check.expected}: waiting for old workers to drain ({view.describe()}; "
+                    f"{self.clock() - self.started:.0f}s)"
+                )
+                self.sleep(min(self.settings.rollout_poll, max(self.remaining(), 0.0)))
+        if view is not None and view.done and self.old_seen:
+            self.new_at = self.new_at or self.clock()
+
+    def _accepts(self, named: str | None) -> bool:
+        """Is an answer that names ``named`` one of the expected release? Records how that was known."""
+        check = self.release
+        assert check is not None
+        if named == check.expected:
+            self.proofs.add("answers")
+            return True
+        if named is not None:
+            return False
+        view = self._rollout()
+        if view is not None and view.observable:
+            if not view.done:
+                return False  # unnamed, and old workers remain: it may be one of them
+            self.proofs.add("rollout")
+            return True
+        self.proofs.add("nothing")
+        return True
+
+    def attributed(self, name: str, attempt: Callable[[], CheckResult]) -> CheckResult:
+        """Run a check until an answer of the expected release passes it (or the time is up)."""
+        check = self.release
+        while True:
+            result = attempt()
+            if check is None:
+                return result
+            if result.passed and self._accepts(result.release):
+                if self.old_seen and self.new_at is None:
+                    self.new_at = self.clock()
+                return result
+            if not result.passed and result.release in (None, check.expected):
+                return result  # the new release's own failure, or one no answer can place
+            # An old worker answered (in a shape of its own, even: a switch of method).
+            self.old_answers += 1
+            self.old_seen = True
+            who = result.release or "a worker that names no release"
+            if result.release and result.release not in self.old_releases:
+                self.old_releases.append(result.release)
+            waited = self.clock() - self.started
+            if self.remaining() <= self.settings.release_retry:
+                return replace(result, passed=False, message=self._never_answered(who, waited))
+            if self.old_answers == 1:
+                self.reporter.info(
+                    f"{name}: answered by {who}, not release {check.expected}: old workers are still serving; "
+                    "asking again until the new release answers"
+                )
+            pause = min(self.settings.release_retry * 2 ** (self.old_answers - 1), self.settings.release_retry_max)
+            with self.reporter.status(
+                f"{name}: waiting for release {check.expected} ({self.old_answers} answer(s) from the old "
+                f"release in {waited:.0f}s)"
+            ):
+                self.sleep(min(pause, max(self.remaining(), 0.0)))
+
+    def _never_answered(self, who: str, waited: float) -> str:
+        check = self.release
+        assert check is not None
+        parts = [
+            f"release {check.expected} did not answer in {waited:.0f}s: {self.old_answers} answer(s) came from {who}"
+        ]
+        health = self._health_now()
+        workers = (health or {}).get("workers") or {}
+        if workers.get("unhealthy"):
+            parts.append(
+                f"{workers['unhealthy']} worker(s) of the new release are unhealthy: it fails to start (its "
+                "workers' logs: `rpdeploy logs`)"
+            )
+        elif workers.get("initializing"):
+            parts.append(f"{workers['initializing']} worker(s) still initializing")
+        if self.rollout_text:
+            parts.append(f"rollout: {self.rollout_text}")
+        if check.pinned:
+            parts.append(check.pinned)
+        return "; ".join(parts)
+
+    def report(self) -> ReleaseReport | None:
+        check = self.release
+        if check is None:
+            return None
+        proven = next((p for p in ("answers", "rollout", "nothing") if p in self.proofs), "unanswered")
+        notes = list(self.notes)
+        if proven != "answers" and check.unnamed:
+            notes.append(check.unnamed)
+        drain = round(self.new_at - self.started, 3) if self.new_at is not None and self.old_seen else None
+        return ReleaseReport(
+            expected=check.expected,
+            proven_by=proven,
+            old_answers=self.old_answers,
+            old_releases=tuple(self.old_releases),
+            drain_seconds=drain,
+            rollout=self.rollout_text,
+            notes=tuple(notes),
+        )
+
 
 # --- evaluating outputs -------------------------------------------------------------------
 
@@ -453,52 +690,56 @@ def run_smoke(
     reporter: Reporter | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    release: ReleaseCheck | None = None,
 ) -> SmokeResult:
-    """Run every check for ``method`` against ``client``'s endpoint."""
+    """Run every check for ``method`` against ``client``'s endpoint (of ``release``, when given)."""
     reporter = reporter or NullReporter()
-    runner = Runner(client, settings, reporter, clock=clock, sleep=sleep)
+    runner = Runner(client, settings, reporter, clock=clock, sleep=sleep, release=release)
     started = clock()
     checks: list[CheckResult] = []
+    if release is not None and release.wait_rollout:
+        runner.wait_rollout()
     sampling = {"max_tokens": settings.max_tokens, "temperature": 0}
     if method is Method.WORKER_VLLM:
-        checks.append(
-            runner.job(
-                "runsync chat", {"messages": _messages(settings), "sampling_params": sampling}, evaluate_worker_vllm
-            )
-        )
+        name = "runsync chat"
+        job_input: dict[str, Any] = {"messages": _messages(settings), "sampling_params": sampling}
+        evaluate: Callable[[Any], tuple[str, int | None]] = evaluate_worker_vllm
     elif method is Method.CUSTOM_HANDLER:
-        checks.append(
-            runner.job(
-                "runsync handler",
-                {"messages": _messages(settings), "sampling_params": sampling},
-                evaluate_custom_handler,
-            )
-        )
+        name, evaluate = "runsync handler", evaluate_custom_handler
+        job_input = {"messages": _messages(settings), "sampling_params": sampling}
     else:
         body = {"messages": _messages(settings), "max_tokens": settings.max_tokens, "temperature": 0}
-        job = {"method": "POST", "path": "/v1/chat/completions", "body": body}
-        checks.append(runner.job("runsync /v1/chat/completions", job, evaluate_fastapi))
+        name, evaluate = "runsync /v1/chat/completions", evaluate_fastapi
+        job_input = {"method": "POST", "path": "/v1/chat/completions", "body": body}
+    checks.append(runner.attributed(name, lambda: runner.job(name, job_input, evaluate)))
     if checks[-1].passed:
         # The route the backend uses, whatever the method: RunPod's /openai/v1. A local worker
-        # has no such route; it gets the jobs RunPod makes of those requests instead.
+        # has no such route; it gets the jobs RunPod makes of those requests instead. A model
+        # list names no release: it is asked once the job above heard from the new one.
         listed, served = _openai_models(runner, model)
         checks.append(listed)
         # Without deploy.yaml (--url) the model's name is unknown: use the one it serves.
         model = model or served
-        checks.append(_openai_chat(runner, model))
+        checks.append(runner.attributed("openai chat completion", lambda: _openai_chat(runner, model)))
         if settings.stream:
-            checks.append(_openai_stream(runner, model))
+            checks.append(runner.attributed("openai streamed completion", lambda: _openai_stream(runner, model)))
     for check in checks:
         (reporter.success if check.passed else reporter.warn)(f"{check.name}: {check.message}")
-    return SmokeResult(target, method, tuple(checks), client.requests, clock() - started)
+    report = runner.report()
+    for line in report.lines() if report is not None else ():
+        (reporter.warn if report is not None and report.proven_by == "nothing" else reporter.info)(line)
+    return SmokeResult(target, method, tuple(checks), client.requests, clock() - started, report)
 
 
-def _timed(runner: Runner, name: str, call: Callable[[], tuple[str, int | None, str]]) -> CheckResult:
+def _timed(
+    runner: Runner, name: str, call: Callable[[], tuple[str, int | None, str]], named: list[str | None] | None = None
+) -> CheckResult:
+    """Run ``call``; ``named`` is where it puts the release its answer named."""
     started = runner.clock()
     try:
         answer, tokens, message = call()
     except (SmokeFailure, ApiError) as exc:
-        return CheckResult(name, False, runner.clock() - started, exc.message)
+        return CheckResult(name, False, runner.clock() - started, exc.message, release=named[-1] if named else None)
     seconds = runner.clock() - started
     rate = round(tokens / seconds, 1) if tokens and seconds > 0 else None
     return CheckResult(
@@ -509,6 +750,7 @@ def _timed(runner: Runner, name: str, call: Callable[[], tuple[str, int | None, 
         output_tokens=tokens,
         tokens_per_second=rate,
         answer=answer[:PREVIEW_CHARS] or None,
+        release=named[-1] if named else None,
     )
 
 
@@ -555,21 +797,26 @@ def _openai_models(runner: Runner, model: str) -> tuple[CheckResult, str]:
 
 
 def _openai_chat(runner: Runner, model: str) -> CheckResult:
+    named: list[str | None] = []
+
     def call() -> tuple[str, int | None, str]:
         body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
         if runner.client.local:
             completion = _first(_openai_job(runner, "/v1/chat/completions", body))
         else:
             completion = runner.client.openai_chat(body, timeout=max(runner.remaining(), 5))
+        named.append(releases.from_openai(completion))
         if isinstance(completion, dict) and completion.get("error"):
             raise SmokeFailure(f"the worker returned an error: {output_error(completion)}")
         answer, tokens = _openai_answer(completion)
         return answer, tokens, "ok"
 
-    return _timed(runner, "openai chat completion", call)
+    return _timed(runner, "openai chat completion", call, named)
 
 
 def _openai_stream(runner: Runner, model: str) -> CheckResult:
+    named: list[str | None] = []
+
     def call() -> tuple[str, int | None, str]:
         body = {"model": model, "messages": _messages(runner.settings), "max_tokens": runner.settings.max_tokens}
         if runner.client.local:
@@ -582,6 +829,7 @@ def _openai_stream(runner: Runner, model: str) -> CheckResult:
         else:
             payloads = list(runner.client.openai_chat_stream(body, timeout=max(runner.remaining(), 5)))
         events = parse_sse_json(payloads)
+        named.append(releases.from_stream(events))
         if not events or events[-1] != "[DONE]":
             raise SmokeFailure("the stream did not end with [DONE]")
         chunks = [e for e in events[:-1] if isinstance(e, dict)]
@@ -598,7 +846,7 @@ def _openai_stream(runner: Runner, model: str) -> CheckResult:
         tokens = next((_usage_tokens(c.get("usage")) for c in reversed(chunks) if c.get("usage")), None)
         return text, tokens, f"{len(chunks)} chunks"
 
-    return _timed(runner, "openai streamed completion", call)
+    return _timed(runner, "openai streamed completion", call, named)
 
 
 # --- reports ------------------------------------------------------------------------------
@@ -621,6 +869,8 @@ def format_report(result: SmokeResult) -> str:
             lines.append(f"  output tokens     {job.output_tokens}{rate}")
         if job.answer:
             lines.append(f"  answer            {job.answer!r}")
+    if result.release is not None:
+        lines += [f"  {line}" for line in result.release.lines()]
     lines.append(f"  {result.requests} HTTP request(s) in {result.seconds:.2f}s")
     return "\n".join(lines)
 

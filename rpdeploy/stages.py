@@ -34,9 +34,11 @@ if TYPE_CHECKING:
     from rpdeploy.config import Config
     from rpdeploy.fit import CheckResult as FitCheck
     from rpdeploy.gpus import GpuSelection
+    from rpdeploy.integration import IntegrationResult
     from rpdeploy.runpod.controlplane import ControlPlane
     from rpdeploy.runpod.deployment import Ownership
-    from rpdeploy.runpod.models import Endpoint, Template
+    from rpdeploy.runpod.models import Endpoint, Template, TemplateSpec
+    from rpdeploy.smoke import ReleaseCheck
 
 
 @dataclass(frozen=True)
@@ -178,6 +180,8 @@ class Stage:
     #: For a stage whose inputs include the outside world it changes (the backend's env file):
     #: its inputs as they are after it ran, which is what the next run will find and compare.
     settle: Callable[[Context, dict[str, Any], dict[str, Any]], dict[str, Any]] | None = None
+    #: The seed's step number, when it is not the stage's place in STAGES (step 11 runs in two halves).
+    step: str = ""
 
 
 def _builds(config: Config) -> bool:
@@ -417,27 +421,35 @@ def _image(ctx: Context) -> str:
     return worker_image(ctx.config, pushed)
 
 
-def _env_fingerprint(ctx: Context) -> dict[str, str]:
-    from rpdeploy.runpod.deployment import resolve_env
+def _template_spec(ctx: Context) -> TemplateSpec:
+    from rpdeploy.runpod.deployment import desired_template
 
-    return {
-        var.key: digest(var.reveal()) if var.secret else var.reveal()
-        for var in resolve_env(ctx.config, ctx.environ, init_timeout=ctx.init_timeout())
-    }
+    return desired_template(
+        ctx.config,
+        image=_image(ctx),
+        registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+        environ=ctx.environ,
+        init_timeout=ctx.init_timeout(),
+    )
 
 
 def _template_inputs(ctx: Context) -> dict[str, Any]:
+    # What is sent to RunPod, field for field (secret values as digests): any change of it is a
+    # new release, and the endpoint check keys on this stage's fingerprint.
     from rpdeploy.runpod.deployment import hf_token_secret
 
+    spec = _template_spec(ctx)
     hf_secret = hf_token_secret(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
         "api": ctx.api(),
-        "name": ctx.config.endpoint.template,
-        "image": _image(ctx),
-        "env": _env_fingerprint(ctx),
-        "disk": ctx.config.endpoint.container_disk_gb,
-        "registry_auth_id": ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+        "name": spec.name,
+        "image": spec.image,
+        "env": [[var.key, digest(var.reveal()) if var.secret else var.reveal()] for var in spec.env],
+        "disk": spec.container_disk_gb,
+        "registry_auth_id": spec.registry_auth_id,
+        "docker_args": spec.docker_args,
+        "release": spec.release,
         "hf_token_secret": None if hf_secret is None else [hf_secret[0], digest(hf_secret[1])],
     }
 
@@ -468,19 +480,24 @@ def _template_run(ctx: Context) -> dict[str, Any]:
             f"{'Created' if secret_op.kind == 'create-secret' else 'Updated'} RunPod secret {secret_op.target!r}"
         )
     if on_endpoint:
+        # Nothing reached RunPod yet: the release goes with the endpoint (stage 8), which records it.
         return {
             "template_id": "",
             "image": spec.image,
             "operation": None,
+            "release": spec.release,
             "hf_token_secret": secret.name if secret else None,
         }
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
+    # What the endpoint runs from now on, whatever follows (`rpdeploy smoke-test` checks for it).
+    ctx.ledger.extra[RELEASE_KEY] = spec.release
     return {
         "template_id": template.id,
         "image": spec.image,
         "operation": operation.kind if operation else None,
+        "release": spec.release,
         "hf_token_secret": secret.name if secret else None,
     }
 
@@ -585,6 +602,9 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
     endpoint = apply_endpoint(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
+    if container is not None:
+        # REST v2: the release reached RunPod with the endpoint (`rpdeploy smoke-test` checks for it).
+        ctx.ledger.extra[RELEASE_KEY] = container.release
     urls = endpoint_urls(ctx.config, endpoint.id, ctx.environ)
     return {
         "endpoint_id": endpoint.id,
@@ -611,14 +631,21 @@ def _backend_env_inputs(ctx: Context) -> dict[str, Any]:
     backend = ctx.config.backend
     assert backend is not None
     return {
-        "backend": backend.model_dump(mode="json"),
+        # The request stage 11 sends does not change the env.
+        "backend": backend.model_dump(mode="json", exclude={"integration_test"}),
         "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
         "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
-        "key": digest(ctx.api_key()),
+        "key": digest(_backend_key(ctx)),
         # What is really on the host: an env file someone (or something) changed since the last
         # run makes the stage run again and put our values back, instead of "unchanged".
         "on_host": observe(ctx.config, reporter=ctx.reporter).fingerprint(),
     }
+
+
+def _backend_key(ctx: Context) -> Secret:
+    from rpdeploy.backend import backend_key
+
+    return backend_key(ctx.config, ctx.environ)
 
 
 def _backend_env_settle(ctx: Context, inputs: dict[str, Any], outputs: dict[str, Any]) -> dict[str, Any]:
@@ -628,7 +655,7 @@ def _backend_env_settle(ctx: Context, inputs: dict[str, Any], outputs: dict[str,
 def _backend_env_run(ctx: Context) -> dict[str, Any]:
     from rpdeploy.backend import BackendValues, configure
 
-    values = BackendValues.for_endpoint(ctx.config, ctx.outputs["endpoint"]["endpoint_id"], ctx.api_key())
+    values = BackendValues.for_endpoint(ctx.config, ctx.outputs["endpoint"]["endpoint_id"], _backend_key(ctx))
     result = configure(ctx.config, values, reporter=ctx.reporter)
     # An earlier attempt that was killed (or failed) after writing the file leaves it as wanted
     # and the service still on its old env: "nothing to write" then does not mean "nothing to
@@ -693,16 +720,37 @@ def _backend_restart_run(ctx: Context) -> dict[str, Any]:
     return {"restarted": True, "healthy": result.healthy, "seconds": round(result.seconds, 3)}
 
 
-# 11: smoke test.
+# 11, first half (it runs after 8, before 9): the endpoint check. Verify, then cut over: the
+# backend is pointed at the endpoint only once the release this deploy made has answered.
+
+
+def _sent(ctx: Context, stage: str) -> str | None:
+    """What a RunPod stage sent (or found already there): its record's input fingerprint."""
+    record = ctx.ledger.stages.get(stage)
+    return record.fingerprint if record is not None and record.status == "done" else None
 
 
 def _smoke_inputs(ctx: Context) -> dict[str, Any]:
+    # The release and what was sent to RunPod, not which operations ran: any change that reaches
+    # RunPod (the template's env, workers_max...) re-tests, and a re-run that sent nothing does not.
     return {
-        "endpoint": ctx.outputs.get("endpoint", {}),
-        "template": ctx.outputs.get("template", {}),
+        "endpoint_id": ctx.outputs.get("endpoint", {}).get("endpoint_id"),
+        "release": ctx.outputs.get("template", {}).get("release"),
+        "template": _sent(ctx, "template"),
+        "endpoint": _sent(ctx, "endpoint"),
         "settings": ctx.config.smoke_test.model_dump(mode="json"),
         "endpoint_url": ctx.config.runpod.resolved_endpoint_url(ctx.environ),
     }
+
+
+def _release_check(ctx: Context, endpoint_id: str) -> ReleaseCheck | None:
+    from rpdeploy.smoke import release_check
+
+    expected = ctx.outputs.get("template", {}).get("release")
+    if not expected:
+        return None
+    cp = ctx.cp()
+    return release_check(ctx.config, str(expected), lambda: cp.rollout(endpoint_id))
 
 
 def _smoke_run(ctx: Context) -> dict[str, Any]:
@@ -713,6 +761,7 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
     endpoint_id = ctx.outputs["endpoint"]["endpoint_id"]
     settings = ctx.config.smoke_test
     base = f"{ctx.config.runpod.resolved_endpoint_url(ctx.environ)}/{endpoint_id}"
+    check = _release_check(ctx, endpoint_id)
     with InvokeClient(base, api_key=ctx.api_key()) as client:
         result = run_smoke(
             client,
@@ -721,14 +770,114 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             model=ctx.config.model.public_name,
             target=endpoint_id,
             reporter=ctx.reporter,
+            release=check,
         )
     if not result.passed:
-        from rpdeploy.fleet import report_failure
+        from rpdeploy.fleet import explain_failure
 
         failed = next(c for c in result.checks if not c.passed)
-        report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
-        raise SmokeTestError(f"{failed.name}: {failed.message}", hint="`rpdeploy logs --worker ID` shows more")
-    return result.summary()
+        which = f"release {check.expected}" if check is not None else f"endpoint {endpoint_id}"
+        cutover = " The backend was not touched." if ctx.config.backend is not None else ""
+        expected = check.expected if check is not None else None
+        explain_failure(ctx.cp(), endpoint_id, failed.worker_id, failed.release, expected, ctx.reporter.warn)
+        raise SmokeTestError(
+            f"{which} failed the endpoint check: {failed.name}: {failed.message.rstrip('.')}.{cutover}",
+            hint="`rpdeploy status` shows the endpoint's workers; fix the cause and run `rpdeploy deploy` again (it "
+            "resumes here)",
+        )
+    outputs = result.summary()
+    if result.release is not None:
+        outputs["release_report"] = result.release.lines()
+    return outputs
+
+
+# 11, second half: through the backend, after 9 and 10.
+
+
+def _integration_inputs(ctx: Context) -> dict[str, Any]:
+    backend = ctx.config.backend
+    assert backend is not None
+    test = backend.integration_test
+    return {
+        "test": test.model_dump(mode="json") if test is not None else None,
+        "headers": {
+            name: digest(ctx.secret(value, f"backend.integration_test.headers.{name}"))
+            for name, value in (test.headers.items() if test is not None else ())
+            if not isinstance(value, str)
+        },
+        "smoke": _sent(ctx, "smoke-test"),
+        "env": _sent(ctx, "backend-env"),
+        "restart": ctx.outputs.get("backend-restart", {}),
+    }
+
+
+def _integration_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.errors import IntegrationTestError
+    from rpdeploy.integration import run_integration_test
+
+    backend = ctx.config.backend
+    assert backend is not None
+    release = ctx.outputs.get("template", {}).get("release")
+    if backend.integration_test is None:
+        ctx.reporter.info(
+            f"only the endpoint was tested (release {release}, stage smoke-test): set backend.integration_test in "
+            "deploy.yaml to also test the backend's own API"
+        )
+        return {"tested": "endpoint only", "release": release}
+    first = run_integration_test(ctx.config, reporter=ctx.reporter, environ=ctx.environ)
+    if first.passed:
+        ctx.reporter.success(f"integration test passed: {first.describe()}")
+        return {"tested": "backend", "release": release, **_integration_outputs(first)}
+    ctx.reporter.warn(f"integration test failed: {first.describe()}")
+    env = ctx.outputs.get("backend-env", {})
+    if not (env.get("changed") and env.get("backup")):
+        raise IntegrationTestError(
+            f"the integration test failed: {first.describe()}; the backend's env was not changed by this run, so "
+            "there is nothing to roll back",
+            hint="the backend cannot reach the model with its current env; see the service's logs on its host",
+        )
+    rolled, proven = _roll_back_backend(ctx, str(env["backup"]))
+    if proven is not None and proven.passed:
+        raise IntegrationTestError(
+            f"the integration test failed with the new env: {first.describe()}. Rolled back: {rolled}; the same "
+            f"test passes against the previous env ({proven.describe()})",
+            hint="nothing is down: the backend runs its previous env again; find out why it could not reach the "
+            "endpoint with the new one (its key, its URL), then run `rpdeploy deploy` again",
+        )
+    again = proven.describe() if proven is not None else "not run"
+    raise IntegrationTestError(
+        f"the integration test failed with the new env: {first.describe()}. Rolled back: {rolled}; but the test "
+        f"fails against the previous env too ({again}): the backend may be down",
+        hint=f"check {backend.service} on its host now (`rpdeploy backend check`, its journal)",
+    )
+
+
+def _integration_outputs(result: IntegrationResult) -> dict[str, Any]:
+    return {"url": result.url, "where": result.where, "status": result.status, "seconds": result.seconds,
+            "matched": result.message}  # fmt: skip
+
+
+def _roll_back_backend(ctx: Context, backup: str) -> tuple[str, IntegrationResult | None]:
+    """Restore this run's backup of the env and restart (as a failed restart does), then test again."""
+    from rpdeploy.backend import rollback
+    from rpdeploy.errors import BackendError
+    from rpdeploy.integration import run_integration_test
+    from rpdeploy.planning import _stamp_of
+
+    # The env file on the host is the previous one again: the records of 9 and 10 no longer say
+    # what is there, and a re-run must write and restart again.
+    for name in ("backend-env", "backend-restart"):
+        record = ctx.ledger.stages.get(name)
+        if record is not None:
+            record.status = "failed"
+            record.error = "rolled back by integration-test"
+    ctx.ledger.save()
+    try:
+        restored = rollback(ctx.config, reporter=ctx.reporter, stamp=_stamp_of(backup))
+    except BackendError as exc:
+        return f"restoring the previous env failed: {exc.message}", None
+    rolled = f"{restored.env_file} is its previous version again and the service was restarted"
+    return rolled, run_integration_test(ctx.config, reporter=ctx.reporter, environ=ctx.environ)
 
 
 STAGES: tuple[Stage, ...] = (
@@ -740,6 +889,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("template", "create or update the template", _always, _template_inputs, _template_run, _template_still_valid),
     Stage("gpu", "check GPU, memory fit and cost", _always, _gpu_inputs, _gpu_run),
     Stage("endpoint", "create or update the endpoint", _always, _endpoint_inputs, _endpoint_run, _endpoint_still_valid),
+    # Step 11 of the seed, first half: it runs here, before 9 and 10, and gates them.
+    Stage("smoke-test", "check the new release answers", _always, _smoke_inputs, _smoke_run, step="11a"),
     Stage(
         "backend-env",
         "set the backend's env",
@@ -749,9 +900,38 @@ STAGES: tuple[Stage, ...] = (
         settle=_backend_env_settle,
     ),
     Stage("backend-restart", "restart the backend", _has_backend, _backend_restart_inputs, _backend_restart_run),
-    Stage("smoke-test", "smoke-test the endpoint", _always, _smoke_inputs, _smoke_run),
+    Stage(
+        "integration-test",
+        "call the backend's API through to the model",
+        _has_backend,
+        _integration_inputs,
+        _integration_run,
+        step="11b",
+    ),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
+#: ``Ledger.extra`` key: the release the endpoint's template names now (rpdeploy.release).
+RELEASE_KEY = "release"
+#: The seed's step number of each stage (the order they run in is STAGES').
+STEPS = {
+    stage.name: stage.step or str(1 + sum(1 for earlier in STAGES[:index] if not earlier.step))
+    for index, stage in enumerate(STAGES)
+}
+#: What each stage proves when it is done (plan, status, README).
+PROVES = {
+    "handler": "the worker's code files exist (yours kept when edited)",
+    "dockerfile": "the Dockerfile and build files exist",
+    "build": "the image builds from the worker folder",
+    "push": "the registry holds the image, by digest",
+    "account": "the API key works; the GPU pool and registry login are set",
+    "template": "RunPod holds the template of this release (image + env)",
+    "gpu": "the model fits the GPU; what it costs",
+    "endpoint": "the endpoint exists with these settings",
+    "smoke-test": "the new release answers (job and OpenAI route), not an old worker",
+    "backend-env": "the backend's env points at the endpoint (previous file backed up)",
+    "backend-restart": "the backend restarted healthy on that env",
+    "integration-test": "the backend reaches the model with its new env (else only the endpoint was tested)",
+}
 
 
 # --- the runner ---------------------------------------------------------------------------
@@ -773,6 +953,7 @@ class DeployResult:
     endpoint_id: str | None
     urls: dict[str, Any]
     smoke: dict[str, Any] | None
+    integration: dict[str, Any] | None = None
 
     @property
     def ran(self) -> tuple[str, ...]:
@@ -840,6 +1021,7 @@ def run_deploy(
         endpoint_id=endpoint.get("endpoint_id"),
         urls=endpoint.get("urls", {}),
         smoke=ctx.outputs.get("smoke-test"),
+        integration=ctx.outputs.get("integration-test"),
     )
 
 
@@ -966,10 +1148,10 @@ def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:
 
 
 def method_stages(method: Method, *, backend: bool) -> list[str]:
-    """The stages that run for a method (for docs and `status`)."""
+    """The stages that run for a method, in the order they run (for docs and `status`)."""
     skip = set()
     if not method.builds_image:
         skip |= {"handler", "dockerfile", "build", "push"}
     if not backend:
-        skip |= {"backend-env", "backend-restart"}
+        skip |= {"backend-env", "backend-restart", "integration-test"}
     return [name for name in STAGE_NAMES if name not in skip]

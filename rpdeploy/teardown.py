@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 #: How long to wait for RunPod to release a template: its docs say up to 2 minutes.
 DEFAULT_WAIT = 180.0
 #: Ledger stages that describe the endpoint (or depend on it): void once it is deleted.
-DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test")
+DELETED_STAGES = ("template", "endpoint", "gpu", "backend-env", "backend-restart", "smoke-test", "integration-test")
 _IN_USE = "in use"
 #: The longest pause between two deleteTemplate attempts, in seconds.
 POLL_CAP = 5.0
@@ -65,6 +65,7 @@ def forget_endpoint(ledger: Ledger) -> None:
     test (and a resumed deploy) to an endpoint that is gone."""
     for name in DELETED_STAGES:
         ledger.stages.pop(name, None)
+    ledger.extra.pop("release", None)  # the release the deleted endpoint ran (rpdeploy.release)
 
 
 def delete_deployment(

@@ -71,7 +71,10 @@ OBJECTS: dict[str, list[str] | None] = {
     "LowestPrice": ALL,
     "DataCenter": ALL,
     "GpuAvailability": ALL,
-    "Pod": ["id", "desiredStatus"],
+    # An endpoint's workers are Pods (models_gen.go Endpoint.pods); slsVersion (Int, nullable) is read as
+    # the endpoint version a worker runs, to see a release roll out. No client in RunPod's repos selects it
+    # yet: its meaning is rpdeploy's reading, and the deploy says what it proved with it.
+    "Pod": ["id", "desiredStatus", "slsVersion"],
     # Account secrets: metadata only, the type has no value field (values are write-only).
     "Secret": ALL,
 }  # fmt: skip

@@ -77,7 +77,8 @@ SHAPES: dict[str, set[str]] = {
     "validate": {"ok", "config", "method", "model", "endpoint", "gpu", "backend"},
     "render": {"ok", "files"},
     "check": {"ok", "check"},
-    "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "method_switch", "changes_pending"},
+    "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "method_switch"}
+    | {"steps", "changes_pending"},
     "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "fleet"},
     "endpoint create": {"ok", "dry_run", "operations", "endpoint"},
     "endpoint get": {"ok", "id", "version", "fields", "gpus", "urls"},

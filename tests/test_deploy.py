@@ -374,8 +374,14 @@ def test_rollback_puts_the_previous_image_back_in_place(
     if runpod_api == "graphql":
         assert mutations(runpod_emulator) == ["SaveTemplate"]
     else:
-        # v2: the image goes back on the endpoint itself, and nothing else is sent.
+        # v2: the image goes back on the endpoint itself with the release it makes (the env's
+        # RPDEPLOY_RELEASE; the rest of the env as it was), and nothing else is sent.
         assert mutations(runpod_emulator) == ["updateEndpoint"]
         [patch] = [r for r in runpod_emulator.requests if r.operation == "updateEndpoint"]
-        assert patch.body == {"image": a}
+        assert set(patch.body) == {"image", "env"} and patch.body["image"] == a
+        env_before = {item["key"]: item["value"] for item in before["env"]}
+        assert {k: v for k, v in patch.body["env"].items() if k != "RPDEPLOY_RELEASE"} == {
+            k: v for k, v in env_before.items() if k != "RPDEPLOY_RELEASE"
+        }
+        assert patch.body["env"]["RPDEPLOY_RELEASE"].startswith("rel-aaaaaaaaaaaa-")
     assert _ledger(project).extra["rolled_back"]["to"] == a

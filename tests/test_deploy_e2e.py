@@ -82,6 +82,11 @@ def single_objects(emulator: Emulator) -> tuple[dict[str, Any], dict[str, Any]]:
     return state["templates"][0], state["endpoints"][0]
 
 
+def _settings(template: dict[str, Any], endpoint: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The template and the endpoint as configured, without the simulated fleet's state."""
+    return template, {k: v for k, v in endpoint.items() if k not in ("pods", "workers", "queue")}
+
+
 def _invoke(path: str) -> bool:
     """The serverless invoke API (REST v2's control plane is under /v2/ too)."""
     from rpdeploy.emulator.rest import is_rest
@@ -161,7 +166,8 @@ def test_lifecycle(
     assert not [r for r in runpod_emulator.requests if _invoke(r.path)]  # no smoke job, no health poll
     assert service_pid(host) == pid
     assert on_host(host, f"cat {ENV_FILE} {SYSTEMD_ENV_FILE} 2>/dev/null; true") == env_before
-    assert single_objects(runpod_emulator) == (template, endpoint)
+    # The same objects on RunPod (the fleet aside: the smoke test's worker may have gone idle since).
+    assert _settings(*single_objects(runpod_emulator)) == _settings(template, endpoint)
 
     # 3. A change: a handler edit (methods 2: a new image), an env var (3), the worker count (1).
     runpod_emulator.requests.clear()
@@ -177,21 +183,28 @@ def test_lifecycle(
     new_template, new_endpoint = single_objects(runpod_emulator)
     assert (new_template["id"], new_endpoint["id"]) == (template["id"], endpoint["id"])  # updated in place
     if method == 2 and api == "rest":
-        # v2: the new image goes on the endpoint itself, a PATCH of the image alone (a new release).
+        # v2: the new image goes on the endpoint itself, a PATCH of the image and the release it
+        # makes (a new release); the endpoint check, and the test through the backend, run again.
         assert [seen[s] for s in names] == [
-            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "done", "skipped", "skipped", "done",
+            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "done", "done", "skipped", "skipped",
+            "done",
         ]  # fmt: skip
         engine.stop()
         assert engine.actions().count("push") == 1
         assert new_template["imageName"] == ledger(project).output("push", "image") != image
         assert mutations(runpod_emulator) == ["updateEndpoint"]
         [patch] = [r for r in runpod_emulator.requests if r.operation == "updateEndpoint"]
-        assert patch.body == {"image": new_template["imageName"]}
+        assert set(patch.body) == {"image", "env"} and patch.body["image"] == new_template["imageName"]
+        release = ledger(project).output("template", "release")
+        first = {item["key"]: item["value"] for item in endpoint["env"]}["RPDEPLOY_RELEASE"]
+        assert patch.body["env"]["RPDEPLOY_RELEASE"] == release != first
         assert new_endpoint["version"] == endpoint["version"] + 1
     elif method == 2:
         # Your edit of handler.py is kept (the handler stage has nothing to write) and built.
+        # A new release: the endpoint check, and the test through the backend, run again.
         assert [seen[s] for s in names] == [
-            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "skipped", "skipped", "skipped", "done",
+            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "skipped", "done", "skipped", "skipped",
+            "done",
         ]  # fmt: skip
         engine.stop()
         assert "tag" in engine.actions() and engine.actions().count("push") == 1
@@ -295,7 +308,10 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert operation["changes"] == [{"field": "image", "old": b[0], "new": c[0]}]
+    # The image, and with it the release the template names (rpdeploy/release.py).
+    image_change, release_change = operation["changes"]
+    assert image_change == {"field": "image", "old": b[0], "new": c[0]}
+    assert release_change["field"] == "env.RPDEPLOY_RELEASE" and release_change["old"] != release_change["new"]
     assert plan["backend"]["changed"] is False
     assert f"image: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
 

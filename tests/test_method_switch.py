@@ -109,7 +109,13 @@ def test_plan_shows_the_switch(cli: CliRunnerFn, project: Path, runpod_emulator:
     # The same template gets the new image: nothing is created or deleted, the endpoint stays.
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert [(c["field"], c["old"]) for c in operation["changes"]] == [("image", "runpod/worker-v1-vllm:v2.25.2")]
+    changes = {c["field"]: (c["old"], c["new"]) for c in operation["changes"]}
+    assert set(changes) == {"image", "env.RPDEPLOY_RELEASE", "env.VLLM_EXTRA_ARGS"}
+    assert changes["image"][0] == "runpod/worker-v1-vllm:v2.25.2"
+    # A new image is a new release; vLLM's fingerprint flags are worker-vllm's only (rpdeploy/release.py).
+    old_release, new_release = changes["env.RPDEPLOY_RELEASE"]
+    assert old_release != new_release and new_release.startswith("rel-")
+    assert changes["env.VLLM_EXTRA_ARGS"] == (f"--fingerprint-mode custom --fingerprint-value {old_release}", None)
     text = cli("plan").stdout
     assert text.splitlines()[0] == (
         f"method: worker-vllm -> custom-handler (endpoint {endpoint_id} is updated in place: same id, same URL; "

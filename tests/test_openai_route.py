@@ -269,7 +269,9 @@ def _init(folder: Path, method: int) -> Path:
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[int, LocalWorker]]:
-    env = {"MAX_MODEL_LEN": "4096"}
+    # As RunPod starts them: with the template's env, the release id rpdeploy sets included (every
+    # answer names it, in system_fingerprint and in a method-2 job's "release").
+    env = {"MAX_MODEL_LEN": "4096", "RPDEPLOY_RELEASE": "rel-0123456789ab-cdef01234567"}
     with (
         local_worker(_init(tmp_path_factory.mktemp("m2"), 2), env=env) as two,
         local_worker(_init(tmp_path_factory.mktemp("m3"), 3), env=env) as three,

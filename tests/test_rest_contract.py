@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -238,6 +239,74 @@ def test_worker_logs_stream_replay_and_resume(emulator: Emulator, rest: RestCont
 
     with pytest.raises(NotFound):
         list(rest.worker_logs(made.id, worker.id))
+
+
+def _rolling_container(release: str, image: str = "runpod/worker-v1-vllm:v2.25.2") -> TemplateSpec:
+    return replace(CONTAINER, image=image, env=(*CONTAINER.env, EnvVar("RPDEPLOY_RELEASE", release)))
+
+
+def _wait_for(condition: object, what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
+def test_a_rolling_release_is_seen_through_v2_workers_and_releases(emulator: Emulator, rest: RestControlPlane) -> None:
+    """The emulator's rolling releases (emulator/rolling.py) as v2 reports them, every answer
+    checked against RunPod's document: the old worker isStale until its replacement is ready."""
+    made = rest.create_endpoint(replace(SPEC, workers_min=1, container=_rolling_container("rel-old")))
+    _wait_for(lambda: [w for w in rest.workers(made.id).workers if w.status == "IDLE"], "a warm worker")
+    [old] = rest.workers(made.id).workers
+    emulator.faults.cold_start(30.0, endpoint_id=made.id)
+
+    new_image = "runpod/worker-v1-vllm:v2.25.2-next"
+    live = rest.get_endpoint(made.id) or made
+    rest.update_endpoint(live, replace(SPEC, workers_min=1, container=_rolling_container("rel-new", new_image)))
+
+    listed = rest.workers(made.id)
+    by_id = {w.id: w for w in listed.workers}
+    assert by_id[old.id].is_stale and by_id[old.id].status == "IDLE" and by_id[old.id].image == CONTAINER.image
+    [fresh] = [w for w in listed.workers if w.id != old.id]
+    assert not fresh.is_stale and fresh.status == "INITIALIZING" and fresh.image == new_image
+    assert fresh.version == listed.endpoint_version == (old.version or 0) + 1
+    history = rest.releases(made.id)
+    assert history.rollout.in_progress and (history.rollout.workers_on_latest, history.rollout.workers_total) == (1, 2)
+    assert history.latest is not None and history.latest.version == listed.endpoint_version
+    assert history.latest.worker_count == 1 and ("image", CONTAINER.image, new_image) in history.latest.diff
+    view = rest.rollout(made.id)  # what the deploy's endpoint check waits on under runpod.api: rest
+    assert not view.done and [w.id for w in view.stale] == [old.id] and view.in_progress
+
+    # The replacement is ready: the old worker goes, the rollout is over.
+    emulator.faults.clear("cold_start")
+    with emulator.state.lock:
+        for worker in emulator.state.endpoints[made.id].workers:
+            worker.ready_at = min(worker.ready_at, emulator.state.clock())
+    _wait_for(lambda: rest.rollout(made.id).done, "the rollout to end")
+    [only] = rest.workers(made.id).workers
+    assert only.id == fresh.id and only.status == "IDLE" and not rest.releases(made.id).rollout.in_progress
+
+
+def test_a_release_that_cannot_start_is_unhealthy_in_v2_with_its_log(
+    emulator: Emulator, rest: RestControlPlane
+) -> None:
+    made = rest.create_endpoint(replace(SPEC, workers_min=1, container=_rolling_container("rel-old")))
+    _wait_for(lambda: [w for w in rest.workers(made.id).workers if w.status == "IDLE"], "a warm worker")
+    emulator.faults.release_start_fail(endpoint_id=made.id)
+    live = rest.get_endpoint(made.id) or made
+    rest.update_endpoint(live, replace(SPEC, workers_min=1, container=_rolling_container("rel-new")))
+
+    def unhealthy() -> list[Any]:
+        return [w for w in rest.workers(made.id).workers if w.status == "UNHEALTHY"]
+
+    _wait_for(unhealthy, "the new release's worker to fail its start")
+    listed = rest.workers(made.id)
+    assert sorted((w.status, w.is_stale) for w in listed.workers) == [("IDLE", True), ("UNHEALTHY", False)]
+    [failing] = unhealthy()
+    texts = [line.line for line in rest.worker_logs(made.id, failing.id, tail=20)]
+    assert "release rel-new" in texts and texts[-1] == "error: the worker failed to start: engine exited with code 1"
+    assert not any(t.startswith("Worker ready") for t in texts)
+    assert "1 of the current version unhealthy" in rest.rollout(made.id).describe()
 
 
 def test_following_a_worker_reconnects_without_repeats_and_ends_when_it_stops(

@@ -81,6 +81,15 @@ ANSWERS: dict[str, dict[str, Any]] = {
     "PodTemplates": {"myself": {"podTemplates": [TEMPLATE]}},
     "Endpoints": {"myself": {"endpoints": [ENDPOINT]}},
     "Endpoint": {"myself": {"endpoint": ENDPOINT}},
+    "EndpointRollout": {
+        "myself": {
+            "endpoint": {
+                "id": "abcdefghijklmn",
+                "version": 3,
+                "pods": [{"id": "w1", "desiredStatus": "RUNNING", "slsVersion": 2}],
+            }
+        }
+    },
     "SaveTemplate": {"saveTemplate": TEMPLATE},
     "DeleteTemplate": {"deleteTemplate": None},
     "SaveEndpoint": {"saveEndpoint": ENDPOINT},
@@ -168,6 +177,8 @@ def every_operation(cfg: Any, environ: dict[str, str]) -> list[dict[str, Any]]:
         [live_template] = cp.list_templates()
         [live_endpoint] = cp.list_endpoints()
         assert cp.get_endpoint(live_endpoint.id) is not None
+        rollout = cp.rollout(live_endpoint.id)
+        assert (rollout.endpoint_version, [w.version for w in rollout.stale]) == (3, [2])
         spec = desired_template(cfg, image="registry.example/acme/worker@sha256:" + "ab" * 32, environ=environ)
         cp.save_template(spec)
         cp.save_template(spec, template=template_from_graphql(TEMPLATE))

@@ -59,6 +59,10 @@ SECRETS = {
     "HF_TOKEN": "hf_AUDIT+TOKEN/a81d=03c5e2f7",
     # Only ever in RunPod's template env: it can hold what JSON, URLs and shells all escape.
     "AUDIT_APP_SECRET": 'appsecret AUDIT "q" \\ é/+&=%\' 77c1e94b20',
+    # The integration test's Authorization header (stage 11b): it travels to the backend host on stdin.
+    "AUDIT_BACKEND_TOKEN": 'Bearer AUDIT+BT/"9d" é=%3a 41f0c7',
+    # A backend key RunPod refuses (backend.api_key): the integration test fails and the backend is rolled back.
+    "AUDIT_BACKEND_KEY_WRONG": "rpa_AUDIT+WRONG/backend=7%e2:c3",
 }
 
 
@@ -178,18 +182,27 @@ backend:
   mode: systemd
   health_url: http://127.0.0.1:8080/actuator/health
   health_timeout: 60
+  api_key: AUDIT_BACKEND_KEY
+  integration_test:
+    url: http://127.0.0.1:8080/api/chat
+    headers: {{Authorization: {{env: AUDIT_BACKEND_TOKEN}}, X-Audit: visible}}
+    body: {{message: hello}}
+    expect: {{json_path: answer}}
 smoke_test:
   timeout: 60
 """
 
 
 @pytest.fixture
-def audit_emulator() -> Iterator[Emulator]:
-    # The audit's own key: it must travel everywhere a real key does, or nothing is tested.
+def audit_emulator(systemd_host: SystemdHost) -> Iterator[Emulator]:
+    # The audit's own key: it must travel everywhere a real key does, or nothing is tested. On the
+    # docker bridge, so the backend in the host container calls it (stage 11b).
     from tests.support.openapi_check import RestChecker
 
     checker = RestChecker()
-    with Emulator(SECRETS["RUNPOD_API_KEY"], cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+    with Emulator(
+        SECRETS["RUNPOD_API_KEY"], host=systemd_host.gateway, cold_start=0.2, execution_time=0.05, runsync_wait=2.0
+    ) as emu:
         emu.rest_observer = checker  # the REST v2 calls of the audit are checked against RunPod's document too
         yield emu
     checker.assert_clean()
@@ -224,6 +237,8 @@ def audit(
         "AUDIT_REG_USER": registry.username,
         "AUDIT_REG_PASSWORD": registry.password,
         **SECRETS,
+        # The backend's own key: the RunPod key until a failure path swaps in the wrong one.
+        "AUDIT_BACKEND_KEY": SECRETS["RUNPOD_API_KEY"],
     }
     key = systemd_host.identity_file.read_text().strip().splitlines()
     return Audit(project, env, (*SECRETS.values(), registry.password, key[1], key[-2]))
@@ -267,6 +282,9 @@ def test_no_secret_leaks_anywhere(
     audit.run("backend", "configure", "--endpoint-id", "abcdefgh123456", "--dry-run", "--json")
     audit.run("backend", "properties", "--endpoint-id", "abcdefgh123456")
     audit.run("build", "--json", "--verbose")
+    # The backend cannot reach the endpoint with its new key: stage 11b fails and rolls it back.
+    audit.run("deploy", "--verbose", expect=13, extra_env={"AUDIT_BACKEND_KEY": SECRETS["AUDIT_BACKEND_KEY_WRONG"]})
+    audit.run("deploy", "--json")
 
     # Failure paths: a wrong key, a wrong registry password, a refused SSH port, a worker error
     # that echoes a secret back, and a crash whose message holds the key.

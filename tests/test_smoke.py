@@ -19,12 +19,16 @@ from typer.testing import Result
 
 from rpdeploy.emulator import Emulator
 from rpdeploy.emulator.model import full_answer
+from rpdeploy.ledger import Ledger
 from tests.conftest import ROOT, CliRunnerFn
 
 IMAGE = "registry.example/acme/qwen-worker@sha256:" + "cd" * 32
 PROMPT = "Reply with one short sentence: what is RunPod?"  # deploy.yaml's default smoke prompt
 ANSWER = " ".join(full_answer(PROMPT))  # what the emulator's stand-in model says to it (14 words)
-SUMMARY_KEYS = {"passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer"}
+SUMMARY_KEYS = {
+    "passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer",
+    "release", "release_proven_by", "old_answers", "drain_seconds",
+}  # fmt: skip
 
 
 def _invoke(path: str) -> bool:
@@ -36,7 +40,7 @@ def _invoke(path: str) -> bool:
 
 CHECK_KEYS = {
     "name", "passed", "seconds", "message", "job_id", "status", "delay_ms", "execution_ms", "output_tokens",
-    "tokens_per_second", "answer", "worker_id",
+    "tokens_per_second", "answer", "release", "worker_id",
 }  # fmt: skip
 
 
@@ -107,7 +111,7 @@ def test_worker_vllm_passes_with_every_check_and_the_stream(
     assert summary["answer"] == ANSWER[:80]
 
     run = document["result"]
-    assert set(run) == {"target", "method", "checks", "requests", "seconds"}
+    assert set(run) == {"target", "method", "checks", "requests", "seconds", "release"}
     assert run["target"] == method1 and run["method"] == "worker-vllm"
     checks = run["checks"]
     assert all(set(c) == CHECK_KEYS for c in checks)
@@ -210,7 +214,13 @@ def test_own_image_methods_pass(
         "output_tokens": 14,
         "tokens_per_second": 280.0,
         "answer": ANSWER[:80],
+        # The release `endpoint create` made (in the ledger), named by the answers themselves.
+        "release": summary["release"],
+        "release_proven_by": "answers",
+        "old_answers": 0,
+        "drain_seconds": None,
     }
+    assert summary["release"].startswith("rel-cdcdcdcdcdcd-")
     checks = document["result"]["checks"]
     # The method's own job, then the route the backend uses, the same for every method.
     assert [c["name"] for c in checks] == [check, "openai models", "openai chat completion"]
@@ -346,7 +356,9 @@ def test_the_human_report_of_a_failure(cli: CliRunnerFn, method1: str, runpod_em
     lines = result.stdout.splitlines()
     assert lines[0] == f"Smoke test of {method1} (worker-vllm): FAILED"
     assert lines[1].startswith("  FAIL runsync chat (") and lines[1].endswith("s): job FAILED: CUDA out of memory")
-    assert lines[2] == "  1 HTTP request(s) in " + lines[2].split(" in ")[1]  # no numbers for a failed job
+    release = Ledger.load(Path(".rpdeploy")).extra["release"]
+    assert lines[2] == f"  release {release}: not proven: no answer passed the check", lines
+    assert lines[-1] == "  1 HTTP request(s) in " + lines[-1].split(" in ")[1]  # no numbers for a failed job
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert errors == [f"Error: smoke test of {method1} failed: runsync chat: job FAILED: CUDA out of memory"]
 
@@ -367,7 +379,8 @@ def test_a_hanging_job_times_out_and_is_cancelled(cli: CliRunnerFn, method1: str
     [check] = document["result"]["checks"]
     assert check["status"] == "TIMED_OUT"
     assert check["message"].startswith("no answer within 2s (job cancelled): a worker took the job but did not finish")
-    assert 2.0 <= check["seconds"] < 3.5
+    # The 2 s are the whole check's: reading the release's rollout first took a few ms of them.
+    assert 1.9 <= check["seconds"] < 3.5
     assert job(runpod_emulator, check["job_id"])["status"] == "CANCELLED"
     invoke = [(r.method, r.path.split("/")[3]) for r in runpod_emulator.requests if _invoke(r.path)]
     # Asked for a hold that ends at the deadline, asked /health why, then cancelled.
@@ -376,7 +389,8 @@ def test_a_hanging_job_times_out_and_is_cancelled(cli: CliRunnerFn, method1: str
     # worker's: a job given up on reports no worker).
     assert "log line(s) of worker" in result.stderr
     assert f"job {check['job_id']} started" in result.stderr
-    assert 1_900 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
+    # The hold ends at the deadline: what is left of the 2 s once the rollout was read (loaded CI: ~0.3 s).
+    assert 1_500 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
     assert f"/cancel/{check['job_id']}" in [r.path.removeprefix(f"/v2/{method1}") for r in runpod_emulator.requests]
     no_secret(runpod_emulator, result.stdout, result.stderr)
 
@@ -486,9 +500,12 @@ def test_deploy_runs_the_same_smoke_test_as_its_last_stage(
     assert method.value == "worker-vllm" and client.base_url == runpod_emulator.invoke_url(endpoint_id)
     assert (settings.prompt, settings.max_tokens, settings.timeout) == (PROMPT, 32, 600)
     [stage] = [e for e in events if e.get("stage") == "smoke-test" and e["status"] == "done"]
-    # The stage's output is the smoke test's summary, the same shape `smoke-test --json` prints.
+    # The stage's output is the smoke test's summary, the same shape `smoke-test --json` prints, and
+    # the report of the release it checked.
+    report = stage["outputs"].pop("release_report")
     assert stage["outputs"] == result.summary() and set(stage["outputs"]) == SUMMARY_KEYS
-    assert events[-1]["smoke"] == result.summary()
+    assert report == result.release.lines() and report[0].startswith(f"release {result.release.expected}: ")
+    assert {**events[-1]["smoke"], "release_report": None} == {**result.summary(), "release_report": None}
     document, _ = smoke(cli)
     assert set(document["summary"]) == set(stage["outputs"])
 

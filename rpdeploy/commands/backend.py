@@ -49,10 +49,9 @@ DryRunOption = Annotated[
 
 
 def _values(cfg: Config, endpoint_id: str) -> BackendValues:
-    from rpdeploy.backend import BackendValues
+    from rpdeploy.backend import BackendValues, backend_key
 
-    key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
-    return BackendValues.for_endpoint(cfg, endpoint_id, key)
+    return BackendValues.for_endpoint(cfg, endpoint_id, backend_key(cfg))
 
 
 def _configured_text(result: ConfigureResult) -> str:

@@ -140,13 +140,16 @@ def deploy(
         bool, typer.Option("--json", help="Stream NDJSON events on stdout (one per stage change), then a result.")
     ] = False,
 ) -> None:
-    """Deploy: build, push, create the endpoint, wire the backend, smoke-test.
+    """Deploy: build, push, create the endpoint, check the new release, wire the backend, test through it.
 
     Runs the stages of deploy.yaml's method (worker-vllm skips the four image stages; the
-    backend stages run only with a backend: section). A stage that is done and unchanged
-    is skipped, so a re-run does nothing and a run after a failure resumes where it
-    stopped. Stages: handler, dockerfile, build, push, account, template, gpu, endpoint,
-    backend-env, backend-restart, smoke-test.
+    backend stages run only with a backend: section). Verify, then cut over: the endpoint
+    check (smoke-test) runs before the backend is touched and accepts only answers of the
+    release this deploy made; integration-test then calls the backend's own API. A stage
+    that is done and unchanged is skipped, so a re-run does nothing and a run after a
+    failure resumes where it stopped. Stages, in order: handler, dockerfile, build, push,
+    account, template, gpu, endpoint, smoke-test, backend-env, backend-restart,
+    integration-test.
 
     Examples:
 
@@ -189,6 +192,15 @@ def deploy(
                 lines.append(f"  {key:<10} {result.urls[key]}")
     if result.smoke and result.smoke.get("answer"):
         lines.append(f"  answer     {result.smoke['answer']!r}")
+    if "smoke-test" in result.ran:
+        lines += [f"  {line}" for line in (result.smoke or {}).get("release_report") or ()]
+    integration = result.integration or {}
+    if "integration-test" in result.ran and integration.get("tested") == "backend":
+        lines.append(f"  through the backend: {integration.get('url')} ({integration.get('where')})")
+        lines.append(f"    {integration.get('matched')}")
+    elif "smoke-test" in result.ran or "integration-test" in result.ran:
+        why = "backend.integration_test is not set" if integration else "there is no backend: section"
+        lines.append(f"  only the endpoint was tested ({why})")
     emit(False, {}, "\n".join(lines))
 
 

@@ -68,6 +68,7 @@ def _ensure(
             {"endpoint_id": ensured.result.endpoint_id, "template_id": ensured.result.template_id,
              "image": ensured.result.image},
         )  # fmt: skip
+        ledger.extra["release"] = ensured.plan.template_spec.release  # what `smoke-test` checks for
         ledger.save()
     return config, ensured
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,7 +14,26 @@ from rpdeploy.errors import EXIT_OK, SmokeTestError
 from rpdeploy.output import print_json, print_result
 
 if TYPE_CHECKING:
-    from rpdeploy.smoke import SmokeResult
+    from rpdeploy.config import Config
+    from rpdeploy.smoke import ReleaseCheck, SmokeResult
+
+
+def _release_check(
+    cfg: Config | None, endpoint_id: str, url: str | None, stack: contextlib.ExitStack
+) -> ReleaseCheck | None:
+    """For this project's deployed endpoint: the release its last deploy made (from the ledger)."""
+    if cfg is None or url:
+        return None
+    from rpdeploy.ledger import Ledger
+    from rpdeploy.runpod.deployment import connect
+    from rpdeploy.smoke import release_check
+
+    ledger = Ledger.load(cfg.state_dir)
+    expected = ledger.extra.get("release")
+    if not isinstance(expected, str) or ledger.output("endpoint", "endpoint_id") != endpoint_id:
+        return None
+    cp = stack.enter_context(connect(cfg))
+    return release_check(cfg, str(expected), lambda: cp.rollout(endpoint_id))
 
 
 def _summary(result: SmokeResult) -> None:
@@ -79,6 +99,10 @@ def smoke_test(
     makes of those requests. A job that fails, times out, or "completes" with an error in its
     output fails the test (exit 10).
 
+    For the endpoint this project deployed, only answers of the release the last deploy made
+    count: right after an update, old workers still answer, and their answers are refused and
+    asked again until the new release answers (the report says how long that took).
+
     The RunPod API key goes only to RunPod's API over https or to the configured endpoint
     base (runpod.endpoint_url, RUNPOD_ENDPOINT_BASE_URL); a local worker gets none, and any
     other --url gets none unless --send-key.
@@ -123,8 +147,10 @@ def smoke_test(
             # --url to a RunPod endpoint outside a project: the key from where deploy.yaml's default looks.
             api_key = Secret(os.environ["RUNPOD_API_KEY"].strip(), "env:RUNPOD_API_KEY")
     model = cfg.model.public_name if cfg else ""
-    with InvokeClient(target.base_url, api_key=api_key, local=target.local) as client:
-        result = run_smoke(client, chosen, settings, model=model, target=target.label, reporter=out)
+    with contextlib.ExitStack() as stack:
+        check = _release_check(cfg, target.label, url, stack) if api_key is not None else None
+        client = stack.enter_context(InvokeClient(target.base_url, api_key=api_key, local=target.local))
+        result = run_smoke(client, chosen, settings, model=model, target=target.label, reporter=out, release=check)
     if junit is not None:
         write_junit(result, junit)
     _summary(result)
@@ -132,11 +158,12 @@ def smoke_test(
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)
         if cfg is not None and not target.local and not url:
-            from rpdeploy.fleet import report_failure
+            from rpdeploy.fleet import explain_failure
             from rpdeploy.runpod.deployment import connect
 
+            expected = check.expected if check is not None else None
             with connect(cfg, reporter=out) as cp:
-                report_failure(cp, target.label, failed.worker_id, out.warn)
+                explain_failure(cp, target.label, failed.worker_id, failed.release, expected, out.warn)
         error = SmokeTestError(
             f"smoke test of {result.target} failed: {failed.name}: {failed.message}",
             hint="the report above lists every check; `rpdeploy status` shows the endpoint's workers"

@@ -370,6 +370,7 @@ class ControlPlane:
             ports_config=[dict(item) for item in data.get("portsConfig") or () if item is not None],
             config=data.get("config"),
         )
+        bound = None
         if existing is not None:
             template.created_at = existing.created_at
             template.released_at = existing.released_at
@@ -379,6 +380,8 @@ class ControlPlane:
                 bound.version += 1
                 releases.record(self.state, bound, _template_diff(existing, template))
         self.state.templates[template.id] = template
+        if bound is not None:
+            self.fleet.endpoint_changed(bound)  # replacements start now (emulator/rolling.py)
         return template_dict(self.state, template)
 
     def _delete_template(self, templateName: str) -> None:
@@ -724,6 +727,7 @@ class ControlPlane:
             endpoint.template_id = input["templateId"]
             endpoint.version += 1
             releases.record(self.state, endpoint, diff)
+            self.fleet.endpoint_changed(endpoint)
         return endpoint_dict(self.state, endpoint)
 
     def _delete_endpoint(self, id: str) -> None:

@@ -25,6 +25,9 @@ concurrency            value, endpoint_id                     jobs one worker ru
 invoke_rate_limit      count=1, retry_after=1, endpoint_id    429 on ``/v2/{endpoint}/...``
 template_delete_delay  seconds                                how long a template stays "in use" after
                                                               its endpoint let it go (default 120 s)
+release_start_fail     count=None, endpoint_id                workers started while on never get ready:
+                                                              unhealthy, replaced, failing again (a
+                                                              release that cannot start)
 graphql_retired        count=None                             every /graphql request answers 410 Gone
 rest_errors            count=1, status=500, message,          a REST v2 request answers that status as an
                        operation                              RFC 9457 problem (``operation``: an
@@ -36,7 +39,8 @@ rest_errors            count=1, status=500, message,          a REST v2 request 
 Settings-like switches (delay, read-only, capacity, timings) default to lasting until
 cleared; the others to the next one request or job. A ``cold_start`` count is spent per
 worker started, an ``execution_time`` count per job started, a ``read_only`` count per
-mutation request. Job faults are decided when the job is queued (and again on ``/retry``).
+mutation request, a ``release_start_fail`` count per worker started. Job faults are decided
+when the job is queued (and again on ``/retry``).
 ``GET /_emulator/faults`` lists the active switches, ``DELETE /_emulator/faults`` clears them.
 """
 
@@ -64,6 +68,7 @@ EXECUTION_TIME = "execution_time"
 INVOKE_RATE_LIMIT = "invoke_rate_limit"
 CONCURRENCY = "concurrency"
 TEMPLATE_DELETE_DELAY = "template_delete_delay"
+RELEASE_START_FAIL = "release_start_fail"
 GRAPHQL_RETIRED = "graphql_retired"
 REST_ERRORS = "rest_errors"
 
@@ -83,6 +88,7 @@ _SPECS: dict[str, tuple[frozenset[str], int | None]] = {
     INVOKE_RATE_LIMIT: (frozenset({"count", "retry_after", "endpoint_id"}), 1),
     CONCURRENCY: (frozenset({"value", "endpoint_id"}), None),
     TEMPLATE_DELETE_DELAY: (frozenset({"seconds"}), None),
+    RELEASE_START_FAIL: (frozenset({"count", "endpoint_id"}), None),
     GRAPHQL_RETIRED: (frozenset({"count"}), None),
     REST_ERRORS: (frozenset({"count", "status", "message", "operation"}), 1),
 }
@@ -214,6 +220,10 @@ class Faults:
 
     def concurrency(self, value: int, endpoint_id: str | None = None) -> Fault:
         return self.add(CONCURRENCY, value=value, endpoint_id=endpoint_id)
+
+    def release_start_fail(self, endpoint_id: str | None = None, count: int | None = None) -> Fault:
+        """Workers that start while this is on fail their start (a new release that cannot start)."""
+        return self.add(RELEASE_START_FAIL, endpoint_id=endpoint_id, count=count)
 
     def template_delete_delay(self, seconds: float) -> Fault:
         """Shorten (or lengthen) the time a template stays "in use" after its endpoint let it go."""

@@ -28,6 +28,15 @@ The OpenAI objects carry the fields vLLM 0.27.1's server writes (model_dump() of
 vllm/entrypoints/openai/{chat_completion,completion,engine}/protocol.py; stream chunks with
 exclude_unset, as chat_completion/serving.py and completion/serving.py set them).
 
+Every answer says which release it came from (rpdeploy/release.py), from the env the worker
+started with: ``system_fingerprint`` on whole answers and on a stream's last chunk (vLLM
+0.27.1 stamps it there: chat_completion/serving.py, completion/serving.py). Method 1 writes it
+when ``VLLM_EXTRA_ARGS`` holds ``--fingerprint-mode custom --fingerprint-value X`` (worker-vllm
+v2.25.2 src/args_builder.py hands those to ``vllm serve``); without them real vLLM writes its
+own ``vllm-<version>-<hash8>``, the stand-in null. Methods 2 and 3 write ``RPDEPLOY_RELEASE``
+there, in a method-2 job's last item (``"release"``) and in the method-3 app's
+``x-rpdeploy-release`` header.
+
 Everything here is pure: same input, same output (only ids and ``created`` vary).
 """
 
@@ -35,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import time
 import uuid
 from collections.abc import Mapping
@@ -184,22 +194,45 @@ def refused(exc: InvalidRequest) -> HandlerResult:
     return failed_job(worker_error_output(f"vLLM returned HTTP {exc.status}: {text}"), exc.status, exc.body)
 
 
+RELEASE_ENV = "RPDEPLOY_RELEASE"
+RELEASE_HEADER = "x-rpdeploy-release"
+
+
+def fingerprint(kind: WorkerKind, env: Mapping[str, str]) -> str | None:
+    """What the worker writes in ``system_fingerprint`` (see the module docstring)."""
+    if kind is WorkerKind.OWN_IMAGE:
+        return env.get(RELEASE_ENV) or None
+    try:
+        words = shlex.split(env.get("VLLM_EXTRA_ARGS", ""))
+    except ValueError:
+        return None
+    options: dict[str, str] = {}
+    for index, word in enumerate(words):  # argparse: the last occurrence of an option wins
+        name, equals, value = word.partition("=")
+        if name in ("--fingerprint-mode", "--fingerprint-value"):
+            options[name] = value if equals else (words[index + 1] if index + 1 < len(words) else "")
+    return options.get("--fingerprint-value") if options.get("--fingerprint-mode") == "custom" else None
+
+
 def run_job(kind: WorkerKind, model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
     """Run one job's input through the stand-in worker of ``kind``."""
     if kind is WorkerKind.WORKER_VLLM:
-        return _run_worker_vllm(model, job_input, env)
+        return _run_worker_vllm(model, job_input, env, fingerprint(kind, env))
+    release = fingerprint(kind, env)
     if job_input.get("openai_input") or job_input.get("openai_route"):
         # Methods 2 and 3 read the passthrough as worker-vllm does (_normalize_job_input).
-        return _run_worker_vllm(model, job_input, env)
+        return _run_worker_vllm(model, job_input, env, release)
     if "path" in job_input or "method" in job_input:
-        return _run_fastapi(model, job_input, env)
-    return _run_custom_handler(model, job_input)
+        return _run_fastapi(model, job_input, env, release)
+    return _run_custom_handler(model, job_input, release)
 
 
 # --- method 1: worker-vllm ------------------------------------------------------------------
 
 
-def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
+def _run_worker_vllm(
+    model: str, job_input: Mapping[str, Any], env: Mapping[str, str], release: str | None
+) -> HandlerResult:
     if job_input.get("openai_input"):
         route = job_input.get("openai_route") or "/v1/chat/completions"
         body = job_input.get("openai_input")
@@ -224,7 +257,7 @@ def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str,
     if not isinstance(route, str) or (body is not None and not isinstance(body, Mapping)):
         return failed_job(worker_error_output("route must be a string and body an object"))
     try:
-        status, answer = vllm_server(method, route, body or {}, model, env)
+        status, answer = vllm_server(method, route, body or {}, model, env, release)
     except InvalidRequest as exc:
         return refused(exc)
     if isinstance(answer, list):  # an SSE stream: the worker yields each event's text
@@ -233,7 +266,7 @@ def _run_worker_vllm(model: str, job_input: Mapping[str, Any], env: Mapping[str,
 
 
 def vllm_server(
-    method: str, route: str, body: Mapping[str, Any], model: str, env: Mapping[str, str]
+    method: str, route: str, body: Mapping[str, Any], model: str, env: Mapping[str, str], release: str | None = None
 ) -> tuple[int, Any]:
     """The stand-in for vLLM's OpenAI server: (status, JSON body or list of SSE events)."""
     path = route.split("?", 1)[0].rstrip("/") or "/"
@@ -253,8 +286,8 @@ def vllm_server(
         return 200, {}
     check_model(body, model)
     if path == "/v1/chat/completions":
-        return 200, chat_completion(body, model)
-    return 200, text_completion(body, model)
+        return 200, chat_completion(body, model, release)
+    return 200, text_completion(body, model, release)
 
 
 def models_list(model: str, env: Mapping[str, str]) -> dict[str, Any]:
@@ -352,7 +385,7 @@ def _completion_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex}"
 
 
-def chat_completion(body: Mapping[str, Any], model: str) -> Any:
+def chat_completion(body: Mapping[str, Any], model: str, release: str | None = None) -> Any:
     """``/v1/chat/completions``: a ``chat.completion`` object, or SSE events when streaming."""
     try:
         prompt = messages_text(body.get("messages"))
@@ -362,7 +395,7 @@ def chat_completion(body: Mapping[str, Any], model: str) -> Any:
     completion_id = _completion_id("chatcmpl")
     created = int(time.time())
     if body.get("stream") is True:
-        return _chat_stream(generation, completion_id, created, model, _include_usage(body))
+        return _chat_stream(generation, completion_id, created, model, _include_usage(body), release)
     message = {
         "role": "assistant",
         "content": generation.text,
@@ -388,7 +421,7 @@ def chat_completion(body: Mapping[str, Any], model: str) -> Any:
         "model": model,
         "choices": [choice],
         "service_tier": None,
-        "system_fingerprint": None,
+        "system_fingerprint": release,
         "usage": usage_info(generation),
         "prompt_logprobs": None,
         "prompt_token_ids": None,
@@ -399,7 +432,7 @@ def chat_completion(body: Mapping[str, Any], model: str) -> Any:
     }
 
 
-def text_completion(body: Mapping[str, Any], model: str) -> Any:
+def text_completion(body: Mapping[str, Any], model: str, release: str | None = None) -> Any:
     """``/v1/completions``: a ``text_completion`` object, or SSE events when streaming."""
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -410,7 +443,7 @@ def text_completion(body: Mapping[str, Any], model: str) -> Any:
     completion_id = _completion_id("cmpl")
     created = int(time.time())
     if body.get("stream") is True:
-        return _completion_stream(generation, completion_id, created, model, _include_usage(body))
+        return _completion_stream(generation, completion_id, created, model, _include_usage(body), release)
     choice = {
         "index": 0,
         "text": generation.text,
@@ -429,7 +462,7 @@ def text_completion(body: Mapping[str, Any], model: str) -> Any:
         "model": model,
         "choices": [choice],
         "service_tier": None,
-        "system_fingerprint": None,
+        "system_fingerprint": release,
         "usage": usage_info(generation),
         "kv_transfer_params": None,
         "ec_transfer_params": None,
@@ -451,17 +484,29 @@ def sse_event(data: Any) -> str:
 SSE_DONE = sse_event("[DONE]")
 
 
-def _usage_chunk(obj: str, completion_id: str, created: int, model: str, generation: Generation) -> str:
+def _usage_chunk(
+    obj: str, completion_id: str, created: int, model: str, generation: Generation, release: str | None
+) -> str:
     """The last chunk with stream_options.include_usage (dumped with exclude_none)."""
     usage = {key: value for key, value in usage_info(generation).items() if value is not None}
-    data = {"id": completion_id, "object": obj, "created": created, "model": model, "choices": [], "usage": usage}
+    data: dict[str, Any] = {
+        "id": completion_id, "object": obj, "created": created, "model": model, "choices": [], "usage": usage
+    }  # fmt: skip
+    if release is not None:
+        data["system_fingerprint"] = release
     return sse_event(data)
 
 
 def _chat_stream(
-    generation: Generation, completion_id: str, created: int, model: str, include_usage: bool
+    generation: Generation,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    release: str | None = None,
 ) -> list[str]:
-    """chat_completion/serving.py: a role chunk, a chunk per step, the last one with finish_reason."""
+    """chat_completion/serving.py: a role chunk, a chunk per step, the last one with finish_reason
+    (and the fingerprint, unless a usage chunk follows: that one is the last then)."""
 
     def chunk(choice: dict[str, Any], **extra: Any) -> str:
         data = {"id": completion_id, "object": "chat.completion.chunk", "created": created, "model": model}
@@ -476,15 +521,21 @@ def _chat_stream(
             choice["finish_reason"] = generation.finish_reason
             choice["stop_reason"] = None
         choice["token_ids"] = None
-        events.append(chunk(choice))
+        last = index == len(pieces) - 1 and not include_usage and release is not None
+        events.append(chunk(choice, system_fingerprint=release) if last else chunk(choice))
     if include_usage:
-        events.append(_usage_chunk("chat.completion.chunk", completion_id, created, model, generation))
+        events.append(_usage_chunk("chat.completion.chunk", completion_id, created, model, generation, release))
     events.append(SSE_DONE)
     return events
 
 
 def _completion_stream(
-    generation: Generation, completion_id: str, created: int, model: str, include_usage: bool
+    generation: Generation,
+    completion_id: str,
+    created: int,
+    model: str,
+    include_usage: bool,
+    release: str | None = None,
 ) -> list[str]:
     """completion/serving.py: a chunk per step, the last one with finish_reason."""
     events = []
@@ -499,10 +550,13 @@ def _completion_stream(
             "prompt_token_ids": None,
             "token_ids": None,
         }
-        data = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
-        events.append(sse_event({**data, "choices": [choice]}))
+        data: dict[str, Any] = {"id": completion_id, "object": "text_completion", "created": created, "model": model}
+        data["choices"] = [choice]
+        if index == len(pieces) - 1 and not include_usage and release is not None:
+            data["system_fingerprint"] = release
+        events.append(sse_event(data))
     if include_usage:
-        events.append(_usage_chunk("text_completion", completion_id, created, model, generation))
+        events.append(_usage_chunk("text_completion", completion_id, created, model, generation, release))
     events.append(SSE_DONE)
     return events
 
@@ -510,7 +564,7 @@ def _completion_stream(
 # --- method 2: our handler.py ---------------------------------------------------------------
 
 
-def _run_custom_handler(model: str, job_input: Mapping[str, Any]) -> HandlerResult:
+def _run_custom_handler(model: str, job_input: Mapping[str, Any], release: str | None = None) -> HandlerResult:
     try:
         prompt = _custom_prompt(job_input)
         params = job_input.get("sampling_params", {})
@@ -530,6 +584,7 @@ def _run_custom_handler(model: str, job_input: Mapping[str, Any]) -> HandlerResu
         "finish_reason": generation.finish_reason,
         "model": model,
         "usage": generation.usage(),
+        "release": release,
     }
     items: list[dict[str, Any]] = []
     if stream:
@@ -552,7 +607,9 @@ def _custom_prompt(job_input: Mapping[str, Any]) -> str:
 # --- method 3: our FastAPI app behind a handler ---------------------------------------------
 
 
-def _run_fastapi(model: str, job_input: Mapping[str, Any], env: Mapping[str, str]) -> HandlerResult:
+def _run_fastapi(
+    model: str, job_input: Mapping[str, Any], env: Mapping[str, str], release: str | None = None
+) -> HandlerResult:
     method = job_input.get("method", "GET")
     path = job_input.get("path")
     body = job_input.get("body")
@@ -560,14 +617,17 @@ def _run_fastapi(model: str, job_input: Mapping[str, Any], env: Mapping[str, str
         return HandlerResult(error="input must contain 'method' (a string) and 'path' (starting with '/')")
     if body is not None and not isinstance(body, Mapping):
         return HandlerResult(error="'body' must be a JSON object")
-    status, answer = _fastapi_app(method.upper(), path, body or {}, model, env)
-    response = {"status_code": status, "headers": {"content-type": "application/json"}, "body": answer}
+    status, answer = _fastapi_app(method.upper(), path, body or {}, model, env, release)
+    headers = {"content-type": "application/json"}
+    if release is not None:
+        headers[RELEASE_HEADER] = release
+    response = {"status_code": status, "headers": headers, "body": answer}
     # The handler is a generator yielding the response once: RunPod collects it in a list.
     return HandlerResult(output=[response], chunks=(response,), http_status=status)
 
 
 def _fastapi_app(
-    method: str, path: str, body: Mapping[str, Any], model: str, env: Mapping[str, str]
+    method: str, path: str, body: Mapping[str, Any], model: str, env: Mapping[str, str], release: str | None
 ) -> tuple[int, Any]:
     if path.split("?", 1)[0].rstrip("/") == "/health":
         if method != "GET":
@@ -576,6 +636,6 @@ def _fastapi_app(
     # The app answers inside one handler call, so a streaming request gets the whole answer.
     non_stream = {key: value for key, value in body.items() if key != "stream"}
     try:
-        return vllm_server(method, path, non_stream, model, env)
+        return vllm_server(method, path, non_stream, model, env, release)
     except InvalidRequest as exc:
         return exc.status, exc.body

@@ -259,13 +259,13 @@ _WEIGHTS = {
 
 def worker_log(state: EmulatorState, endpoint: Endpoint, worker: Worker, placement: tuple[str, str]) -> list[LogEntry]:
     """What the worker has logged by now, oldest first (state lock held)."""
-    template = state.templates.get(endpoint.template_id)
     gpu, data_center = placement
     model = worker.env.get("MODEL_NAME") or worker.env.get("MODEL_PATH") or "(no MODEL_NAME)"
     start = worker.started_at
+    release = worker.env.get("RPDEPLOY_RELEASE")
     entries = [
         LogEntry(start, "system", f"worker {worker.id} assigned to a {gpu} host in {data_center}"),
-        LogEntry(start, "system", f"pulling image {template.image_name if template else '(none)'}"),
+        LogEntry(start, "system", f"pulling image {worker.image or '(none)'}"),
         LogEntry(start, "container", f"cold start: {model}"),
     ]
     if worker.weights:
@@ -273,7 +273,15 @@ def worker_log(state: EmulatorState, endpoint: Endpoint, worker: Worker, placeme
         entries.append(LogEntry(start, "container", text.format(cache="/runpod-volume/huggingface-cache/hub")))
     if worker.start_error is not None:
         entries.append(LogEntry(start, "container", f"error: {worker.start_error}"))
-    if worker.ready or worker.ready_at <= state.clock():
+    if release:
+        entries.append(LogEntry(start, "container", f"release {release}"))
+    if worker.failed_at is not None:
+        # A release that cannot start (fault release_start_fail, emulator/rolling.py): the engine
+        # dies during its start and the worker is unhealthy until RunPod replaces it.
+        entries.append(
+            LogEntry(worker.failed_at, "container", "error: the worker failed to start: engine exited with code 1")
+        )
+    elif worker.ready or worker.ready_at <= state.clock():
         entries.append(
             LogEntry(worker.ready_at, "container", f"Worker ready (cold start {worker.ready_at - start:.1f}s).")
         )
@@ -657,7 +665,6 @@ class RestApi:
         now = self.state.clock()
         rows = []
         counts = dict.fromkeys(("running", "idle", "initializing", "throttled", "unhealthy"), 0)
-        template = self.state.templates.get(endpoint.template_id)
         for worker in endpoint.workers:
             status = "UNHEALTHY" if worker.start_error else worker.status.upper()
             counts[status.lower()] += 1
@@ -669,7 +676,7 @@ class RestApi:
                     "isStale": worker.version != endpoint.version,
                     "version": worker.version,
                     "gpuCount": endpoint.gpu_count,
-                    "image": template.image_name if template else None,
+                    "image": worker.image or None,
                     "uptimeSeconds": max(0, math.floor(now - worker.started_at)),
                     "gpuTypeId": gpu,
                     "dataCenterId": center,

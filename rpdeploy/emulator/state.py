@@ -183,19 +183,30 @@ class Worker:
     ready: bool = False  # cold start over (set by the fleet when it replays that event)
     jobs: set[str] = field(default_factory=set)
     idle_since: float | None = None
-    #: The env it started with: the template's, RunPod secret references replaced by their values.
+    # The release it runs: the endpoint's version (REST v2 /workers: isStale when the endpoint's
+    # differs) and its template's image and env when it started. A worker keeps them for life; a
+    # later release replaces the worker, never changes it (emulator/rolling.py). The env is the
+    # template's with RunPod secret references replaced by their values.
+    version: int = 0
+    image: str = ""
     env: dict[str, str] = field(default_factory=dict, repr=False)
     #: Where its weights came from (emulator/coldstart.py) and why it cannot run jobs, if so.
     weights: str = ""
     start_error: str | None = None
-    #: The endpoint version it started on (REST v2 /workers: isStale when the endpoint's differs),
-    #: and when it started (emulator clock): its logs begin there.
-    version: int = 0
+    #: When it started (emulator clock): its logs begin there.
     started_at: float = 0.0
+    #: Started while ``release_start_fail`` was on: its start fails instead of ending.
+    failing: bool = False
+    #: When its start failed (it is unhealthy until RunPod replaces it).
+    failed_at: float | None = None
+    #: When a newer release of its endpoint appeared (it serves on until replaced).
+    stale_since: float | None = None
 
     @property
     def status(self) -> str:
-        """As /health counts it: initializing, running (has jobs) or idle."""
+        """As /health counts it: initializing, unhealthy (its start failed), running (has jobs) or idle."""
+        if self.failed_at is not None:
+            return "unhealthy"
         if not self.ready:
             return "initializing"
         return "running" if self.jobs else "idle"
@@ -411,7 +422,10 @@ def endpoint_dict(state: EmulatorState, endpoint: Endpoint) -> dict[str, Any]:
         "hubReleaseId": endpoint.hub_release_id,
         "createdAt": endpoint.created_at,
         "env": env_list(template.env) if template else [],
-        "pods": [{"id": worker.id, "desiredStatus": "RUNNING"} for worker in endpoint.workers],
+        # Pod.slsVersion: the endpoint version the worker runs (rpdeploy/runpod/rollout.py).
+        "pods": [
+            {"id": worker.id, "desiredStatus": "RUNNING", "slsVersion": worker.version} for worker in endpoint.workers
+        ],
     }
 
 
@@ -421,6 +435,8 @@ def worker_dict(worker: Worker) -> dict[str, Any]:
         "status": worker.status,
         "jobs": sorted(worker.jobs),
         "concurrency": worker.concurrency,
+        "version": worker.version,
+        "release": worker.env.get("RPDEPLOY_RELEASE"),
         "weights": worker.weights,
     }
 

@@ -12,7 +12,8 @@ that exist or are starting, new workers start, up to ``workersMax``; ``workersMi
 are kept running. RunPod's scaler (``QUEUE_DELAY`` seconds, ``REQUEST_COUNT``) is not
 modelled: in the emulator both scale at once. ``workersMax == 0`` (or the ``no_capacity``
 switch) means no worker ever starts, so jobs stay ``IN_QUEUE``, as on RunPod when no GPU is
-free.
+free. Each worker runs the release it started with; a new release replaces workers while the
+old ones serve on for a while (``rolling.py``).
 
 All methods expect ``state.lock`` to be held unless they say otherwise.
 """
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rpdeploy.emulator import coldstart, ids, model
+from rpdeploy.emulator import coldstart, ids, model, rolling
 from rpdeploy.emulator import faults as fault_names
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.state import EmulatorState, Endpoint, Job, JobStatus, Worker
@@ -48,6 +49,10 @@ class FleetConfig:
     sync_retention: float = 60.0  # ... and a /runsync job this long
     webhook_attempts: int = 3  # one delivery and two retries
     webhook_retry_interval: float = 10.0
+    # Rolling releases (rolling.py): how long a worker of an older release serves on while no
+    # worker of the new one is ready, and how long a worker whose start failed stays unhealthy.
+    stale_grace: float = 60.0
+    failed_restart: float = 2.0
 
 
 class Fleet:
@@ -115,7 +120,10 @@ class Fleet:
     def _next_event(self) -> float | None:
         times: list[float] = []
         for endpoint in self.state.endpoints.values():
+            times.extend(rolling.events(endpoint, grace=self.config.stale_grace, restart=self.config.failed_restart))
             for worker in endpoint.workers:
+                if worker.failed_at is not None:
+                    continue
                 if not worker.ready:
                     times.append(worker.ready_at)
                 elif not worker.jobs and worker.idle_since is not None and len(endpoint.workers) > endpoint.workers_min:
@@ -129,9 +137,8 @@ class Fleet:
     def _process(self, moment: float) -> None:
         for endpoint in self.state.endpoints.values():
             for worker in list(endpoint.workers):
-                if not worker.ready and worker.ready_at <= moment:
-                    worker.ready = True
-                    worker.idle_since = worker.ready_at
+                if not worker.ready and worker.failed_at is None and worker.ready_at <= moment:
+                    rolling.end_cold_start(worker)
                 for job_id in sorted(worker.jobs):
                     job = self.state.jobs[job_id]
                     end = job.end_time()
@@ -152,20 +159,24 @@ class Fleet:
     def _settle(self, now: float) -> None:
         """Apply the scaling rules at ``now``: retire extra workers, start jobs, start workers."""
         for endpoint in self.state.endpoints.values():
+            rolling.settle(endpoint, now, grace=self.config.stale_grace, restart=self.config.failed_restart)
             self._retire_extra(endpoint, now)
             self._assign(endpoint, now)
             self._scale_up(endpoint, now)
 
     def _retire_extra(self, endpoint: Endpoint, now: float) -> None:
-        while len(endpoint.workers) > endpoint.workers_max:
-            spare = [w for w in endpoint.workers if not w.jobs]
+        # Workers of the current release count against workersMax; older ones go as rolling.py says.
+        fresh = rolling.current(endpoint)
+        while len(fresh) > endpoint.workers_max:
+            spare = [w for w in fresh if not w.jobs]
             if not spare:
                 return  # busy workers stop once their jobs are done
             endpoint.workers.remove(spare[-1])
+            fresh.remove(spare[-1])
 
     def _assign(self, endpoint: Endpoint, now: float) -> None:
         while endpoint.queue:
-            worker = next((w for w in endpoint.workers if w.ready and w.free_slots() > 0), None)
+            worker = next((w for w in rolling.serving(endpoint) if w.free_slots() > 0), None)
             if worker is None:
                 return
             job = self.state.jobs[endpoint.queue.popleft()]
@@ -175,12 +186,14 @@ class Fleet:
         if self.faults.peek(fault_names.NO_CAPACITY, endpoint_id=endpoint.id) is not None:
             return
         queued = len(endpoint.queue)
-        coming = sum(w.free_slots() for w in endpoint.workers if not w.ready)
-        while len(endpoint.workers) < endpoint.workers_max and (
-            len(endpoint.workers) < endpoint.workers_min or queued > coming
-        ):
+        fresh = rolling.current(endpoint)
+        coming = sum(w.free_slots() for w in fresh if not w.ready and w.failed_at is None)
+        # A new release replaces the workers of the one before, one for one (rolling-releases.mdx).
+        wanted = max(endpoint.workers_min, len(rolling.stale(endpoint)))
+        while len(fresh) < endpoint.workers_max and (len(fresh) < wanted or queued > coming):
             worker = self._new_worker(endpoint, now)
             endpoint.workers.append(worker)
+            fresh.append(worker)
             coming += worker.concurrency
 
     def _new_worker(self, endpoint: Endpoint, now: float) -> Worker:
@@ -192,16 +205,17 @@ class Fleet:
             cold_start = self.config.cold_start + start.weights_seconds
         limit = self.faults.peek(fault_names.CONCURRENCY, endpoint_id=endpoint.id)
         concurrency = limit.value if limit is not None and limit.value else self.config.concurrency
-        return Worker(
+        worker = Worker(
             id=ids.worker_id(),
             ready_at=now + cold_start,
             concurrency=concurrency,
             env=start.env,
             weights=start.weights,
             start_error=start.error,
-            version=endpoint.version,
             started_at=now,
         )
+        failing = self.faults.take(fault_names.RELEASE_START_FAIL, endpoint_id=endpoint.id) is not None
+        return rolling.start(worker, endpoint, self.state.templates.get(endpoint.template_id), failing=failing)
 
     def _start(self, endpoint: Endpoint, worker: Worker, job: Job, now: float) -> None:
         job.status = JobStatus.IN_PROGRESS
@@ -213,12 +227,12 @@ class Fleet:
             timing.seconds if timing is not None and timing.seconds is not None else self.config.execution_time
         )
         job.run_until = None if job.fault == fault_names.JOB_HANG else now + job.run_time
-        job.result = self._compute(endpoint, job, worker)
+        job.result = self._compute(worker, job)
 
-    def _compute(self, endpoint: Endpoint, job: Job, worker: Worker | None = None) -> model.HandlerResult | None:
+    def _compute(self, worker: Worker, job: Job) -> model.HandlerResult | None:
         if job.fault == fault_names.JOB_HANG:
             return None
-        if worker is not None and worker.start_error is not None:
+        if worker.start_error is not None:
             return model.HandlerResult(error=worker.start_error)
         message = job.fault_message or fault_names.WORKER_FAILURE
         if job.fault == fault_names.JOB_FAIL:
@@ -226,10 +240,10 @@ class Fleet:
         if job.fault == fault_names.JOB_ERROR_OUTPUT:
             output = model.worker_error_output(message)
             return model.HandlerResult(output=output, chunks=(output,), http_status=500)
-        template = self.state.templates.get(endpoint.template_id)
-        # The env the worker started with (secrets substituted), as on RunPod.
-        env = worker.env if worker is not None else template.env_dict() if template else {}
-        kind = model.worker_kind(template.image_name if template else "")
+        # The worker answers from the release it started with (its image, and its env with the
+        # secrets substituted, as on RunPod), not from the template as it is now.
+        env = worker.env
+        kind = model.worker_kind(worker.image)
         try:
             return model.run_job(kind, model.served_model_name(kind, env), job.input, env)
         except Exception as exc:  # a crash in the stand-in worker fails its job, as on RunPod
@@ -367,7 +381,9 @@ class Fleet:
         now = self.state.clock()
         self.advance(now)
         statuses = [worker.status for worker in endpoint.workers]
-        initializing, running, idle = (statuses.count(s) for s in ("initializing", "running", "idle"))
+        initializing, running, idle, unhealthy = (
+            statuses.count(s) for s in ("initializing", "running", "idle", "unhealthy")
+        )
         in_progress = sum(len(w.jobs) for w in endpoint.workers)
         return {
             "jobs": {
@@ -383,7 +399,7 @@ class Fleet:
                 "ready": idle + running,
                 "running": running,
                 "throttled": 0,
-                "unhealthy": 0,
+                "unhealthy": unhealthy,
             },
         }
 

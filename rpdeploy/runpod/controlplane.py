@@ -39,6 +39,7 @@ from rpdeploy.runpod.models import (
     TemplateSpec,
     WorkerList,
 )
+from rpdeploy.runpod.rollout import Rollout, from_graphql
 from rpdeploy.secrets import Secret, redact
 
 if TYPE_CHECKING:
@@ -83,6 +84,10 @@ class ControlPlane(Protocol):
     def list_endpoints(self) -> list[Endpoint]: ...
 
     def get_endpoint(self, endpoint_id: str) -> Endpoint | None: ...
+
+    def rollout(self, endpoint_id: str) -> Rollout:
+        """How far the endpoint's current release has reached its workers (rpdeploy.runpod.rollout)."""
+        ...
 
     def create_endpoint(self, spec: EndpointSpec) -> Endpoint: ...
 
@@ -540,6 +545,13 @@ class GraphQLControlPlane:
             return None
         found = ((data or {}).get("myself") or {}).get("endpoint")
         return endpoint_from_graphql(found) if found else None
+
+    def rollout(self, endpoint_id: str) -> Rollout:
+        data = self._execute(ops.ENDPOINT_ROLLOUT, {"id": endpoint_id}, operation="EndpointRollout", mutation=False)
+        found = ((data or {}).get("myself") or {}).get("endpoint")
+        if not found:
+            raise ApiError(f"RunPod has no endpoint {endpoint_id} (reading its rollout)")
+        return from_graphql(found)
 
     def create_endpoint(self, spec: EndpointSpec) -> Endpoint:
         data = self._execute(

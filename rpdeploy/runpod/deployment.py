@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from rpdeploy import __version__, versions
+from rpdeploy import __version__, release, versions
 from rpdeploy import gpus as gpu_selection
 from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
@@ -265,15 +265,50 @@ def desired_template(
     environ: Mapping[str, str] | None = None,
     init_timeout: int | None = None,
 ) -> TemplateSpec:
+    """The template deploy.yaml asks for, with the id of the release it makes (``rpdeploy.release``)."""
+    env = resolve_env(config, environ, init_timeout=init_timeout)
+    content_env = [(var.key, var.reveal(), var.secret) for var in env]
+    hf_secret = hf_token_secret(config, environ)
+    if hf_secret is not None:
+        # The token as a RunPod secret: the env holds only its reference, and a worker reads the
+        # value when it starts. A new value is a new release all the same (counted here as its
+        # sha256), so the template changes and RunPod replaces the workers that hold the old one.
+        content_env.append((f"runpod-secret:{hf_secret[0]}", hf_secret[1].reveal(), True))
+    content = release.content_fingerprint(
+        content_env,
+        container_disk_gb=config.endpoint.container_disk_gb,
+        registry_auth_id=registry_auth_id,
+        docker_args="",
+    )
+    release_id = release.release_id(image, content)
     return TemplateSpec(
         name=config.endpoint.template,
         image=image,
-        env=resolve_env(config, environ, init_timeout=init_timeout),
+        env=with_release(config, env, release_id),
         container_disk_gb=config.endpoint.container_disk_gb,
         registry_auth_id=registry_auth_id,
         readme=f"Managed by rpdeploy {__version__} ({config.method.value}, {config.model.name}). "
         "Edit deploy.yaml and re-run `rpdeploy deploy` instead of changing it here.",
+        release=release_id,
     )
+
+
+def with_release(config: Config, env: tuple[EnvVar, ...], release_id: str) -> tuple[EnvVar, ...]:
+    """``env`` plus what tells the workers their release: ``RPDEPLOY_RELEASE`` (our workers read it)
+    and, for worker-vllm, vLLM's fingerprint flags in front of the user's own VLLM_EXTRA_ARGS."""
+    out = [var for var in env if var.key != release.VLLM_EXTRA_ARGS or config.method is not Method.WORKER_VLLM]
+    if config.method is Method.WORKER_VLLM:
+        mine = release.fingerprint_args(release_id)
+        user = next((var for var in env if var.key == release.VLLM_EXTRA_ARGS), None)
+        if user is None or not user.reveal().strip():
+            out.append(EnvVar(release.VLLM_EXTRA_ARGS, mine))
+        else:
+            combined = f"{mine} {user.reveal().strip()}"
+            # A user's args given as a secret reference stay a secret, with ours in front.
+            value = Secret(combined, user.value.source) if isinstance(user.value, Secret) else combined
+            out.append(EnvVar(release.VLLM_EXTRA_ARGS, value))
+    out.append(EnvVar(release.RELEASE_ENV, release_id))
+    return tuple(out)
 
 
 def desired_endpoint(

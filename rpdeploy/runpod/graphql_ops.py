@@ -52,6 +52,14 @@ query Endpoint($id: String!) {{
 }}
 """
 
+# How far a release has rolled out: the endpoint's version, and the version each worker runs
+# (Endpoint.pods is the endpoint's workers; Pod.slsVersion its version, see rpdeploy/runpod/rollout.py).
+ENDPOINT_ROLLOUT = """
+query EndpointRollout($id: String!) {
+  myself { endpoint(id: $id) { id version pods { id desiredStatus slsVersion } } }
+}
+"""
+
 SAVE_TEMPLATE = f"""
 mutation SaveTemplate($input: SaveTemplateInput) {{
   saveTemplate(input: $input) {{ {TEMPLATE_FIELDS} }}

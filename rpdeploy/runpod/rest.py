@@ -40,7 +40,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from rpdeploy.errors import ApiError, ApiRetiredError
+from rpdeploy.errors import ApiError, ApiRetiredError, AuthError
 from rpdeploy.gpus import GpuSelection
 from rpdeploy.runpod.controlplane import HttpTransport, auth_error
 from rpdeploy.runpod.models import (
@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     import httpx
 
     from rpdeploy.runpod.controlplane import GraphQLControlPlane
+    from rpdeploy.runpod.rollout import Rollout as RolloutView
 
 #: Every endpoint rpdeploy makes is a queue endpoint (the invoke API's /run, /runsync...).
 ENDPOINT_TYPE = "QUEUE"
@@ -610,6 +611,20 @@ class RestControlPlane:
         return releases_from_rest(
             self._request("GET", f"/serverless/{endpoint_id}/releases", what="listEndpointReleases")
         )
+
+    def rollout(self, endpoint_id: str) -> RolloutView:
+        """How far the endpoint's current release has reached its workers: ``/workers`` (each one's
+        ``isStale``), with ``/releases``' ``rollout.inProgress`` when that can be read."""
+        from rpdeploy.runpod.rollout import from_rest
+
+        listed = self.workers(endpoint_id)
+        try:
+            history: ReleaseList | None = self.releases(endpoint_id)
+        except AuthError:
+            raise
+        except ApiError:
+            history = None  # the worker list alone still tells old workers from new ones
+        return from_rest(listed, history)
 
     def worker_logs(
         self,

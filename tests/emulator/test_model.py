@@ -147,6 +147,7 @@ def test_method_2_prompt(api: Api, own: str) -> None:
                 "completion_tokens": expected.completion_tokens,
                 "total_tokens": 2 + expected.completion_tokens,
             },
+            "release": None,  # no RPDEPLOY_RELEASE on this template (see the release tests below)
         }
     ]
 
@@ -162,6 +163,7 @@ def test_method_2_messages_streaming_deltas(api: Api, own: str) -> None:
         "finish_reason": "length",
         "model": MODEL,
         "usage": {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9},
+        "release": None,
     }
 
 
@@ -319,3 +321,57 @@ def test_openai_completions_stream(api: Api, vllm: str) -> None:
     events = [json.loads(block[len("data: ") :]) for block in blocks[:-1]]
     assert "".join(e["choices"][0]["text"] for e in events) == model.generate("Once upon a time", 4).text
     assert events[-1]["choices"][0]["finish_reason"] == "length"
+
+
+# --- which release answered (rpdeploy/release.py) ------------------------------------------------------
+
+RELEASE = "rel-0123456789ab-cdef01234567"
+
+
+def _events(raw: str) -> list[Any]:
+    blocks = [block[len("data: ") :] for block in raw.split("\n\n") if block]
+    return [block if block == "[DONE]" else json.loads(block) for block in blocks]
+
+
+def test_method_1_names_the_release_vllm_is_given(api: Api) -> None:
+    """worker-vllm passes VLLM_EXTRA_ARGS to `vllm serve`; --fingerprint-mode custom writes the value."""
+    extra = f"--max-num-batched-tokens 512 --fingerprint-mode custom --fingerprint-value {RELEASE}"
+    named = api.endpoint(name="m1-named", env=[{"key": "VLLM_EXTRA_ARGS", "value": extra}])["id"]
+    overridden = api.endpoint(
+        name="m1-overridden", env=[{"key": "VLLM_EXTRA_ARGS", "value": f"{extra} --fingerprint-mode=none"}]
+    )["id"]
+    plain = api.endpoint(name="m1-plain", env=[])["id"]
+
+    chat = runsync(api, named, CHAT)["output"][0]
+    openai = api.invoke("POST", named, "openai/v1/completions", json={"prompt": "Hi", "max_tokens": 2}).json()
+    assert chat["system_fingerprint"] == openai["system_fingerprint"] == RELEASE
+    # argparse keeps the last occurrence: the user's own mode wins over rpdeploy's.
+    assert runsync(api, overridden, CHAT)["output"][0]["system_fingerprint"] is None
+    assert runsync(api, plain, CHAT)["output"][0]["system_fingerprint"] is None
+
+
+def test_methods_2_and_3_name_their_release_in_every_answer(api: Api) -> None:
+    endpoint_id = api.endpoint(
+        name="own-named",
+        image=OWN_IMAGE,
+        env=[{"key": "MODEL_NAME", "value": MODEL}, {"key": "RPDEPLOY_RELEASE", "value": RELEASE}],
+    )["id"]
+
+    assert runsync(api, endpoint_id, {"prompt": "Hi"})["output"][-1]["release"] == RELEASE
+    streamed = runsync(api, endpoint_id, {"prompt": "Hi", "stream": True})["output"]
+    assert [item.get("release") for item in streamed] == [None] * (len(streamed) - 1) + [RELEASE]
+    [app] = runsync(api, endpoint_id, {"method": "POST", "path": "/v1/chat/completions", "body": CHAT})["output"]
+    assert app["headers"]["x-rpdeploy-release"] == RELEASE and app["body"]["system_fingerprint"] == RELEASE
+
+    chat = api.invoke("POST", endpoint_id, "openai/v1/chat/completions", json={**CHAT, "max_tokens": 3})
+    assert chat.json()["system_fingerprint"] == RELEASE
+    # A stream names it on its last chunk, or on the usage chunk when one follows (vLLM 0.27.1).
+    for usage in (False, True):
+        body = {**CHAT, "max_tokens": 3, "stream": True, "stream_options": {"include_usage": usage}}
+        with api.http.stream(
+            "POST", f"/v2/{endpoint_id}/openai/v1/chat/completions", json=body, headers=api.headers
+        ) as resp:
+            events = _events(resp.read().decode())
+        named = [i for i, event in enumerate(events) if isinstance(event, dict) and "system_fingerprint" in event]
+        assert named == [len(events) - 2] and events[-2]["system_fingerprint"] == RELEASE, events
+        assert ("usage" in events[-2]) is usage

@@ -57,12 +57,13 @@ ALL_STAGES = (
     "template",
     "gpu",
     "endpoint",
+    "smoke-test",  # step 11's endpoint check runs before the backend stages (verify, then cut over)
     "backend-env",
     "backend-restart",
-    "smoke-test",
+    "integration-test",
 )
 BUILD_STAGES = ("handler", "dockerfile", "build", "push")
-BACKEND_STAGES = ("backend-env", "backend-restart")
+BACKEND_STAGES = ("backend-env", "backend-restart", "integration-test")
 DIGEST_REF = re.compile(r"^(?P<name>.+)@(?P<digest>sha256:[0-9a-f]{64})$")
 CREDENTIALS = {"username": "REG_USER", "password": "REG_PASS"}
 

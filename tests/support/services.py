@@ -179,7 +179,10 @@ class SystemdHost:
     """A booted container of the rpdeploy-test/systemd-host image, as an EC2 host would be reached.
 
     Logins by key only: ``root`` and ``deploy`` (passwordless sudo). The Spring Boot stand-in is
-    the unit ``spring-boot`` reading ``/opt/spring-boot/.env``; it serves ``health_url``.
+    the unit ``spring-boot`` reading ``/opt/spring-boot/.env``; it serves ``health_url``, and
+    ``POST /api/chat`` calls the RunPod endpoint its env names (scripts/images/systemd-host/app.py).
+    ``gateway`` is this machine's address on the container's network (the docker bridge): a
+    server bound there, and only there, is reachable from inside the host container.
     """
 
     container_id: str
@@ -193,6 +196,7 @@ class SystemdHost:
     health_url: str
     service: str = "spring-boot"
     env_file: str = "/opt/spring-boot/.env"
+    gateway: str = ""
     container: Any = field(default=None, repr=False, compare=False)
 
     def ssh_argv(self, command: str, user: str | None = None) -> list[str]:
@@ -282,6 +286,7 @@ def _describe(container: Any, key: SshClientKey, workdir: Path, ssh_port: int, h
         known_hosts_file=known_hosts_file,
         http_port=http_port,
         health_url=f"http://127.0.0.1:{http_port}/actuator/health",
+        gateway=str(container.attrs["NetworkSettings"].get("Gateway") or ""),
         container=container,
     )
 

@@ -24,9 +24,10 @@ defaults to the rest of the context, as with `vllm serve` (method 1).
 
 Output: a list, because the handler is a generator whose items RunPod collects:
     [{"text": "...", "finish_reason": "stop", "model": "...",
-      "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}}]
+      "usage": {"prompt_tokens": 12, "completion_tokens": 30, "total_tokens": 42}, "release": "rel-..."}]
 With "stream": true, every item but the last carries only new "text"; the last one carries
-"finish_reason" and "usage". Bad input produces {"error": "..."} with vLLM's own message:
+"finish_reason", "usage" and "release" (the release this worker runs, from RPDEPLOY_RELEASE:
+rpdeploy's deploy check accepts only answers of the release it just deployed). Bad input produces {"error": "..."} with vLLM's own message:
 RunPod marks that job failed and the worker goes on serving the next one. If the vLLM engine
 itself dies (a CUDA error, say), the job fails and the worker exits, so RunPod starts a new one.
 
@@ -303,6 +304,11 @@ def exit_soon(reason: str) -> None:
 # ErrorResponse). Whole answers are model_dump()ed (every field, None included); stream chunks
 # are dumped with exclude_unset, i.e. only the fields chat_completion/serving.py sets.
 
+# The release this worker runs, set by rpdeploy on the template. Every answer names it (in
+# system_fingerprint, as `vllm serve --fingerprint-mode custom` would), so a deploy can tell the
+# new release's answers from those of old workers still serving during a rolling update.
+RELEASE = _env("RPDEPLOY_RELEASE", "") or None
+
 
 def usage_info(prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
     return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
@@ -329,7 +335,7 @@ def chat_response(ident: str, created: int, text: str, finish_reason: str | None
     choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason,
               "stop_reason": stop_reason, "token_ids": None, "routed_experts": None}
     return {"id": ident, "object": "chat.completion", "created": created, "model": SERVED_MODEL_NAME,
-            "choices": [choice], "service_tier": None, "system_fingerprint": None, "usage": usage,
+            "choices": [choice], "service_tier": None, "system_fingerprint": RELEASE, "usage": usage,
             "prompt_logprobs": None, "prompt_token_ids": None, "prompt_text": None,
             "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None}
 
@@ -341,7 +347,7 @@ def completion_response(ident: str, created: int, text: str, finish_reason: str 
               "stop_reason": stop_reason, "token_ids": None, "prompt_logprobs": None,
               "prompt_token_ids": None, "routed_experts": None}
     return {"id": ident, "object": "text_completion", "created": created, "model": SERVED_MODEL_NAME,
-            "choices": [choice], "service_tier": None, "system_fingerprint": None, "usage": usage,
+            "choices": [choice], "service_tier": None, "system_fingerprint": RELEASE, "usage": usage,
             "kv_transfer_params": None, "ec_transfer_params": None, "metrics": None}
 
 
@@ -354,14 +360,16 @@ SSE_DONE = sse("[DONE]")
 
 
 def stream_events(kind: str, ident: str, created: int, piece: str, *, first: bool,
-                  finish_reason: str | None, stop_reason: Any = None) -> list[str]:
+                  finish_reason: str | None, stop_reason: Any = None, usage_follows: bool = False) -> list[str]:
     """The events for one engine step of a streamed answer (`kind` "chat" or "text").
 
     A chat stream opens with a chunk that carries only the role; the chunk of the last step
-    carries finish_reason and stop_reason. Steps that add no text send nothing.
+    carries finish_reason and stop_reason, and the release unless a usage chunk follows (then
+    that one is last and carries it). Steps that add no text send nothing.
     """
     events = []
     last = finish_reason is not None
+    named = {"system_fingerprint": RELEASE} if last and not usage_follows and RELEASE is not None else {}
     if kind == "chat":
         if first:
             opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
@@ -376,12 +384,12 @@ def stream_events(kind: str, ident: str, created: int, piece: str, *, first: boo
                 choice["stop_reason"] = stop_reason
             choice["token_ids"] = None
             events.append(sse({"id": ident, "object": "chat.completion.chunk", "created": created,
-                               "model": SERVED_MODEL_NAME, "choices": [choice]}))
+                               "model": SERVED_MODEL_NAME, "choices": [choice], **named}))
     elif piece or last:
         choice = {"index": 0, "text": piece, "logprobs": None, "finish_reason": finish_reason,
                   "stop_reason": stop_reason, "prompt_token_ids": None, "token_ids": None}
         events.append(sse({"id": ident, "object": "text_completion", "created": created,
-                           "model": SERVED_MODEL_NAME, "choices": [choice]}))
+                           "model": SERVED_MODEL_NAME, "choices": [choice], **named}))
     return events
 
 
@@ -389,8 +397,9 @@ def usage_event(kind: str, ident: str, created: int, usage: dict[str, Any]) -> s
     """The last chunk when the request asked for stream_options.include_usage (dumped without Nones)."""
     obj = "chat.completion.chunk" if kind == "chat" else "text_completion"
     shown = {key: value for key, value in usage.items() if value is not None}
+    named = {"system_fingerprint": RELEASE} if RELEASE is not None else {}
     return sse({"id": ident, "object": obj, "created": created, "model": SERVED_MODEL_NAME, "choices": [],
-                "usage": shown})
+                "usage": shown, **named})
 
 
 def include_usage(body: dict[str, Any]) -> bool:
@@ -560,7 +569,7 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         "model": SERVED_MODEL_NAME,
         "usage": _usage(len(final.prompt_token_ids or []), len(completion.token_ids)),
     }
-    yield finish(result)
+    yield {**finish(result), "release": RELEASE}
 
 
 # --- RunPod's OpenAI route ----------------------------------------------------------------
@@ -690,7 +699,7 @@ async def openai_answer(engine: AsyncLLMEngine, job_input: dict[str, Any]) -> As
         return
     last = held + str(result.get("text") or "")
     for event in stream_events(kind, ident, created, last, first=first, finish_reason=finish_reason,
-                               stop_reason=completion.stop_reason):
+                               stop_reason=completion.stop_reason, usage_follows=include_usage(body)):
         yield event
     if include_usage(body):
         yield usage_event(kind, ident, created, usage)

@@ -17,7 +17,8 @@ Any HTTP request for app.py:
     {"input": {"method": "POST", "path": "/v1/chat/completions",
                "body": {"messages": [{"role": "user", "content": "Hi!"}], "max_tokens": 64}}}
 and its output is the app's response (a list of one, because the handler is a generator):
-    [{"status_code": 200, "headers": {"content-type": "application/json"}, "body": {...}}]
+    [{"status_code": 200, "headers": {"content-type": "application/json", "x-rpdeploy-release": "rel-..."},
+      "body": {...}}]
 A streamed request ("stream": true in the body) returns the server-sent events as a list
 in "body". An HTTP error from the app (4xx/5xx) is a normal output with that status code;
 only a malformed job fails the job.
@@ -48,6 +49,7 @@ _METHODS = {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"}
 # Headers a caller may pass through to the app; anything else (hop-by-hop headers, a
 # Host that would confuse routing) is dropped.
 _FORWARDED_HEADERS = {"accept", "authorization", "content-type", "x-request-id"}
+_RELEASE_HEADER = "x-rpdeploy-release"
 
 
 async def call_app(method: str, path: str, body: Any, headers: dict[str, str]) -> AsyncIterator[Any]:
@@ -209,7 +211,10 @@ async def handler(job: dict[str, Any]) -> AsyncIterator[Any]:
         else:
             raw += item
     content_type = response_headers.get("content-type", "")
-    yield {"status_code": status, "headers": {"content-type": content_type}, "body": _body(content_type, raw)}
+    kept = {"content-type": content_type}
+    if _RELEASE_HEADER in response_headers:  # which release answered (app.py's ReleaseHeader)
+        kept[_RELEASE_HEADER] = response_headers[_RELEASE_HEADER]
+    yield {"status_code": status, "headers": kept, "body": _body(content_type, raw)}
 
 
 if __name__ == "__main__":
