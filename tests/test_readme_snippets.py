@@ -15,8 +15,8 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -47,33 +47,39 @@ def clean_env(bin_dir: Path | None = None, **extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-@contextlib.contextmanager
 def shell(
-    script: str, cwd: Path, env: dict[str, str], *, isolated_network: bool = False
-) -> Iterator[subprocess.Popen[str]]:
-    """bash running ``script`` in its own session; whatever it leaves running is stopped after."""
+    script: str, cwd: Path, env: dict[str, str], *, timeout: float = 300, isolated_network: bool = False
+) -> tuple[int, str, str]:
+    """bash running ``script`` in its own session: (exit code, stdout, stderr) once bash has ended.
+
+    Output goes to files, not pipes, so a process the snippet left in the background (holding
+    the output open) cannot keep the test waiting; whatever is left in the session is stopped.
+    """
     argv = ["bash", "-e", "-c", script]
     if isolated_network:
         # A private loopback: the snippet's fixed port (8000) cannot meet another test's.
         argv = ["unshare", "--net", "bash", "-e", "-c", "ip link set lo up\n" + script]
-    process = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
-    )
-    try:
-        yield process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only that
-        process.wait(timeout=30)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, text=True, start_new_session=True)
+        try:
+            code: int | None = process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)  # the session this test started, and only that
+            process.wait(timeout=30)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if code is None:
+        pytest.fail(f"the snippet did not finish in {timeout}s:\n{script}\n{stdout}\n{stderr}")
+    return code, stdout, stderr
 
 
 def run(script: str, cwd: Path, env: dict[str, str], *, timeout: float = 300, **kwargs: bool) -> tuple[str, str]:
-    with shell(script, cwd, env, **kwargs) as process:
-        try:
-            out, err = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the snippet did not finish in {timeout}s:\n{script}")
-        assert process.returncode == 0, f"the README snippet failed ({process.returncode}):\n{script}\n{out}\n{err}"
+    code, out, err = shell(script, cwd, env, timeout=timeout, **kwargs)
+    assert code == 0, f"the README snippet failed ({code}):\n{script}\n{out}\n{err}"
     return out, err
 
 
@@ -89,12 +95,11 @@ def test_the_emulator_section_works_as_written(project: Path) -> None:
     """Item 1: `rpdeploy emulator ... &` then sourcing its output found the file still empty."""
     shutil.copy(ROOT / "deploy.yaml", project / "deploy.yaml")
     script = snippet("## The RunPod emulator")
-    with shell(script, project, clean_env()) as process:
-        out, err = process.communicate(timeout=300)
+    code, out, err = shell(script, project, clean_env())
     started = re.search(r"in the background \(pid (\d+)\)", err)
     pid = int(started.group(1)) if started else None
     try:
-        assert process.returncode == 0, f"the README snippet failed:\n{script}\n{out}\n{err}"
+        assert code == 0, f"the README snippet failed:\n{script}\n{out}\n{err}"
         assert "Deployed 'qwen25-7b-instruct'" in out
         assert "stages run: account, template, gpu, endpoint, smoke-test" in out
         status = out.split("Deployed", 1)[1]
