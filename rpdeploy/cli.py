@@ -234,6 +234,7 @@ def _register() -> None:
         emulator,
         endpoint,
         init,
+        logs,
         render,
         smoke,
         validate,
@@ -247,6 +248,7 @@ def _register() -> None:
     app.command("plan")(boundary(deploy.plan))
     app.command("deploy")(boundary(deploy.deploy))
     app.command("status")(boundary(deploy.status))
+    app.command("logs")(boundary(logs.logs))
     app.command("smoke-test")(boundary(smoke.smoke_test))
     app.command("rollback")(boundary(deploy.rollback))
     app.command("destroy")(boundary(deploy.destroy))

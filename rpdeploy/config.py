@@ -624,8 +624,25 @@ class EndpointConfig(_Model):
         return self.template_name or f"{self.name}-template"
 
 
+class RunpodApi(str, Enum):
+    """Which of RunPod's control-plane APIs rpdeploy speaks (rpdeploy.runpod.controlplane / rest)."""
+
+    GRAPHQL = "graphql"
+    REST = "rest"
+
+
+#: Picks runpod.api when deploy.yaml leaves it out (CI runs the same project on both).
+RUNPOD_API_ENV = "RPDEPLOY_RUNPOD_API"
+
+
 class RunpodConfig(_Model):
     """How to reach RunPod."""
+
+    api: RunpodApi | None = Field(
+        default=None,
+        description=f"Control-plane API: graphql (default) or rest (RunPod's REST API v2); else env {RUNPOD_API_ENV}. "
+        "RunPod retires GraphQL in early 2027.",
+    )
 
     api_key: ApiKeyRef = Field(
         default_factory=lambda: ApiKeyRef(env="RUNPOD_API_KEY"),
@@ -645,6 +662,23 @@ class RunpodConfig(_Model):
         if value is not None and not re.match(r"^https?://[^\s/$.?#][^\s]*$", value):
             raise ValueError(f"{shorten(value)} is not an http(s) URL")
         return value.rstrip("/") if value else value
+
+    def resolved_api(self, environ: Mapping[str, str] | None = None) -> RunpodApi:
+        """runpod.api, else RPDEPLOY_RUNPOD_API, else graphql (as the design says, while RunPod serves it)."""
+        if self.api is not None:
+            return self.api
+        environ = os.environ if environ is None else environ
+        value = environ.get(RUNPOD_API_ENV, "").strip().lower()
+        if not value:
+            return RunpodApi.GRAPHQL
+        try:
+            return RunpodApi(value)
+        except ValueError:
+            valid = ", ".join(a.value for a in RunpodApi)
+            raise ConfigError(
+                f"{RUNPOD_API_ENV}={shorten(value)} is not a RunPod API rpdeploy speaks; valid: {valid}",
+                hint=f"unset {RUNPOD_API_ENV}, or set runpod.api in deploy.yaml",
+            ) from None
 
     def resolved_api_url(self, environ: Mapping[str, str] | None = None) -> str:
         environ = os.environ if environ is None else environ

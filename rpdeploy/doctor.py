@@ -105,7 +105,7 @@ def _runpod_checks(config: Config, environ: Mapping[str, str] | None, reporter: 
     from rpdeploy.runpod.deployment import connect
 
     try:
-        cp = connect(config, environ, timeout=15)
+        cp = connect(config, environ, reporter=reporter, timeout=15)
     except RpdeployError as exc:
         return [
             DoctorCheck("RunPod API key", "failed", exc.message, exc.hint),
@@ -115,8 +115,9 @@ def _runpod_checks(config: Config, environ: Mapping[str, str] | None, reporter: 
 
         def key() -> str:
             account = cp.account()
-            who = account.email or account.id
-            return f"accepted by {config.runpod.resolved_api_url(environ)} (account {who})"
+            who = account.email or account.id or "not shown: GraphQL is retired"
+            api = config.runpod.resolved_api(environ).value
+            return f"accepted by {config.runpod.resolved_api_url(environ)} over {api} (account {who})"
 
         key_check = _check("RunPod API key", key)
         if key_check.status == "failed":

@@ -14,6 +14,7 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── RegistryError                 6  registry login or push failed
     ├── ApiError                      7  RunPod control plane / invoke API failed
     │   ├── NotOursError              7  a same-named endpoint/template is not this deployment's
+    │   ├── ApiRetiredError           7  RunPod answered that the API used (GraphQL) is retired
     │   └── AuthError                 8  RunPod API key missing, invalid or without permission
     ├── BackendError                  9  SSH, env file, restart or health check of the backend
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
@@ -183,6 +184,13 @@ class ApiError(RpdeployError):
 class NotOursError(ApiError):
     """An endpoint or template with the name deploy.yaml gives exists on RunPod, but nothing
     says it is this deployment's (no ownership mark, or another deployment's). Exit 7."""
+
+
+class ApiRetiredError(ApiError):
+    """RunPod answered that the API rpdeploy spoke is gone (GraphQL's retirement: HTTP 410, or its
+    deprecation error). Exit 7; the message is one line and the hint names the switch."""
+
+    default_hint = "set `runpod.api: rest` in deploy.yaml (or RPDEPLOY_RUNPOD_API=rest) to use RunPod's REST API v2"
 
 
 class AuthError(ApiError):

@@ -128,8 +128,21 @@ class GpuSelection:
         )
 
     def text(self) -> str:
-        """The canonical string: pools, then exclusions, each sorted."""
+        """The canonical ``gpuIds`` string (GraphQL's form): pools, then exclusions, each sorted."""
         return ",".join([*sorted(self.pools), *(f"-{t}" for t in sorted(self.exclusions))])
+
+    def to_dict(self) -> dict[str, list[str]]:
+        """rpdeploy's own form (plan, ledger, ``endpoint get``): REST v2's ``pools`` and ``excludedTypes``."""
+        return {"pools": sorted(self.pools), "excluded": sorted(self.exclusions)}
+
+    def describe(self) -> str:
+        """For people: "AMPERE_24 without NVIDIA GeForce RTX 3090, NVIDIA RTX A5000"."""
+        pools = ", ".join(sorted(self.pools)) or "(no pool)"
+        return pools if not self.exclusions else f"{pools} without {', '.join(sorted(self.exclusions))}"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, list[str]]) -> GpuSelection:
+        return cls(frozenset(data.get("pools") or ()), frozenset(data.get("excluded") or ()))
 
     def allowed(self, pools: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
         """The GPU type ids this selection lets RunPod use, given the live pool membership."""
@@ -142,7 +155,12 @@ class PoolError(ValueError):
 
 
 def gpu_ids_for(gpu: GpuType, pools: dict[str, tuple[str, ...]]) -> str:
-    """The ``gpuIds`` value that lets RunPod use exactly this GPU type and nothing else.
+    """:func:`selection_for` as GraphQL's ``gpuIds`` text."""
+    return selection_for(gpu, pools).text()
+
+
+def selection_for(gpu: GpuType, pools: dict[str, tuple[str, ...]]) -> GpuSelection:
+    """The selection that lets RunPod use exactly this GPU type and nothing else.
 
     ``gpuIds`` takes pool ids, plus ``-<type id>`` exclusions: "AMPERE_24,-NVIDIA GeForce
     RTX 3090,-NVIDIA RTX A5000" means "an L4". ``pools`` is RunPod's live answer
@@ -154,4 +172,4 @@ def gpu_ids_for(gpu: GpuType, pools: dict[str, tuple[str, ...]]) -> str:
     if not holders:
         raise PoolError(f"RunPod lists no serverless pool with {gpu.id}")
     others = frozenset(member for pool in holders for member in pools[pool] if member != gpu.id)
-    return GpuSelection(holders, others).text()
+    return GpuSelection(holders, others)

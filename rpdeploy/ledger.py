@@ -11,6 +11,12 @@ strict types: a stage record that is a string, ``outputs`` that is not an object
 ``history`` that is not a list is refused). The outputs later stages read back are typed too.
 Any problem is a ConfigError (exit 3) that names the file, the field, and the fix: move the
 file away and deploy again (RunPod is the source of truth, so nothing is duplicated).
+
+The ledger speaks rpdeploy's terms, not an API's: version 2 records the GPU selection as
+``gpus: {"pools": [...], "excluded": [...]}`` where version 1 kept GraphQL's ``gpuIds`` text
+(``gpu_ids``). A version-1 ledger is migrated when it is read (:func:`migrate`) and written
+as version 2 by the next save; its RunPod stages run once more on the next deploy (their
+inputs now name the API), find nothing to change and send nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ from rpdeploy.errors import ConfigError
 from rpdeploy.fsutil import atomic_write
 
 LEDGER_NAME = "state.json"
-LEDGER_VERSION = 1
+LEDGER_VERSION = 2
+#: Versions this rpdeploy reads (older ones are migrated on read).
+READABLE_VERSIONS = (1, 2)
 #: How many earlier deployments `rpdeploy rollback` can go back to.
 HISTORY_LIMIT = 20
 
@@ -55,6 +63,8 @@ class _Outputs(_Strict):
     digest: str | None = None
     template_id: str | None = None
     endpoint_id: str | None = None
+    gpus: dict[str, list[str]] | None = None
+    #: Version 1's name for ``gpus`` (migrated away on read; here only so a damaged one is refused).
     gpu_ids: str | None = None
     registry_auth_id: str | None = None
     urls: dict[str, str | None] | None = None
@@ -88,7 +98,7 @@ class _HistoryEntry(_Strict):
 class LedgerDocument(_Strict):
     """``state.json`` as a whole."""
 
-    version: Literal[1]
+    version: Literal[2]
     updated_at: float | None = None
     stages: dict[str, _StageDocument] = Field(default_factory=dict)
     history: list[_HistoryEntry] = Field(default_factory=list)
@@ -111,11 +121,12 @@ def _parse(path: Path, raw: bytes) -> LedgerDocument:
         raise ConfigError(exc.message, hint=_recovery_hint(path)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} is not a JSON object", hint=_recovery_hint(path))
-    if data.get("version") != LEDGER_VERSION:
+    if data.get("version") not in READABLE_VERSIONS:
         raise ConfigError(
             f"{what} has an unknown format (version {limits.shorten(data.get('version'))})",
             hint="it was written by another rpdeploy version; " + _recovery_hint(path),
         )
+    data = migrate(data)
     try:
         return LedgerDocument.model_validate(data)
     except ValidationError as exc:
@@ -126,6 +137,35 @@ def _parse(path: Path, raw: bytes) -> LedgerDocument:
             problems.append(f"{where}: {message}")
         more = f" (and {exc.error_count() - 5} more)" if exc.error_count() > 5 else ""
         raise ConfigError(f"{what} is damaged: {'; '.join(problems)}{more}", hint=_recovery_hint(path)) from None
+
+
+def migrate(data: dict[str, Any]) -> dict[str, Any]:
+    """A ledger document of any readable version, as the current version (a new dict).
+
+    1 -> 2: stage outputs ``gpu_ids`` (GraphQL's ``gpuIds``: "POOL,-GPU TYPE,...") become
+    ``gpus`` (``{"pools": [...], "excluded": [...]}``). Anything not shaped as expected is left
+    for validation to refuse.
+    """
+    from rpdeploy.gpus import GpuSelection
+
+    data = dict(data)
+    if data.get("version") == 1:
+        stages = data.get("stages")
+        if isinstance(stages, dict):
+            migrated: dict[str, Any] = {}
+            for name, record in stages.items():
+                if isinstance(record, dict) and isinstance(record.get("outputs"), dict):
+                    outputs = dict(record["outputs"])
+                    legacy = outputs.pop("gpu_ids", None)
+                    if isinstance(legacy, str):
+                        outputs["gpus"] = GpuSelection.parse(legacy).to_dict()
+                    elif legacy is not None:
+                        outputs["gpu_ids"] = legacy  # not text: validation says so
+                    record = {**record, "outputs": outputs}
+                migrated[name] = record
+            data["stages"] = migrated
+        data["version"] = 2
+    return data
 
 
 @dataclass

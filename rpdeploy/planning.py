@@ -21,6 +21,7 @@ from rpdeploy.output import NullReporter, Reporter
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
+    from rpdeploy.fleet import FleetView
     from rpdeploy.runpod.deployment import Operation
 
 NEW_IMAGE = "<image from the next build>"
@@ -146,7 +147,7 @@ def make_plan(
     notes: list[str] = []
     from rpdeploy.runpod.deployment import ownership
 
-    with connect(config, environ) as cp:
+    with connect(config, environ, reporter=reporter) as cp:
         ensured = ensure_endpoint(
             cp,
             config,
@@ -159,8 +160,10 @@ def make_plan(
             init_timeout=check.cost.cold_start_plan.init_timeout,
         )
     endpoint = ensured.plan.endpoint
-    live = ensured.plan.template
-    switch = method_switch(config, ledger, live.image if live is not None else None, endpoint.id if endpoint else None)
+    live_image = ensured.plan.template.image if ensured.plan.template is not None else None
+    if endpoint is not None and endpoint.container is not None:
+        live_image = endpoint.container.image  # REST v2: the endpoint carries its image
+    switch = method_switch(config, ledger, live_image, endpoint.id if endpoint else None)
     backend = None
     if config.backend is not None:
         if endpoint is None:
@@ -236,6 +239,8 @@ class StatusResult:
     health: dict[str, Any] | None
     backend: dict[str, Any] | None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: The endpoint's workers and latest release (REST v2; None without an endpoint or a key).
+    fleet: FleetView | None = None
 
 
 def gather_status(
@@ -245,7 +250,8 @@ def gather_status(
     state_dir: Path | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> StatusResult:
-    """The ledger's stages, the endpoint's live /health, and the backend's check."""
+    """The ledger's stages, the endpoint's live /health, its workers and latest release, and the
+    backend's check."""
     from rpdeploy.stages import method_stages
 
     reporter = reporter or NullReporter()
@@ -260,8 +266,10 @@ def gather_status(
     notes: list[str] = []
     endpoint_id = ledger.output("endpoint", "endpoint_id") or _endpoint_by_name(config, environ, notes)
     health = None
+    fleet = None
     if endpoint_id:
         health = _health(config, str(endpoint_id), notes, environ)
+        fleet = _fleet(config, str(endpoint_id), reporter, notes, environ)
     else:
         notes.append("no endpoint recorded yet: run `rpdeploy deploy`")
     rolled_back = ledger.extra.get("rolled_back")
@@ -274,7 +282,25 @@ def gather_status(
     backend = None
     if config.backend is not None:
         backend = _backend_status(config, reporter, notes)
-    return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes))
+    return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes), fleet)
+
+
+def _fleet(
+    config: Config, endpoint_id: str, reporter: Reporter, notes: list[str], environ: Mapping[str, str] | None = None
+) -> FleetView | None:
+    """Workers and releases over REST v2 (also under runpod.api: graphql: the same key)."""
+    from rpdeploy.fleet import read_fleet
+    from rpdeploy.runpod.deployment import connect
+
+    try:
+        with connect(config, environ, reporter=reporter) as cp:
+            view = read_fleet(cp, endpoint_id)
+    except (ApiError, ConfigError) as exc:
+        notes.append(f"workers unavailable: {exc.message}")
+        return None
+    if view.note:
+        notes.append(view.note)
+    return view
 
 
 def _endpoint_by_name(config: Config, environ: Mapping[str, str] | None, notes: list[str]) -> str | None:
@@ -343,12 +369,40 @@ def format_status(result: StatusResult) -> str:
                 f"  jobs: {jobs.get('completed', 0)} completed, {jobs.get('failed', 0)} failed, "
                 f"{jobs.get('inQueue', 0)} queued"
             )
+    if result.fleet is not None:
+        lines += _format_fleet(result.fleet)
     if result.backend:
         b = result.backend
         state = "healthy" if b["healthy"] else "NOT healthy"
         lines.append(f"Backend {b['service']} on {b['host']}: {state} ({b['state']}), points at {b['endpoint_id']}")
     lines += [f"Note: {note}" for note in result.notes]
     return "\n".join(lines)
+
+
+def _format_fleet(view: FleetView) -> list[str]:
+    from rpdeploy.fleet import age
+
+    version = "?" if view.endpoint_version is None else view.endpoint_version
+    lines = [f"  workers: {len(view.workers)} active (endpoint version {version})"]
+    if view.workers:
+        lines.append(f"    {'ID':<16} {'STATE':<12} {'GPU':<26} {'DATA CENTER':<12} {'AGE':>5}  VERSION")
+        for w in view.workers:
+            stale = " (stale)" if w.is_stale else ""
+            lines.append(
+                f"    {w.id:<16} {w.status:<12} {(w.gpu_type or '?'):<26} {(w.data_center or '?'):<12} "
+                f"{age(w):>5}  {'?' if w.version is None else w.version}{stale}"
+            )
+    if view.release is not None:
+        release = view.release
+        lines.append(f"  latest release: version {release.version} ({release.source}, {release.created_at})")
+    if view.rollout is not None:
+        r = view.rollout
+        state = "in progress" if r.in_progress else "done"
+        lines.append(
+            f"  rollout: {state}: {r.workers_on_latest} of {r.workers_total} worker(s) on the latest version "
+            f"({r.percent_on_latest:.0f}%)"
+        )
+    return lines
 
 
 # --- destroy and rollback -----------------------------------------------------------------
@@ -384,7 +438,7 @@ def destroy_deployment(
     reporter = reporter or NullReporter()
     folder = state_dir or config.state_dir
     with DeployLock(folder, command="destroy"):
-        with connect(config, environ) as cp:
+        with connect(config, environ, reporter=reporter) as cp:
             deleted = delete_deployment(
                 cp,
                 config,
@@ -471,12 +525,15 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
     deployment made of its predecessor's env. The next ``deploy`` applies deploy.yaml again.
     """
     from rpdeploy.runpod.deployment import (
+        apply_endpoint,
         apply_template,
         connect,
         estimated_init_timeout,
         find_endpoint,
         ownership,
+        plan_endpoint_only,
         plan_template,
+        resolve_gpus,
     )
 
     reporter = reporter or NullReporter()
@@ -488,7 +545,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         current, previous = ledger.history[-1], ledger.history[-2]
         auth_id = ledger.output("account", "registry_auth_id") or ""
         owner = ownership(config, ledger=ledger)
-        with connect(config) as cp:
+        with connect(config, reporter=reporter) as cp:
             endpoints = cp.list_endpoints()
             templates = cp.list_templates()
             if find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner) is None:
@@ -511,8 +568,25 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
                 command="deploy",  # rollback takes no --adopt: deploy does the adopting
                 # The env deploy writes, RUNPOD_INIT_TIMEOUT included: only the image goes back.
                 init_timeout=estimated_init_timeout(config, reporter=reporter),
+                container_on_endpoint=cp.container_on_endpoint,
             )
-            template = apply_template(cp, spec, live, reporter)
+            template_id = ""
+            if cp.container_on_endpoint:
+                # REST v2: the image goes back on the endpoint itself (a new release).
+                endpoint_spec, endpoint, operation = plan_endpoint_only(
+                    config,
+                    endpoints=endpoints,
+                    templates=templates,
+                    template_id="",
+                    gpus=resolve_gpus(cp, config, reporter),
+                    owner=owner,
+                    command="deploy",
+                    container=spec,
+                    cp=cp,
+                )
+                apply_endpoint(cp, endpoint_spec, endpoint, reporter)
+            else:
+                template_id = apply_template(cp, spec, live, reporter).id
         # Recorded before the backend is touched: a failure there must not hide that the
         # endpoint changed. Records marked "rolled-back" are not "done": deploy runs them again.
         ledger.history.pop()
@@ -521,7 +595,7 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
         if template_record is not None:
             # Not what deploy.yaml says any more: the next deploy must re-apply it.
             template_record.fingerprint = ""
-            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template.id}
+            template_record.outputs = {**template_record.outputs, "image": spec.image, "template_id": template_id}
         restore = config.backend is not None and bool(current.get("backend_backup"))
         # The backend's records stay true when its env is not restored (that deployment did not change it).
         for name in ("smoke-test", *(("backend-env", "backend-restart") if restore else ())):

@@ -84,6 +84,8 @@ class CheckResult:
     output_tokens: int | None = None
     tokens_per_second: float | None = None
     answer: str | None = None
+    #: The worker that ran the job (its logs say why it failed: ``rpdeploy logs --worker``).
+    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,7 @@ class Runner:
                 output_tokens=tokens,
                 tokens_per_second=rate,
                 answer=answer[:PREVIEW_CHARS] if answer else None,
+                worker_id=str(body["workerId"]) if body.get("workerId") else None,
             )
 
         if state == "TIMED_OUT_LOCAL":

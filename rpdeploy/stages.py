@@ -33,6 +33,7 @@ from rpdeploy.secrets import Secret
 if TYPE_CHECKING:
     from rpdeploy.config import Config
     from rpdeploy.fit import CheckResult as FitCheck
+    from rpdeploy.gpus import GpuSelection
     from rpdeploy.runpod.controlplane import ControlPlane
     from rpdeploy.runpod.deployment import Ownership
     from rpdeploy.runpod.models import Endpoint, Template
@@ -67,13 +68,13 @@ class Context:
     _templates: list[Template] | None = None
     _fit: FitCheck | None = None
     _owner: Ownership | None = None
-    _gpu_ids: str | None = None
+    _gpus: GpuSelection | None = None
 
     def cp(self) -> ControlPlane:
         if self._cp is None:
             from rpdeploy.runpod.deployment import connect
 
-            self._cp = connect(self.config, self.environ)
+            self._cp = connect(self.config, self.environ, reporter=self.reporter)
         return self._cp
 
     def endpoints(self) -> list[Endpoint]:
@@ -94,13 +95,17 @@ class Context:
             self._owner = ownership(self.config, ledger=self.ledger, adopt=self.options.adopt)
         return self._owner
 
-    def gpu_ids(self) -> str:
-        """``gpuIds`` from RunPod's live pools, read once per run (a pool can change between runs)."""
-        if self._gpu_ids is None:
-            from rpdeploy.runpod.deployment import resolve_gpu_ids
+    def gpus(self) -> GpuSelection:
+        """The GPU selection from RunPod's live pools, read once per run (a pool can change between runs)."""
+        if self._gpus is None:
+            from rpdeploy.runpod.deployment import resolve_gpus
 
-            self._gpu_ids = resolve_gpu_ids(self.cp(), self.config, self.reporter)
-        return self._gpu_ids
+            self._gpus = resolve_gpus(self.cp(), self.config, self.reporter)
+        return self._gpus
+
+    def api(self) -> str:
+        """The RunPod API this run speaks (runpod.api): a switch re-runs the RunPod stages."""
+        return self.config.runpod.resolved_api(self.environ).value
 
     def changed_runpod(self) -> None:
         """Forget cached reads after a mutation."""
@@ -375,6 +380,7 @@ def _account_inputs(ctx: Context) -> dict[str, Any]:
     creds = registry_credentials(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "api": ctx.api(),
         "key": digest(ctx.api_key()),
         "gpu": ctx.config.endpoint.gpu_type.id,
         "registry": None
@@ -388,7 +394,7 @@ def _account_run(ctx: Context) -> dict[str, Any]:
 
     cp = ctx.cp()
     account = cp.account()
-    gpu_ids = ctx.gpu_ids()
+    selection = ctx.gpus()
     auth_id = ""
     creds = registry_credentials(ctx.config, ctx.environ)
     if creds is not None and ctx.config.image is not None:
@@ -398,7 +404,7 @@ def _account_run(ctx: Context) -> dict[str, Any]:
             cp, registry=ctx.config.image.registry, username=creds[0], password=creds[1], refresh=True
         )
         auth_id = auth.id
-    return {"account_id": account.id, "gpu_ids": gpu_ids, "registry_auth_id": auth_id}
+    return {"account_id": account.id, "gpus": selection.to_dict(), "registry_auth_id": auth_id}
 
 
 # 6: template.
@@ -426,6 +432,7 @@ def _template_inputs(ctx: Context) -> dict[str, Any]:
     hf_secret = hf_token_secret(ctx.config, ctx.environ)
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
+        "api": ctx.api(),
         "name": ctx.config.endpoint.template,
         "image": _image(ctx),
         "env": _env_fingerprint(ctx),
@@ -436,8 +443,11 @@ def _template_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _template_run(ctx: Context) -> dict[str, Any]:
+    """The container the workers run: saved as a template (GraphQL), or only settled here and sent
+    with the endpoint by stage 8 (REST v2 keeps no template link: ``rpdeploy.runpod.rest``)."""
     from rpdeploy.runpod.deployment import apply_template, ensure_hf_secret, plan_template
 
+    on_endpoint = ctx.cp().container_on_endpoint
     spec, live, operation = plan_template(
         ctx.config,
         templates=ctx.templates(),
@@ -447,6 +457,7 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
         environ=ctx.environ,
         init_timeout=ctx.init_timeout(),
+        container_on_endpoint=on_endpoint,
     )
     # model.hf_token as a RunPod secret: once the template is known to be ours, and before the
     # template that references it is saved. The value cannot be read back, so it is sent again
@@ -456,6 +467,13 @@ def _template_run(ctx: Context) -> dict[str, Any]:
         ctx.reporter.info(
             f"{'Created' if secret_op.kind == 'create-secret' else 'Updated'} RunPod secret {secret_op.target!r}"
         )
+    if on_endpoint:
+        return {
+            "template_id": "",
+            "image": spec.image,
+            "operation": None,
+            "hf_token_secret": secret.name if secret else None,
+        }
     template = apply_template(ctx.cp(), spec, live, ctx.reporter)
     if operation is not None:
         ctx.changed_runpod()
@@ -468,7 +486,9 @@ def _template_run(ctx: Context) -> dict[str, Any]:
 
 
 def _template_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
-    return any(t.id == outputs.get("template_id") and t.name == ctx.config.endpoint.template for t in ctx.templates())
+    if not outputs.get("template_id"):
+        return True  # nothing was made on RunPod (REST v2: the endpoint stage checks the endpoint)
+    return any(t.id == outputs.get("template_id") for t in ctx.templates())
 
 
 # 7: GPU: the endpoint spec, the fit check and the cost preview. No mutation.
@@ -504,7 +524,7 @@ def _gpu_run(ctx: Context) -> dict[str, Any]:
     for warning in result.warnings:
         ctx.reporter.warn(warning)
     return {
-        "gpu_ids": ctx.outputs.get("account", {}).get("gpu_ids"),
+        "gpus": ctx.outputs.get("account", {}).get("gpus"),
         "fit": result.verdict,
         "kv_capacity_tokens": result.fit.kv_capacity_tokens if result.fit is not None else None,
         "floor_per_month": cost.floor_per_month,
@@ -526,25 +546,41 @@ def _endpoint_inputs(ctx: Context) -> dict[str, Any]:
         template_id=ctx.outputs.get("template", {}).get("template_id", ""),
         # Live on every run: a card RunPod added to the pool must be excluded even when
         # nothing in deploy.yaml changed.
-        gpu_ids=ctx.gpu_ids(),
+        gpus=ctx.gpus(),
     )
     return {
         "api_url": ctx.config.runpod.resolved_api_url(ctx.environ),
-        "spec": spec.managed(),
-        "gated": spec.gated(),
+        "api": ctx.api(),
+        "spec": spec.settings(),
+        "model_references": spec.model_references,
+        "network_volume_ids": spec.network_volume_ids,
+        # Under REST the container goes with the endpoint: a new image or env is this stage's input.
+        "container": _template_inputs(ctx) if ctx.api() == "rest" else None,
     }
 
 
 def _endpoint_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.runpod.deployment import apply_endpoint, endpoint_urls, plan_endpoint_only
+    from rpdeploy.runpod.deployment import apply_endpoint, desired_template, endpoint_urls, plan_endpoint_only
 
+    container = None
+    if ctx.cp().container_on_endpoint:
+        # What stage 6 settled, sent with the endpoint itself (REST v2).
+        container = desired_template(
+            ctx.config,
+            image=_image(ctx),
+            registry_auth_id=ctx.outputs.get("account", {}).get("registry_auth_id", ""),
+            environ=ctx.environ,
+            init_timeout=ctx.init_timeout(),
+        )
     spec, live, operation = plan_endpoint_only(
         ctx.config,
         endpoints=ctx.endpoints(),
         templates=ctx.templates(),
         template_id=ctx.outputs["template"]["template_id"],
-        gpu_ids=ctx.gpu_ids(),
+        gpus=ctx.gpus(),
         owner=ctx.owner(),
+        container=container,
+        cp=ctx.cp(),
     )
     for change in operation.changes if operation and live is not None else ():
         ctx.reporter.info(f"  {change}")
@@ -561,7 +597,11 @@ def _endpoint_run(ctx: Context) -> dict[str, Any]:
 
 def _endpoint_still_valid(ctx: Context, outputs: dict[str, Any]) -> bool:
     template_id = ctx.outputs.get("template", {}).get("template_id")
-    return any(e.id == outputs.get("endpoint_id") and e.template_id == template_id for e in ctx.endpoints())
+    # REST v2 shows no template link: the endpoint's existence is what there is to check.
+    return any(
+        e.id == outputs.get("endpoint_id") and (not template_id or e.template_id == template_id)
+        for e in ctx.endpoints()
+    )
 
 
 # 9, 10: backend env and restart.
@@ -685,8 +725,11 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             reporter=ctx.reporter,
         )
     if not result.passed:
+        from rpdeploy.fleet import report_failure
+
         failed = next(c for c in result.checks if not c.passed)
-        raise SmokeTestError(f"{failed.name}: {failed.message}")
+        report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
+        raise SmokeTestError(f"{failed.name}: {failed.message}", hint="`rpdeploy logs --worker ID` shows more")
     return result.summary()
 
 

@@ -1,5 +1,8 @@
 """Deletes that finish: the endpoint, then its template, waiting for RunPod to let it go.
 
+Over REST v2 deleting an endpoint also deletes its template and needs no scale to zero first;
+a template of ours left by a GraphQL deploy is still deleted (by id), with the same waiting.
+
 RunPod keeps a template "in use" for up to 2 minutes after its endpoint is deleted (docs
 ``sdks/graphql/manage-pod-templates.mdx``), so ``deleteTemplate`` right after
 ``deleteEndpoint`` fails. The template is retried on that answer only, with progress, for a
@@ -116,7 +119,7 @@ def delete_deployment(
 
     step("started")
     if endpoint is not None:
-        if endpoint.workers_min or endpoint.workers_max:
+        if any(op.kind == "scale-to-zero" for op in plan.operations):
             # "The endpoint's min and max workers must both be zero before you can delete it." (docs)
             reporter.info(f"Scaling endpoint {endpoint.name!r} ({endpoint.id}) to zero workers")
             cp.update_endpoint(endpoint, replace(spec_from_live(endpoint), workers_min=0, workers_max=0))
@@ -128,6 +131,11 @@ def delete_deployment(
     else:
         notes.append(f"the endpoint was already gone (no endpoint named {config.endpoint.name!r})")
     waited = 0.0
+    # REST v2 deletes the endpoint's bound template with it: ask before deleting by id.
+    gone = template is not None and endpoint is not None and cp.deletes_template_with_endpoint
+    if gone and template is not None and not any(t.id == template.id for t in cp.list_templates()):
+        notes.append(f"template {template.name!r} was deleted with its endpoint")
+        template = None
     if template is not None:
         waited = _delete_template(cp, template, wait=wait, command=command, reporter=reporter, sleep=sleep, clock=clock)
         step("template-deleted")
@@ -168,7 +176,7 @@ def _delete_template(
         while True:
             attempt += 1
             try:
-                cp.delete_template(template.name)
+                cp.delete_template(template)
                 return clock() - started
             except ApiError as exc:
                 text = exc.message.lower()

@@ -35,6 +35,7 @@ _ISOLATED_ENV = (
     "HF_HUB_CACHE",
     "HF_ENDPOINT",
     "HF_HUB_OFFLINE",
+    "RPDEPLOY_RUNPOD_API",
 )
 
 
@@ -99,14 +100,29 @@ def runpod_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
 
     Templates stay "in use" for 0.3 s after their endpoint is deleted instead of RunPod's
     2 minutes (the fault switch; ``emu.faults.clear()`` brings the 2 minutes back).
+
+    Every REST v2 request it gets and every answer it gives is checked against RunPod's
+    OpenAPI document (tests/support/openapi_check.py); a mismatch fails the test.
     """
     from rpdeploy.emulator import Emulator
+    from tests.support.openapi_check import RestChecker
 
+    checker = RestChecker()
     with Emulator("rpa_TEST_emulator_key_0123456789", cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
         emu.faults.template_delete_delay(TEST_TEMPLATE_DELETE_DELAY)
+        emu.rest_observer = checker
         for name, value in emu.env().items():
             monkeypatch.setenv(name, value)
         yield emu
+    checker.assert_clean()
+
+
+@pytest.fixture(params=["graphql", "rest"])
+def runpod_api(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test over each of RunPod's control-plane APIs (RPDEPLOY_RUNPOD_API)."""
+    api = str(request.param)
+    monkeypatch.setenv("RPDEPLOY_RUNPOD_API", api)
+    return api
 
 
 MUTATIONS = frozenset(
@@ -120,10 +136,19 @@ MUTATIONS = frozenset(
         "UpdateRegistryAuth",
         "SecretCreate",
         "SecretValueUpdate",
+        # REST v2 (operation ids of RunPod's OpenAPI document)
+        "createEndpoint",
+        "updateEndpoint",
+        "deleteEndpoint",
+        "createTemplate",
+        "updateTemplate",
+        "deleteTemplate",
+        "createRegistry",
+        "deleteRegistry",
     }
 )
 
 
 def mutations(emulator: Emulator) -> list[str]:
-    """The GraphQL mutations the emulator received, in order."""
-    return [r.operation for r in emulator.requests.graphql() if r.operation in MUTATIONS]
+    """The mutations the emulator received, GraphQL and REST v2, in order."""
+    return [str(r.operation) for r in emulator.requests if r.operation in MUTATIONS]

@@ -78,7 +78,7 @@ SHAPES: dict[str, set[str]] = {
     "render": {"ok", "files"},
     "check": {"ok", "check"},
     "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "method_switch", "changes_pending"},
-    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "target"},
+    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "target", "fleet"},
     "endpoint create": {"ok", "dry_run", "operations", "endpoint"},
     "endpoint get": {"ok", "id", "version", "fields", "gpus", "urls"},
     "endpoint list": {"ok", "endpoints"},

@@ -82,13 +82,21 @@ def single_objects(emulator: Emulator) -> tuple[dict[str, Any], dict[str, Any]]:
     return state["templates"][0], state["endpoints"][0]
 
 
+def _invoke(path: str) -> bool:
+    """The serverless invoke API (REST v2's control plane is under /v2/ too)."""
+    from rpdeploy.emulator.rest import is_rest
+
+    return path.startswith("/v2/") and not is_rest(path)
+
+
 # --- each method: deploy, no-change re-run, a change, destroy -----------------------------------
 
 
 @pytest.mark.parametrize(
-    ("method", "mode"),
-    [(1, "dotenv"), (2, "dotenv"), (3, "systemd")],
-    ids=["worker-vllm-dotenv", "custom-handler-dotenv", "fastapi-systemd"],
+    ("method", "mode", "api"),
+    [(1, "dotenv", "graphql"), (2, "dotenv", "graphql"), (3, "systemd", "graphql"), (2, "dotenv", "rest")],
+    # Over REST v2 the method with a private image of its own (registry credentials, a new image).
+    ids=["worker-vllm-dotenv", "custom-handler-dotenv", "fastapi-systemd", "custom-handler-dotenv-rest"],
 )
 def test_lifecycle(
     cli: CliRunnerFn,
@@ -102,7 +110,9 @@ def test_lifecycle(
     monkeypatch: pytest.MonkeyPatch,
     method: int,
     mode: str,
+    api: str,
 ) -> None:
+    monkeypatch.setenv("RPDEPLOY_RUNPOD_API", api)
     registry_env(registry, monkeypatch)
     config = write_deploy_project(
         project,
@@ -148,7 +158,7 @@ def test_lifecycle(
     assert engine.stop() == []
     assert statuses(events) == dict.fromkeys(names, "skipped")
     assert mutations(runpod_emulator) == []
-    assert not [r for r in runpod_emulator.requests if "/v2/" in r.path]  # no smoke job, no health poll
+    assert not [r for r in runpod_emulator.requests if _invoke(r.path)]  # no smoke job, no health poll
     assert service_pid(host) == pid
     assert on_host(host, f"cat {ENV_FILE} {SYSTEMD_ENV_FILE} 2>/dev/null; true") == env_before
     assert single_objects(runpod_emulator) == (template, endpoint)
@@ -166,7 +176,19 @@ def test_lifecycle(
     seen = statuses(events)
     new_template, new_endpoint = single_objects(runpod_emulator)
     assert (new_template["id"], new_endpoint["id"]) == (template["id"], endpoint["id"])  # updated in place
-    if method == 2:
+    if method == 2 and api == "rest":
+        # v2: the new image goes on the endpoint itself, a PATCH of the image alone (a new release).
+        assert [seen[s] for s in names] == [
+            "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "done", "skipped", "skipped", "done",
+        ]  # fmt: skip
+        engine.stop()
+        assert engine.actions().count("push") == 1
+        assert new_template["imageName"] == ledger(project).output("push", "image") != image
+        assert mutations(runpod_emulator) == ["updateEndpoint"]
+        [patch] = [r for r in runpod_emulator.requests if r.operation == "updateEndpoint"]
+        assert patch.body == {"image": new_template["imageName"]}
+        assert new_endpoint["version"] == endpoint["version"] + 1
+    elif method == 2:
         # Your edit of handler.py is kept (the handler stage has nothing to write) and built.
         assert [seen[s] for s in names] == [
             "skipped", "skipped", "done", "done", "skipped", "done", "skipped", "skipped", "skipped", "skipped", "done",
@@ -273,9 +295,9 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert operation["changes"] == [{"field": "imageName", "old": b[0], "new": c[0]}]
+    assert operation["changes"] == [{"field": "image", "old": b[0], "new": c[0]}]
     assert plan["backend"]["changed"] is False
-    assert f"imageName: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
+    assert f"image: {b[0]!r} -> {c[0]!r}" in cli("plan").stdout
 
     # B -> A: the image, and the env B's deployment replaced (restored, service restarted).
     document = json.loads(cli("rollback", "--yes", "--json").stdout)

@@ -114,7 +114,15 @@ def rerun(cli: CliRunnerFn) -> dict[str, str]:
     return statuses(events)
 
 
-@pytest.mark.parametrize("stage", ALL_STAGES)
+#: Over REST v2 only the RunPod stages differ; they are killed over it too.
+RUNPOD_STAGES = ("account", "template", "gpu", "endpoint")
+
+
+@pytest.mark.parametrize(
+    ("stage", "api"),
+    [(stage, "graphql") for stage in ALL_STAGES] + [(stage, "rest") for stage in RUNPOD_STAGES],
+    ids=lambda value: str(value),
+)
 def test_killed_when_a_stage_is_done(
     cli: CliRunnerFn,
     kill_project: Path,
@@ -122,7 +130,10 @@ def test_killed_when_a_stage_is_done(
     registry: Registry,
     shared_host: SystemdHost,
     stage: str,
+    api: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("RPDEPLOY_RUNPOD_API", api)  # the subprocess and the re-run both see it
     process = DeployProcess(kill_project)
     process.wait_for(stage, "done")
     process.kill()

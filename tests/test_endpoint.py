@@ -22,6 +22,8 @@ from tests.conftest import CliRunnerFn, mutations
 HF_TOKEN = "hf_TEST_secret_token_9f8e7d6c5b4a"
 APP_SECRET = "app-secret-value-5c4b3a29"
 IMAGE = "registry.example/acme/worker@sha256:" + "ab" * 32
+#: The L4's selection as rpdeploy shows it: its pool, less the pool's other cards.
+POOL_TEXT = "AMPERE_24 without NVIDIA GeForce RTX 3090, NVIDIA RTX A5000"
 
 
 def write_config(folder: Path, **endpoint: Any) -> Path:
@@ -153,12 +155,12 @@ def test_create_rerun_update_delete(cli: CliRunnerFn, config: Path, emulator: Em
         {
             "kind": "update-endpoint",
             "target": f"qwen25-7b-instruct ({endpoint['id']})",
-            "changes": [{"field": "workersMax", "old": 2, "new": 3}],
+            "changes": [{"field": "workers_max", "old": 2, "new": 3}],
         }
     ]
     assert mutations(emulator) == []
     updated = cli("endpoint", "update")
-    assert "updated (1 change(s))" in updated.stdout and "workersMax: 2 -> 3" in updated.stdout
+    assert "updated (1 change(s))" in updated.stdout and "workers_max: 2 -> 3" in updated.stdout
     after = stored_endpoint(emulator)
     # Same endpoint, one field changed; the rest of the stored object is exactly as it was
     # (RunPod sets workersStandby to workersMax on every save).
@@ -276,9 +278,10 @@ def test_dry_run_create_shows_the_operations_and_sends_nothing(
     assert (template_op["kind"], template_op["target"]) == ("create-template", "qwen25-7b-instruct-template")
     assert (endpoint_op["kind"], endpoint_op["target"]) == ("create-endpoint", "qwen25-7b-instruct")
     fields = {c["field"]: c["new"] for c in endpoint_op["changes"]}
-    assert fields["gpuIds"] == "AMPERE_24,-NVIDIA GeForce RTX 3090,-NVIDIA RTX A5000"
-    assert fields["workersMax"] == 2 and fields["allowedCudaVersions"] == "13.0"
-    assert fields["modelReferences"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
+    # In rpdeploy's own terms (deploy.yaml's names), whichever API carries them.
+    assert fields["gpus"] == {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]}
+    assert fields["workers_max"] == 2 and fields["allowed_cuda_versions"] == ["13.0"]
+    assert fields["model_references"] == ["https://huggingface.co/Qwen/Qwen2.5-7B-Instruct:main"]
     text = cli("endpoint", "create", "--dry-run")
     assert text.stdout.startswith(
         "Would send:\n  create-secret 'rpdeploy_qwen25_7b_instruct_hf_token'\n"
@@ -311,31 +314,45 @@ def test_get_and_list(cli: CliRunnerFn, config: Path, emulator: Emulator) -> Non
             "template_id": e["templateId"],
             "workers_min": e["workersMin"],
             "workers_max": e["workersMax"],
-            "gpu_ids": e["gpuIds"],
+            "gpu_selection": {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]},
             "gpus": "NVIDIA L4",
         }
         for e in (ours, theirs)
     ]
     lines = cli("endpoint", "list").stdout.splitlines()
     assert lines == [
-        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  NVIDIA L4",
-        f"{theirs['id']}  someone-else  workers 0..1  NVIDIA L4",
+        f"{ours['id']}  qwen25-7b-instruct  workers 0..2  NVIDIA L4  ({POOL_TEXT})",
+        f"{theirs['id']}  someone-else  workers 0..1  NVIDIA L4  ({POOL_TEXT})",
     ]
 
     got = document(cli("endpoint", "get", "--json"))
     assert set(got) == {"ok", "id", "version", "fields", "gpus", "urls"}
-    assert got["gpus"] == "NVIDIA L4" and got["fields"]["gpuIds"].startswith("AMPERE_24,-")
+    assert got["gpus"] == "NVIDIA L4" and got["fields"]["gpus"]["pools"] == ["AMPERE_24"]
     assert got["id"] == ours["id"] and got["version"] == ours["version"]
-    # RunPod stores an empty locations as null (runpod-mcp: `locations || null`); shown as "".
-    assert got["fields"] == {key: ours[key] if key != "locations" else "" for key in got["fields"]}
-    assert set(got["fields"]) >= {"name", "templateId", "gpuIds", "workersMin", "workersMax", "idleTimeout"}
+    # In rpdeploy's terms; RunPod stores an empty locations as null (runpod-mcp: `locations || null`).
+    assert got["fields"] == {
+        "name": ours["name"],
+        "gpus": {"pools": ["AMPERE_24"], "excluded": ["NVIDIA GeForce RTX 3090", "NVIDIA RTX A5000"]},
+        "gpu_count": ours["gpuCount"],
+        "workers_min": ours["workersMin"],
+        "workers_max": ours["workersMax"],
+        "idle_timeout": ours["idleTimeout"],
+        "scaler_type": ours["scalerType"],
+        "scaler_value": ours["scalerValue"],
+        "flashboot": ours["flashBootType"] != "OFF",
+        "execution_timeout_ms": ours["executionTimeoutMs"],
+        "allowed_cuda_versions": ours["allowedCudaVersions"].split(","),
+        "locations": [],
+        "template_id": ours["templateId"],
+        "model_references": ours["modelReferences"],
+    }
     assert got["urls"]["health"] == f"{emulator.endpoint_url}/{ours['id']}/health"
     by_id = document(cli("endpoint", "get", "--id", theirs["id"], "--json"))
     assert by_id["id"] == theirs["id"] and by_id["fields"]["name"] == "someone-else"
     text = cli("endpoint", "get").stdout
     assert text.splitlines()[0] == f"Endpoint 'qwen25-7b-instruct' ({ours['id']}), version {ours['version']}"
-    assert f"health               {emulator.endpoint_url}/{ours['id']}/health" in text
-    assert "  gpus                 NVIDIA L4\n" in text and ours["gpuIds"] not in text  # the raw value: --json
+    assert f"health                 {emulator.endpoint_url}/{ours['id']}/health" in text
+    assert f"gpus                   {POOL_TEXT}\n  gpu types              NVIDIA L4\n" in text
     missing = cli("endpoint", "get", "--id", "zzzzzzzzzzzzzz", expected_code=7)
     assert errors_in(missing) == ["Error: no endpoint zzzzzzzzzzzzzz on RunPod"]
     assert [r.operation for r in emulator.requests.graphql() if r.operation in ("SaveEndpoint",)] == [
@@ -647,9 +664,9 @@ def test_a_template_name_taken_meanwhile_is_refused_with_one_message(config: Pat
 
 
 def _plan(cp: Any, cfg: Any) -> Any:
-    from rpdeploy.runpod.deployment import ownership, plan_endpoint, resolve_gpu_ids, worker_image
+    from rpdeploy.runpod.deployment import ownership, plan_endpoint, resolve_gpus, worker_image
 
-    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpu_ids=resolve_gpu_ids(cp, cfg), owner=ownership(cfg))
+    return plan_endpoint(cp, cfg, image=worker_image(cfg, None), gpus=resolve_gpus(cp, cfg), owner=ownership(cfg))
 
 
 def _until(condition: Any, timeout: float = 5.0) -> None:

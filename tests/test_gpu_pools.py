@@ -133,7 +133,7 @@ def test_get_shows_the_gpu_by_name_beside_the_raw_value(cli: CliRunnerFn, projec
     cli("endpoint", "create")
     emulator.faults.graphql_errors(count=None, operation="ServerlessGpuPools")
     text = cli("endpoint", "get").stdout
-    assert "gpus                 (unknown: RunPod's GPU pools could not be read)" in text
+    assert "gpu types              (unknown: RunPod's GPU pools could not be read)" in text
 
 
 # --- GpuSelection ----------------------------------------------------------------------------

@@ -109,7 +109,7 @@ def test_plan_shows_the_switch(cli: CliRunnerFn, project: Path, runpod_emulator:
     # The same template gets the new image: nothing is created or deleted, the endpoint stays.
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    assert [(c["field"], c["old"]) for c in operation["changes"]] == [("imageName", "runpod/worker-v1-vllm:v2.25.2")]
+    assert [(c["field"], c["old"]) for c in operation["changes"]] == [("image", "runpod/worker-v1-vllm:v2.25.2")]
     text = cli("plan").stdout
     assert text.splitlines()[0] == (
         f"method: worker-vllm -> custom-handler (endpoint {endpoint_id} is updated in place: same id, same URL; "

@@ -144,7 +144,7 @@ def test_every_method_asks_for_the_cached_model_by_default(
     image = [] if method == "worker-vllm" else ["--image", IMAGE]
     planned = json.loads(cli("endpoint", "create", "--dry-run", "--json", *image).stdout)
     [endpoint_op] = [op for op in planned["operations"] if op["kind"] == "create-endpoint"]
-    assert {c["field"]: c["new"] for c in endpoint_op["changes"]}["modelReferences"] == [REFERENCE]
+    assert {c["field"]: c["new"] for c in endpoint_op["changes"]}["model_references"] == [REFERENCE]
     cli("endpoint", "create", *image)
     [created] = runpod_emulator.requests.graphql("SaveEndpoint")
     assert created.variables is not None and created.variables["input"]["modelReferences"] == [REFERENCE]

@@ -413,6 +413,37 @@ def test_the_sandbox_keeps_no_secret_values(cli: CliRunnerFn, method1: Path) -> 
     assert oct((method1 / ".rpdeploy" / "emulator" / "account.json").stat().st_mode & 0o777) == "0o600"
 
 
+def test_logs_follows_the_same_conventions(
+    cli: CliRunnerFn, method1: Path, runpod_emulator: Emulator, monkeypatch: Any
+) -> None:
+    """`rpdeploy logs` (issue 15) as every endpoint command: the project's endpoint, from any folder, JSON errors."""
+    before = cli("logs", expected_code=3)
+    assert "this project has not deployed an endpoint yet" in before.stderr
+    as_json = json.loads(cli("logs", "--json", expected_code=3).stdout)
+    assert as_json["ok"] is False and as_json["error"]["exit_code"] == 3
+    cli("deploy")  # the smoke test starts a worker, which stays idle a while
+    shutil.rmtree(method1 / ".rpdeploy")  # no ledger: the endpoint deploy.yaml names, found on RunPod
+    (method1 / "worker").mkdir()
+    monkeypatch.chdir(method1 / "worker")
+    found = cli("logs", "--json")
+    endpoint_id = re.search(r"Using endpoint (\w+) \(found on RunPod by its name\)", found.stderr)
+    assert endpoint_id is not None
+    lines = [json.loads(line) for line in found.stdout.splitlines()]
+    assert lines and any(line["line"].startswith("Worker ready") for line in lines)
+    assert runpod_emulator.state.endpoints[endpoint_id.group(1)].name == "qwen25-7b-instruct"
+
+
+def test_logs_and_status_in_the_sandbox(cli: CliRunnerFn, method1: Path) -> None:
+    cli("deploy", "--emulator")
+    document = json.loads(cli("status", "--emulator", "--json").stdout)
+    fleet = document["fleet"]  # the release history outlives the command that made it
+    assert fleet["workers"] == [] and fleet["release"]["version"] == fleet["endpoint_version"]
+    # The sandbox keeps the account, not its workers: logs says so instead of "send a request".
+    result = cli("logs", "--emulator", expected_code=7)
+    assert f"endpoint {document['endpoint_id']} has no active worker" in result.stderr
+    assert "the sandbox's workers end with the command that started them" in result.stderr
+
+
 # --- 9: what validate, check, doctor and deploy say about a gated model, a placeholder, a key ------
 
 
@@ -493,9 +524,10 @@ def test_endpoint_list_needs_no_deploy_yaml(cli: CliRunnerFn, project: Path, run
     cli("endpoint", "create", "--config", other / "deploy.yaml")
     listed = cli("endpoint", "list")
     assert "qwen25-7b-instruct" in listed.stdout and "NVIDIA L4" in listed.stdout
-    assert "AMPERE_24" not in listed.stdout  # the GPU by name; the raw gpuIds is in --json
-    raw = json.loads(cli("endpoint", "list", "--json").stdout)["endpoints"][0]["gpu_ids"]
-    assert raw.startswith("AMPERE_24")
+    # The GPU by name beside its pool in words; never the raw gpuIds text ("AMPERE_24,-NVIDIA ...").
+    assert ",-NVIDIA" not in listed.stdout and "AMPERE_24 without" in listed.stdout
+    selection = json.loads(cli("endpoint", "list", "--json").stdout)["endpoints"][0]["gpu_selection"]
+    assert selection["pools"] == ["AMPERE_24"] and "NVIDIA RTX A5000" in selection["excluded"]
 
 
 # --- 11: the always-on question, and Ctrl-C during the smoke test ---------------------------------

@@ -1,9 +1,11 @@
 """Ownership, not name patterns: rpdeploy changes only what is this deployment's.
 
 Objects are found by their exact names; one with the right name is changed or deleted only
-when this project's ledger recorded it, or its template carries this deployment's mark
-(env RPDEPLOY_DEPLOYMENT); anything else stops the command with exit 7 naming it, until
-``--adopt``. Two projects whose names differ by a suffix never touch each other.
+when this project's ledger recorded it, or its container env carries this deployment's mark
+(env RPDEPLOY_DEPLOYMENT: on the template under GraphQL, on the endpoint itself under REST
+v2); anything else stops the command with exit 7 naming it, until ``--adopt``. Two projects
+whose names differ by a suffix never touch each other. The tests that decide ownership run
+over both APIs (``runpod_api``).
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def console_endpoint(emulator: Emulator, name: str, *, mark: str | None = None) 
 
 @pytest.mark.parametrize(("first", "second"), [("billing", "billing-fb"), ("billing", "billing-2")])
 def test_names_that_differ_by_a_suffix_are_independent(
-    cli: CliRunnerFn, project: Path, emulator: Emulator, first: str, second: str
+    cli: CliRunnerFn, project: Path, emulator: Emulator, first: str, second: str, runpod_api: str
 ) -> None:
     a = project_at(project / "a", second)  # deployed first: the one a pattern would have matched
     b = project_at(project / "b", first)
@@ -88,7 +90,10 @@ def test_names_that_differ_by_a_suffix_are_independent(
     both = stored(emulator)
     assert set(both) == {first, second}
     assert both[second] == before[second]  # b's deploy left a's endpoint exactly as it was
-    assert {both[first]["template"], both[second]["template"]} == {f"{first}-template", f"{second}-template"}
+    if runpod_api == "graphql":
+        assert {both[first]["template"], both[second]["template"]} == {f"{first}-template", f"{second}-template"}
+    else:  # REST v2 makes each endpoint its own template (named here after the endpoint)
+        assert {both[n]["template"] for n in (first, second)} == {f"{n} {both[n]['id']}" for n in (first, second)}
 
     # Re-deploys change nothing; a change to one reaches only that one.
     emulator.requests.clear()
@@ -107,7 +112,7 @@ def test_names_that_differ_by_a_suffix_are_independent(
 
 
 def test_a_same_named_endpoint_without_our_mark_is_never_changed_without_adopt(
-    cli: CliRunnerFn, project: Path, emulator: Emulator
+    cli: CliRunnerFn, project: Path, emulator: Emulator, runpod_api: str
 ) -> None:
     config = project_at(project, "billing")
     theirs = console_endpoint(emulator, "billing")
@@ -118,10 +123,12 @@ def test_a_same_named_endpoint_without_our_mark_is_never_changed_without_adopt(
         refused = cli(*args, "--config", config, expected_code=7)
         [error] = errors_in(refused)
         assert "RunPod already has objects with the names deploy.yaml gives" in error
-        assert (
-            f"  - endpoint 'billing' ({theirs['id']}): its template 'billing-console-template' carries no "
-            "RPDEPLOY_DEPLOYMENT mark" in refused.stderr
+        why = (
+            "its template 'billing-console-template' carries no RPDEPLOY_DEPLOYMENT mark"
+            if runpod_api == "graphql"
+            else "its env carries no RPDEPLOY_DEPLOYMENT mark"  # v2 shows the env on the endpoint
         )
+        assert f"  - endpoint 'billing' ({theirs['id']}): {why}" in refused.stderr
         assert f"rpdeploy {' '.join(a for a in args if a != '--yes')} --adopt" in refused.stderr
     refused = cli("endpoint", "delete", "--yes", "--config", config, expected_code=7)
     assert "rpdeploy endpoint delete --adopt" in refused.stderr
@@ -129,23 +136,27 @@ def test_a_same_named_endpoint_without_our_mark_is_never_changed_without_adopt(
     assert emulator.state.snapshot()["endpoints"] == before["endpoints"]
     assert emulator.state.snapshot()["templates"] == before["templates"]
 
-    # Adopted: it keeps its id, moves to this deployment's (marked) template, and is ours from then on.
+    # Adopted: it keeps its id, gets this deployment's (marked) container, and is ours from then on.
     cli("deploy", "--adopt", "--config", config)
     adopted = stored(emulator)["billing"]
     assert adopted["id"] == theirs["id"]
-    assert (adopted["template"], adopted["mark"]) == ("billing-template", "billing")
-    assert "UpdateEndpointTemplate" in mutations(emulator)
     emulator.requests.clear()
     cli("deploy", "--config", config)
     assert mutations(emulator) == []
-    # The template it was made with stays: it was never this deployment's.
-    assert {t["name"] for t in emulator.state.snapshot()["templates"]} == {
-        "billing-console-template",
-        "billing-template",
-    }
+    names = {t["name"] for t in emulator.state.snapshot()["templates"]}
+    if runpod_api == "graphql":
+        # It moves to this deployment's template; the one it was made with stays (never ours).
+        assert (adopted["template"], adopted["mark"]) == ("billing-template", "billing")
+        assert names == {"billing-console-template", "billing-template"}
+    else:
+        # v2 keeps no template link: the endpoint's own container is PATCHed, mark included.
+        assert (adopted["template"], adopted["mark"]) == ("billing-console-template", "billing")
+        assert names == {"billing-console-template"}
 
 
-def test_another_deployments_mark_is_refused_too(cli: CliRunnerFn, project: Path, emulator: Emulator) -> None:
+def test_another_deployments_mark_is_refused_too(
+    cli: CliRunnerFn, project: Path, emulator: Emulator, runpod_api: str
+) -> None:
     ours = project_at(project / "ours", "billing", deployment_id="0000000000000001")
     theirs = project_at(project / "theirs", "billing", deployment_id="0000000000000002")
     cli("deploy", "--config", theirs)
@@ -157,7 +168,9 @@ def test_another_deployments_mark_is_refused_too(cli: CliRunnerFn, project: Path
     assert stored(emulator) == before
 
 
-def test_a_lost_ledger_converges_on_our_own_objects(cli: CliRunnerFn, project: Path, emulator: Emulator) -> None:
+def test_a_lost_ledger_converges_on_our_own_objects(
+    cli: CliRunnerFn, project: Path, emulator: Emulator, runpod_api: str
+) -> None:
     config = project_at(project, "billing", deployment_id="5eed5eed5eed5eed")
     cli("deploy", "--config", config)
     before = stored(emulator)
@@ -177,7 +190,7 @@ def test_a_lost_ledger_converges_on_our_own_objects(cli: CliRunnerFn, project: P
 
 
 def test_objects_the_ledger_recorded_are_ours_and_get_the_mark(
-    cli: CliRunnerFn, project: Path, emulator: Emulator
+    cli: CliRunnerFn, project: Path, emulator: Emulator, runpod_api: str
 ) -> None:
     config = project_at(project, "billing")
     cli("deploy", "--config", config)

@@ -152,33 +152,33 @@ def config(tmp_path: Path, **endpoint: Any) -> Any:
 
 def every_operation(cfg: Any, environ: dict[str, str]) -> list[dict[str, Any]]:
     """Drive every ControlPlane method the way rpdeploy's own code builds its arguments."""
+    from rpdeploy.runpod.controlplane import endpoint_from_graphql, template_from_graphql
     from rpdeploy.runpod.deployment import (
         desired_endpoint,
         desired_template,
         hf_token_secret,
-        resolve_gpu_ids,
+        resolve_gpus,
         spec_from_live,
     )
-    from rpdeploy.runpod.models import Endpoint, Template
 
     cp, sent = capture()
     with cp:
         cp.account()
-        gpu_ids = resolve_gpu_ids(cp, cfg)
+        selection = resolve_gpus(cp, cfg)
         [live_template] = cp.list_templates()
         [live_endpoint] = cp.list_endpoints()
         assert cp.get_endpoint(live_endpoint.id) is not None
         spec = desired_template(cfg, image="registry.example/acme/worker@sha256:" + "ab" * 32, environ=environ)
         cp.save_template(spec)
-        cp.save_template(spec, template=Template.from_api(TEMPLATE))
-        endpoint_spec = desired_endpoint(cfg, template_id=live_template.id, gpu_ids=gpu_ids)
+        cp.save_template(spec, template=template_from_graphql(TEMPLATE))
+        endpoint_spec = desired_endpoint(cfg, template_id=live_template.id, gpus=selection)
         cp.create_endpoint(endpoint_spec)
-        cp.update_endpoint(Endpoint.from_api(ENDPOINT), endpoint_spec)
+        cp.update_endpoint(endpoint_from_graphql(ENDPOINT), endpoint_spec)
         zero = spec_from_live(live_endpoint)
         cp.update_endpoint(live_endpoint, zero)
         cp.set_endpoint_template(live_endpoint.id, "klmnopqrst")
         cp.delete_endpoint(live_endpoint.id)
-        cp.delete_template(spec.name)
+        cp.delete_template(live_template)
         cp.list_registry_auths()
         cp.save_registry_auth("rpdeploy-x", "acme", Secret("pw", "test"))
         cp.update_registry_auth("c1", "acme", Secret("pw", "test"))
@@ -189,7 +189,7 @@ def every_operation(cfg: Any, environ: dict[str, str]) -> list[dict[str, Any]]:
         cp.update_secret_value(found.id, token)
         # An update that must change the gated fields: no cached model any more, a volume.
         download = replace(endpoint_spec, model_references=(), network_volume_ids=("vol0000002",))
-        cp.update_endpoint(Endpoint.from_api(ENDPOINT), download)
+        cp.update_endpoint(endpoint_from_graphql(ENDPOINT), download)
     return sent
 
 

@@ -186,8 +186,13 @@ smoke_test:
 @pytest.fixture
 def audit_emulator() -> Iterator[Emulator]:
     # The audit's own key: it must travel everywhere a real key does, or nothing is tested.
+    from tests.support.openapi_check import RestChecker
+
+    checker = RestChecker()
     with Emulator(SECRETS["RUNPOD_API_KEY"], cold_start=0.2, execution_time=0.05, runsync_wait=2.0) as emu:
+        emu.rest_observer = checker  # the REST v2 calls of the audit are checked against RunPod's document too
         yield emu
+    checker.assert_clean()
 
 
 @pytest.fixture
@@ -284,6 +289,19 @@ def test_no_secret_leaks_anywhere(
     audit.run("smoke-test", "--json", expect=10)
     audit_emulator.faults.graphql_errors(message=f"bad input {echoed}", count=3)
     audit.run("endpoint", "update", expect=7)
+    # Worker logs as RunPod streams them (REST v2, read under graphql too): a failed job quoting a
+    # secret shows up in the smoke test's report of the worker's last lines, and in `logs`.
+    audit_emulator.faults.clear()  # the errors above may not all be spent
+    audit_emulator.faults.job_fail(message=f"worker saw {echoed}", count=1)
+    audit.run("smoke-test", expect=10)
+    audit.run("logs")
+    audit.run("logs", "--json", "--since", "1h")
+    # The same deployment over REST v2: the container's env goes to the endpoint itself.
+    rest = {"RPDEPLOY_RUNPOD_API": "rest"}
+    audit.run("deploy", "--json", "--force", extra_env=rest)
+    audit.run("plan", "--json", extra_env=rest)
+    audit.run("endpoint", "get", "--json", extra_env=rest)
+    audit.run("status", extra_env=rest)
     crash = audit.run("validate", expect=1, extra_env=_crash_hook(tmp_path))
     assert "RuntimeError: unexpected state with ****" in crash.stderr  # the traceback is there, redacted
     config = audit.project / "deploy.yaml"

@@ -25,9 +25,18 @@ IMAGE = "registry.example/acme/qwen-worker@sha256:" + "cd" * 32
 PROMPT = "Reply with one short sentence: what is RunPod?"  # deploy.yaml's default smoke prompt
 ANSWER = " ".join(full_answer(PROMPT))  # what the emulator's stand-in model says to it (14 words)
 SUMMARY_KEYS = {"passed", "cold_start_ms", "execution_ms", "latency_s", "output_tokens", "tokens_per_second", "answer"}
+
+
+def _invoke(path: str) -> bool:
+    """A request to the serverless invoke API (not REST v2's control plane, also under /v2/)."""
+    from rpdeploy.emulator.rest import is_rest
+
+    return path.startswith("/v2/") and not is_rest(path)
+
+
 CHECK_KEYS = {
     "name", "passed", "seconds", "message", "job_id", "status", "delay_ms", "execution_ms", "output_tokens",
-    "tokens_per_second", "answer",
+    "tokens_per_second", "answer", "worker_id",
 }  # fmt: skip
 
 
@@ -116,7 +125,7 @@ def test_worker_vllm_passes_with_every_check_and_the_stream(
     # it), then [DONE] (not a chunk).
     assert checks[3]["message"] == "15 chunks" and checks[3]["answer"] == ANSWER[:80]
 
-    sent = [(r.method, r.path.removeprefix(f"/v2/{method1}")) for r in runpod_emulator.requests if "/v2/" in r.path]
+    sent = [(r.method, r.path.removeprefix(f"/v2/{method1}")) for r in runpod_emulator.requests if _invoke(r.path)]
     assert sent == [
         ("POST", "/runsync"),
         ("GET", "/openai/v1/models"),
@@ -360,9 +369,13 @@ def test_a_hanging_job_times_out_and_is_cancelled(cli: CliRunnerFn, method1: str
     assert check["message"].startswith("no answer within 2s (job cancelled): a worker took the job but did not finish")
     assert 2.0 <= check["seconds"] < 3.5
     assert job(runpod_emulator, check["job_id"])["status"] == "CANCELLED"
-    invoke = [(r.method, r.path.split("/")[3]) for r in runpod_emulator.requests if "/v2/" in r.path]
+    invoke = [(r.method, r.path.split("/")[3]) for r in runpod_emulator.requests if _invoke(r.path)]
     # Asked for a hold that ends at the deadline, asked /health why, then cancelled.
     assert invoke == [("POST", "runsync"), ("GET", "health"), ("POST", "cancel")]
+    # ...and showed the last lines of the worker that had the job (read over REST v2; the newest
+    # worker's: a job given up on reports no worker).
+    assert "log line(s) of worker" in result.stderr
+    assert f"job {check['job_id']} started" in result.stderr
     assert 1_900 <= int(runsyncs(runpod_emulator)[0].query["wait"]) <= 2_000
     assert f"/cancel/{check['job_id']}" in [r.path.removeprefix(f"/v2/{method1}") for r in runpod_emulator.requests]
     no_secret(runpod_emulator, result.stdout, result.stderr)

@@ -218,3 +218,34 @@ def test_sigkill_during_the_wait_then_a_rerun_finishes(cli: CliRunnerFn, project
     # And the project deploys again from scratch.
     cli("deploy")
     assert len(emulator.state.snapshot()["endpoints"]) == 1
+
+
+# --- over REST v2 -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("deployed_over", ["rest", "graphql"])
+def test_over_rest_a_delete_takes_the_endpoint_with_its_template(
+    cli: CliRunnerFn, project: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch, deployed_over: str
+) -> None:
+    """v2 deletes an endpoint "and its bound template", with no scale to zero first: nothing waits,
+    nothing is left, also for a deployment a GraphQL deploy made (its named template goes too)."""
+    from tests.support.openapi_check import RestChecker
+
+    checker = RestChecker()
+    emulator.rest_observer = checker
+    monkeypatch.setenv("RPDEPLOY_RUNPOD_API", deployed_over)
+    deployed(cli, project, workers_max=2)
+    monkeypatch.setenv("RPDEPLOY_RUNPOD_API", "rest")
+    emulator.requests.clear()
+
+    started = time.monotonic()
+    done = json.loads(cli("destroy", "--yes", "--json").stdout)
+
+    assert time.monotonic() - started < 10  # RunPod's 2-minute template hold is never waited for
+    assert mutations(emulator) == ["deleteEndpoint"]
+    assert done["done"][0].startswith("delete-endpoint")
+    if deployed_over == "graphql":
+        assert "template 'qwen25-7b-instruct-template' was deleted with its endpoint" in done["notes"]
+    nothing_left(emulator, project)
+    assert json.loads(cli("destroy", "--yes", "--json").stdout)["done"] == []
+    checker.assert_clean()

@@ -48,7 +48,7 @@ AdoptOption = Annotated[
     typer.Option(
         "--adopt",
         help="Take over an endpoint/template with deploy.yaml's names that does not carry this deployment's "
-        "mark (env RPDEPLOY_DEPLOYMENT on the template), e.g. one made before rpdeploy marked its objects.",
+        "mark (env RPDEPLOY_DEPLOYMENT in its container env), e.g. one made before rpdeploy marked its objects.",
     ),
 ]
 WaitOption = Annotated[

@@ -67,7 +67,7 @@ def emulator(
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Run a local RunPod look-alike: GraphQL control plane and serverless invoke API.
+    """Run a local RunPod look-alike: the control plane (GraphQL and REST v2) and the serverless API.
 
     Prints the variables that point RunPod clients (rpdeploy, the runpod SDK) at it, then
     serves until Ctrl-C or SIGTERM. Inspect and fault it through /_emulator/state,

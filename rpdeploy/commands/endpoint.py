@@ -74,7 +74,7 @@ def _ensure(
     out = reporter()
     with target(loaded, emulator) as (config, environ, state_dir):
         chosen = _image(config, image, state_dir, dry_run=dry_run)
-        with connect(config, environ) as cp:
+        with connect(config, environ, reporter=out) as cp:
             ensured = ensure_endpoint(
                 cp,
                 config,
@@ -214,8 +214,8 @@ def get(
 ) -> None:
     """Show the endpoint this project deployed (or --id) as RunPod has it.
 
-    The GPUs are shown as RunPod names them ("NVIDIA L4"); the raw gpuIds value RunPod stores
-    ("AMPERE_24,-NVIDIA RTX A5000,...") is in --json.
+    The GPUs are shown as RunPod names them ("NVIDIA L4") beside the pools and exclusions
+    that select them ("AMPERE_24 without NVIDIA RTX A5000, ..."), read from RunPod's live pool list.
 
     Examples:
 
@@ -229,7 +229,10 @@ def get(
     from rpdeploy.runpod.deployment import connect, describe_gpus, endpoint_urls, find_endpoint
 
     loaded = load(config)
-    with target(loaded, emulator, quiet=True) as (cfg, environ, state_dir), connect(cfg, environ) as cp:
+    with (
+        target(loaded, emulator, quiet=True) as (cfg, environ, state_dir),
+        connect(cfg, environ, reporter=reporter()) as cp,
+    ):
         wanted = endpoint_id or Ledger.load(state_dir).output("endpoint", "endpoint_id")
         live = cp.get_endpoint(str(wanted)) if wanted else None
         if live is None and not endpoint_id:  # not recorded, or deleted since: the one deploy.yaml names
@@ -239,12 +242,24 @@ def get(
         what = endpoint_id or repr(cfg.endpoint.name)
         raise ApiError(f"no endpoint {what} on RunPod", hint="create it with `rpdeploy deploy` or `endpoint create`")
     urls = endpoint_urls(cfg, live.id, environ)
-    fields = live.managed()
-    gpu_text = describe_gpus(str(fields["gpuIds"]), pools)
-    lines = [f"Endpoint {live.name!r} ({live.id}), version {live.version}"]
+    fields = live.settings()
+    gpu_text = describe_gpus(live.gpus, pools)
+    container = live.container
+    if container is not None:
+        fields["image"] = container.image
+        fields["container_disk_gb"] = container.container_disk_gb
+    if live.template_id:
+        fields["template_id"] = live.template_id
+    if live.model_references is not None:
+        fields["model_references"] = list(live.model_references)
+    version = "unknown" if live.version is None else live.version
+    lines = [f"Endpoint {live.name!r} ({live.id}), version {version}"]
     for key, value in fields.items():
-        lines.append(f"  {'gpus' if key == 'gpuIds' else key:<20} {gpu_text if key == 'gpuIds' else value}")
-    lines.append(f"  {'health':<20} {urls.health}")
+        shown = live.gpus.describe() if key == "gpus" else value
+        lines.append(f"  {key:<22} {shown}")
+        if key == "gpus":
+            lines.append(f"  {'gpu types':<22} {gpu_text}")
+    lines.append(f"  {'health':<22} {urls.health}")
     document = {"id": live.id, "version": live.version, "fields": fields, "gpus": gpu_text, "urls": urls}
     emit(json_output, document, "\n".join(lines))
 
@@ -263,7 +278,8 @@ def list_endpoints(
     """List every serverless endpoint on the RunPod account, with the GPUs each may use.
 
     Needs no deploy.yaml: outside a project the account is the one RUNPOD_API_KEY (and
-    RUNPOD_API_BASE_URL) names. The raw gpuIds value is in --json.
+    RUNPOD_API_BASE_URL) names. Each GPU is shown by name ("NVIDIA L4") beside the pools and
+    exclusions that select it; --json has the pools and exclusions as lists.
 
     Examples:
 
@@ -275,17 +291,18 @@ def list_endpoints(
 
     path = config_path(config)
     loaded = load(path) if path.exists() or emulator or path != DEFAULT_CONFIG else _account_only()
-    with target(loaded, emulator, quiet=True) as (cfg, environ, _), connect(cfg, environ) as cp:
+    with target(loaded, emulator, quiet=True) as (cfg, environ, _), connect(cfg, environ, reporter=reporter()) as cp:
         endpoints = cp.list_endpoints()
         pools = _pools(cp) if endpoints else None
     rows = [
-        {"id": e.id, "name": e.name, "template_id": e.template_id, "workers_min": e.workers_min,
-         "workers_max": e.workers_max, "gpu_ids": e.raw.get("gpuIds"),
-         "gpus": describe_gpus(str(e.raw.get("gpuIds") or ""), pools)}
+        {"id": e.id, "name": e.name, "template_id": e.template_id or None, "workers_min": e.workers_min,
+         "workers_max": e.workers_max, "gpu_selection": e.gpus.to_dict(), "gpus": describe_gpus(e.gpus, pools)}
         for e in endpoints
     ]  # fmt: skip
     text = "\n".join(
-        f"{r['id']}  {r['name']}  workers {r['workers_min']}..{r['workers_max']}  {r['gpus']}" for r in rows
+        f"{e.id}  {e.name}  workers {e.workers_min}..{e.workers_max}  {describe_gpus(e.gpus, pools)}  "
+        f"({e.gpus.describe()})"
+        for e in endpoints
     )
     emit(json_output, {"endpoints": rows}, text or "No endpoints.")
 
@@ -321,7 +338,7 @@ def delete(
     with (
         target(loaded, emulator) as (cfg, environ, state_dir),
         DeployLock(state_dir, command="endpoint delete"),
-        connect(cfg, environ) as cp,
+        connect(cfg, environ, reporter=reporter()) as cp,
     ):
         ledger = Ledger.load(state_dir)
         owner = ownership(cfg, ledger=ledger, adopt=adopt)

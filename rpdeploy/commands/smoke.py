@@ -196,6 +196,12 @@ def smoke_test(
     error = None
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)
+        if cfg is not None and not target.local and not url:
+            from rpdeploy.fleet import report_failure
+            from rpdeploy.runpod.deployment import connect
+
+            with connect(cfg, environ, reporter=out) as cp:
+                report_failure(cp, target.label, failed.worker_id, out.warn)
         error = SmokeTestError(
             f"smoke test of {result.target} failed: {failed.name}: {failed.message}",
             hint="the report above lists every check; `rpdeploy status` shows the endpoint's workers"

@@ -26,7 +26,7 @@ from typing import Any
 
 from rpdeploy import gpus
 from rpdeploy.emulator import faults as fault_names
-from rpdeploy.emulator import ids
+from rpdeploy.emulator import ids, releases
 from rpdeploy.emulator.faults import GENERIC_ERROR, Faults
 from rpdeploy.emulator.state import (
     AccountSecret,
@@ -377,6 +377,7 @@ class ControlPlane:
             if bound is not None:
                 # Updating a template rolls its endpoint's workers (docs serverless/endpoints/rolling-releases.mdx).
                 bound.version += 1
+                releases.record(self.state, bound, _template_diff(existing, template))
         self.state.templates[template.id] = template
         return template_dict(self.state, template)
 
@@ -632,6 +633,7 @@ class ControlPlane:
             )
             if rolled:
                 endpoint.version += 1
+                releases.record(self.state, endpoint, _endpoint_diff(existing, endpoint))
             # The fleet and the job counters belong to the endpoint, not to its settings.
             endpoint.workers, endpoint.queue = existing.workers, existing.queue
             endpoint.completed, endpoint.failed, endpoint.retried = (
@@ -640,6 +642,8 @@ class ControlPlane:
                 existing.retried,
             )
         self.state.endpoints[endpoint.id] = endpoint
+        if existing is None:
+            releases.record(self.state, endpoint)
         self.fleet.endpoint_changed(endpoint)
         return endpoint_dict(self.state, endpoint)
 
@@ -716,8 +720,10 @@ class ControlPlane:
         self._check_bindable(input["templateId"], endpoint)
         if endpoint.template_id != input["templateId"]:
             self._release(endpoint.template_id)
+            diff = [("templateId", endpoint.template_id, input["templateId"])]
             endpoint.template_id = input["templateId"]
             endpoint.version += 1
+            releases.record(self.state, endpoint, diff)
         return endpoint_dict(self.state, endpoint)
 
     def _delete_endpoint(self, id: str) -> None:
@@ -733,6 +739,7 @@ class ControlPlane:
             )
         self.fleet.endpoint_deleted(endpoint)
         del self.state.endpoints[id]
+        releases.forget(self.state, id)
         self._release(endpoint.template_id)
 
     def check_gpu_ids(self, value: str) -> None:
@@ -766,6 +773,29 @@ class ControlPlane:
 
 
 # --- helpers ------------------------------------------------------------------------------
+
+
+def _template_diff(old: Template, new: Template) -> list[tuple[str, Any, Any]]:
+    """A bound template's change as the endpoint's release diff, in REST v2's names."""
+    pairs = (
+        ("image", old.image_name, new.image_name),
+        ("env", old.env_dict(), new.env_dict()),
+        ("disk", old.container_disk_in_gb, new.container_disk_in_gb),
+        ("registry", old.container_registry_auth_id or None, new.container_registry_auth_id or None),
+        ("args", old.docker_args, new.docker_args),
+    )
+    return [(field, a, b) for field, a, b in pairs if a != b]
+
+
+def _endpoint_diff(old: Endpoint, new: Endpoint) -> list[tuple[str, Any, Any]]:
+    pairs = (
+        ("gpu.pools", old.gpu_ids, new.gpu_ids),
+        ("templateId", old.template_id, new.template_id),
+        ("networkVolumes", old.network_volume_ids, new.network_volume_ids),
+        ("modelReferences", old.model_references, new.model_references),
+        ("requestTTL", old.request_ttl, new.request_ttl),
+    )
+    return [(field, a, b) for field, a, b in pairs if a != b]
 
 
 def _fail(message: str) -> Exception:

@@ -5,8 +5,10 @@
         os.environ["RUNPOD_ENDPOINT_BASE_URL"] = emu.endpoint_url  # invoke API at {endpoint_url}/{id}/...
         ...                                                    # emu.state, emu.requests, emu.faults
 
-One process, one port: the control plane (``/graphql``), the invoke API (``/v2/...``) and
-the admin API (``/_emulator/...``, see ``server.py``). The key is ``api_key``, else
+One process, one port: the control plane over GraphQL (``/graphql``) and over REST v2
+(``/v2/serverless``, ``/v2/templates``, ``/v2/registries``, ``/v2/catalog/gpus``), the
+invoke API (any other ``/v2/{endpoint_id}/...``) and the admin API (``/_emulator/...``, see
+``server.py``). Both control planes share one account: what one makes, the other sees. The key is ``api_key``, else
 ``RUNPOD_API_KEY`` from the environment, else a generated ``rpa_...`` throwaway
 (``key_generated`` tells which).
 """
@@ -24,7 +26,8 @@ from rpdeploy.emulator.control import TEMPLATE_DELETE_DELAY, ControlPlane
 from rpdeploy.emulator.faults import Faults
 from rpdeploy.emulator.guard import DEFAULT_LIMITS, Limits
 from rpdeploy.emulator.invoke import InvokeApi
-from rpdeploy.emulator.server import EmulatorHTTPServer, RequestLog
+from rpdeploy.emulator.rest import RestApi
+from rpdeploy.emulator.server import EmulatorHTTPServer, Exchange, RequestLog
 from rpdeploy.emulator.state import Account, EmulatorState
 from rpdeploy.emulator.workers import Fleet, FleetConfig
 
@@ -95,6 +98,10 @@ class Emulator:
             self.state, self.fleet, self.faults, template_delete_delay=template_delete_delay, gpu_pools=gpu_pools
         )
         self.invoke = InvokeApi(self.state, self.fleet, self.faults, runsync_wait=runsync_wait)
+        #: REST v2 over the same state (``/v2/serverless``, ``/v2/templates``...: emulator/rest.py).
+        self.rest = RestApi(self.state, self.control, self.fleet, lambda: self.endpoint_url)
+        #: Called with every REST v2 exchange (tests validate them against RunPod's OpenAPI document).
+        self.rest_observer: Callable[[Exchange], None] | None = None
         self._server: EmulatorHTTPServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -25,6 +25,10 @@ concurrency            value, endpoint_id                     jobs one worker ru
 invoke_rate_limit      count=1, retry_after=1, endpoint_id    429 on ``/v2/{endpoint}/...``
 template_delete_delay  seconds                                how long a template stays "in use" after
                                                               its endpoint let it go (default 120 s)
+graphql_retired        count=None                             every /graphql request answers 410 Gone
+rest_errors            count=1, status=500, message,          a REST v2 request answers that status as an
+                       operation                              RFC 9457 problem (``operation``: an
+                                                              operationId, e.g. ``updateEndpoint``)
 =====================  =====================================  ==========================================
 
 ``operation`` matches a GraphQL operation's name or any of its top-level fields
@@ -60,6 +64,8 @@ EXECUTION_TIME = "execution_time"
 INVOKE_RATE_LIMIT = "invoke_rate_limit"
 CONCURRENCY = "concurrency"
 TEMPLATE_DELETE_DELAY = "template_delete_delay"
+GRAPHQL_RETIRED = "graphql_retired"
+REST_ERRORS = "rest_errors"
 
 # name -> (parameters it takes, default count)
 _SPECS: dict[str, tuple[frozenset[str], int | None]] = {
@@ -77,9 +83,12 @@ _SPECS: dict[str, tuple[frozenset[str], int | None]] = {
     INVOKE_RATE_LIMIT: (frozenset({"count", "retry_after", "endpoint_id"}), 1),
     CONCURRENCY: (frozenset({"value", "endpoint_id"}), None),
     TEMPLATE_DELETE_DELAY: (frozenset({"seconds"}), None),
+    GRAPHQL_RETIRED: (frozenset({"count"}), None),
+    REST_ERRORS: (frozenset({"count", "status", "message", "operation"}), 1),
 }
 FAULT_NAMES: tuple[str, ...] = tuple(_SPECS)
 _HTTP_STATUSES = frozenset({500, 502, 503, 504})
+_REST_STATUSES = frozenset({400, 403, 404, 422, 500, 502, 503, 504})
 
 
 class FaultError(ValueError):
@@ -210,6 +219,15 @@ class Faults:
         """Shorten (or lengthen) the time a template stays "in use" after its endpoint let it go."""
         return self.add(TEMPLATE_DELETE_DELAY, seconds=seconds)
 
+    def graphql_retired(self, count: int | None = None) -> Fault:
+        """GraphQL answers 410 Gone, as RunPod's announcement says the retired APIs will."""
+        return self.add(GRAPHQL_RETIRED, count=count)
+
+    def rest_errors(
+        self, count: int | None = 1, status: int = 500, message: str = GENERIC_ERROR, operation: str | None = None
+    ) -> Fault:
+        return self.add(REST_ERRORS, count=count, status=status, message=message, operation=operation)
+
     # --- consuming ------------------------------------------------------------------------
 
     def take(self, name: str, *, endpoint_id: str | None = None, operations: Iterable[str] = ()) -> Fault | None:
@@ -265,6 +283,12 @@ def _checked(name: str, params: dict[str, Any]) -> dict[str, Any]:
         if status not in _HTTP_STATUSES:
             raise FaultError(f"status must be one of {sorted(_HTTP_STATUSES)}, got {status!r}")
         checked["status"] = status
+    if name == REST_ERRORS:
+        status = checked.get("status", 500)
+        if status not in _REST_STATUSES:
+            raise FaultError(f"status must be one of {sorted(_REST_STATUSES)}, got {status!r}")
+        checked["status"] = status
+        checked["message"] = checked.get("message") or GENERIC_ERROR
     needs_seconds = (GRAPHQL_DELAY, COLD_START, EXECUTION_TIME, TEMPLATE_DELETE_DELAY)
     if name in needs_seconds and checked.get("seconds") is None:
         raise FaultError(f"fault {name!r} needs 'seconds'")

@@ -55,6 +55,11 @@ def commit_of(repository: str, ref: str) -> str:
     return hashlib.sha1(f"{repository.lower()}@{ref}".encode()).hexdigest()
 
 
+def release_id() -> str:
+    # 8 lower-case letters and digits, as the v2 examples show ("5r9x2m7q"); a guess otherwise.
+    return _random(8)
+
+
 def user_id() -> str:
     return "user_" + _random(27, string.ascii_letters + string.digits)
 

@@ -4,7 +4,8 @@
 that ``status``, ``endpoint get``, ``smoke-test``, ``plan`` and ``destroy`` with ``--emulator``
 see what that deploy made, each such command saves the emulated account when it ends
 (``.rpdeploy/emulator/account.json``) and the next one starts from it: templates, endpoints,
-registry credentials, network volumes and account secrets. Workers, queues and jobs are not
+registry credentials, network volumes, account secrets and each endpoint's releases (REST
+v2's history: ``status --emulator`` shows the latest). Workers, queues and jobs are not
 kept: the next command's endpoint has scaled to zero, as a RunPod endpoint does when idle.
 
 Secret values never reach the file (registry passwords and account secrets are stored empty,
@@ -98,6 +99,7 @@ def save_account(state: EmulatorState, path: Path, *, port: int = 0, api_key: st
             "registry_auths": [_record(r) for r in state.registry_auths.values()],
             "network_volumes": [_record(v) for v in state.network_volumes.values()],
             "secrets": [_record(s) for s in state.secrets.values()],
+            "releases": {endpoint_id: list(history) for endpoint_id, history in state.releases.items()},
         }
     # A token sent as a plain template env value (hf_token_delivery: template-env) is masked too.
     document = redact_data(document)
@@ -125,6 +127,10 @@ def load_account(state: EmulatorState, path: Path) -> bool:
         auths = [_build(RegistryAuth, r) for r in document.get("registry_auths") or ()]
         volumes = [_build(NetworkVolume, v) for v in document.get("network_volumes") or ()]
         secrets = [_build(AccountSecret, s) for s in document.get("secrets") or ()]
+        releases = {
+            str(endpoint_id): [dict(release) for release in history]
+            for endpoint_id, history in (document.get("releases") or {}).items()
+        }
     except (TypeError, ValueError, KeyError):
         return False  # written by another version of the emulator: start afresh
     with state.lock:
@@ -136,4 +142,5 @@ def load_account(state: EmulatorState, path: Path) -> bool:
         state.registry_auths.update((r.id, r) for r in auths)
         state.network_volumes.update((v.id, v) for v in volumes)
         state.secrets.update((s.id, s) for s in secrets)
+        state.releases.update((key, history) for key, history in releases.items() if key in state.endpoints)
     return True

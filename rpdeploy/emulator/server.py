@@ -1,8 +1,16 @@
-"""The HTTP front: one ``ThreadingHTTPServer`` routing to the three surfaces.
+"""The HTTP front: one ``ThreadingHTTPServer`` routing to the four surfaces.
 
-``POST /graphql``      control plane (``control.py``)
-``/v2/{endpoint}/...``  invoke API (``invoke.py``)
+``POST /graphql``      control plane over GraphQL (``control.py``)
+``/v2/serverless...``, ``/v2/templates...``, ``/v2/registries...``, ``/v2/catalog/...``
+                       control plane over REST v2 (``rest.py``), the same account state
+``/v2/{endpoint}/...``  invoke API (``invoke.py``): any other ``/v2/`` path
 ``/_emulator/...``     admin API: state, request log, fault switches, reset
+
+REST v2 takes the key in ``Authorization: Bearer`` only (RunPod's migration guide) and
+answers errors, a missing or wrong key included, as RFC 9457 problem documents; its bodies
+have the control plane's 1 MiB limit. :attr:`Emulator.rest_observer`, when set, sees every
+REST exchange whole (request headers without the key's value, body, answer), which is how
+the tests check each one against RunPod's OpenAPI document.
 
 Every request to the first two is recorded in the :class:`RequestLog` (method, path, query
 without ``api_key``, parsed JSON body, GraphQL operation and status) so tests can assert on
@@ -29,7 +37,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +46,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rpdeploy.emulator import control, ids
 from rpdeploy.emulator import faults as fault_names
+from rpdeploy.emulator import rest as rest_api
 from rpdeploy.emulator.faults import FaultError
 from rpdeploy.emulator.guard import DEFAULT_LIMITS, Limits, Rejection, check_graphql, parse_json
 from rpdeploy.emulator.invoke import Response, error
@@ -84,6 +93,20 @@ class RecordedRequest:
             "status": self.status,
             "time": self.time,
         }
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One REST v2 request and its answer, whole (for ``Emulator.rest_observer``)."""
+
+    method: str
+    path: str
+    query: str  # the raw query string
+    headers: dict[str, str]  # lower-case names; Authorization's value is masked
+    body: bytes
+    status: int
+    response_headers: dict[str, str]
+    response_body: bytes | None  # None for a stream (server-sent events)
 
 
 class RequestLog:
@@ -203,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _body_limit(self, path: str) -> int:
         limits = self.server.limits
-        if path == "/graphql":
+        if path == "/graphql" or rest_api.is_rest(path):
             return limits.graphql_body
         if path.startswith("/_emulator"):
             return limits.admin_body
@@ -325,6 +348,17 @@ class _Handler(BaseHTTPRequestHandler):
         fields: tuple[str, ...] = ()
         if path == "/graphql":
             response, operation, fields = self._graphql(method, raw, data, rejected, key)
+        elif rest_api.is_rest(path):
+            operation = emulator.rest.operation(method, path)
+            response = self._rest(method, path, public_query, raw, data, rejected)
+            observer = getattr(emulator, "rest_observer", None)
+            if observer is not None:
+                exchange = self._exchange(method, url.query, raw, response)
+                if response.stream is None:
+                    observer(exchange)
+                else:
+                    response = Response(response.status, response.body, response.headers,
+                                        _tee(response.stream, exchange, observer))  # fmt: skip
         elif path.startswith("/v2/") and len(path.split("/")) >= 4:
             if not self._authorized(key):
                 response = error(401, "Unauthorized")
@@ -361,6 +395,9 @@ class _Handler(BaseHTTPRequestHandler):
             status = rejected.status if key is not None else 401
             return Response(status, {"errors": [{"message": rejected.message if key else "Unauthorized"}]}), None, ()
         # Infrastructure faults come first: a proxy or rate limiter answers before GraphQL.
+        if faults.take(fault_names.GRAPHQL_RETIRED) is not None:
+            # "stops serving traffic and returns 410 Gone" (RunPod's announcement, dstack issue 4167).
+            return Response(410, {"errors": [{"message": "Gone"}]}), None, ()
         limited = faults.take(fault_names.GRAPHQL_RATE_LIMIT)
         if limited is not None:
             after = str(max(0, round(limited.retry_after or 0)))
@@ -381,6 +418,41 @@ class _Handler(BaseHTTPRequestHandler):
             return Response(refused.status, {"errors": [{"message": refused.message}]}), None, ()
         answer = emulator.control.handle(raw, key=key, expected_key=emulator.api_key)
         return Response(answer.status, answer.body, answer.headers), answer.operation, answer.fields
+
+    def _rest(
+        self, method: str, path: str, query: dict[str, str], raw: bytes, data: Any, rejected: Rejection | None
+    ) -> Response:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.strip().partition(" ")
+        if not header:
+            return rest_api.problem(401, "missing bearer token")
+        if scheme.lower() != "bearer" or not self._authorized(token.strip()):
+            return rest_api.problem(401, "invalid bearer token")
+        if rejected is not None:
+            return rest_api.problem(rejected.status, rejected.message)
+        operation = self.server.emulator.rest.operation(method, path)
+        injected = self.server.emulator.faults.take(fault_names.REST_ERRORS, operations=[operation or ""])
+        if injected is not None:
+            return rest_api.problem(injected.status or 500, injected.message or "")
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        return self.server.emulator.rest.handle(method, path, query, data, raw, headers)
+
+    def _exchange(self, method: str, query: str, raw: bytes, response: Response) -> Exchange:
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        if "authorization" in headers:
+            scheme, _, _ = headers["authorization"].partition(" ")
+            headers["authorization"] = f"{scheme} <masked>"
+        answer = dict(response.headers)
+        if response.stream is None and response.status != 204:
+            answer.setdefault("Content-Type", "application/json")
+        body = (
+            None
+            if response.stream is not None
+            else b""
+            if response.status == 204
+            else json.dumps(response.body).encode()
+        )
+        return Exchange(method, self.path.split("?", 1)[0], query, headers, raw, response.status, answer, body)
 
     def _admin(self, method: str, path: str, body: Any) -> Response:
         emulator = self.server.emulator
@@ -445,9 +517,10 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:  # the client went away, or stopped reading (socket timeout)
                 pass
             return
-        payload = json.dumps(response.body).encode("utf-8")
+        payload = b"" if response.status == 204 else json.dumps(response.body).encode("utf-8")
         self.send_response(response.status)
-        headers.setdefault("Content-Type", "application/json")
+        if response.status != 204:
+            headers.setdefault("Content-Type", "application/json")
         for name, value in headers.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
@@ -456,6 +529,20 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except OSError:  # the client went away, or stopped reading (socket timeout)
             self.close_connection = True
+
+
+def _tee(stream: Iterator[bytes], exchange: Exchange, observer: Callable[[Exchange], None]) -> Iterator[bytes]:
+    """Pass a stream on, keeping its first bytes; the observer sees them when it ends."""
+    from dataclasses import replace
+
+    kept = bytearray()
+    try:
+        for chunk in stream:
+            if len(kept) < RECORDED_BODY:
+                kept.extend(chunk)
+            yield chunk
+    finally:
+        observer(replace(exchange, response_body=bytes(kept)))
 
 
 def _recorded(raw: bytes, data: Any) -> Any:

@@ -188,6 +188,10 @@ class Worker:
     #: Where its weights came from (emulator/coldstart.py) and why it cannot run jobs, if so.
     weights: str = ""
     start_error: str | None = None
+    #: The endpoint version it started on (REST v2 /workers: isStale when the endpoint's differs),
+    #: and when it started (emulator clock): its logs begin there.
+    version: int = 0
+    started_at: float = 0.0
 
     @property
     def status(self) -> str:
@@ -263,6 +267,8 @@ class EmulatorState:
         self.network_volumes: dict[str, NetworkVolume] = {}
         self.secrets: dict[str, AccountSecret] = {}
         self.jobs: dict[str, Job] = {}
+        #: Each endpoint's releases, oldest first (REST v2 /releases; emulator/releases.py).
+        self.releases: dict[str, list[dict[str, Any]]] = {}
         # Set by the fleet: brings workers and jobs up to the clock before a read.
         self.advance: Callable[[], None] = lambda: None
 
@@ -274,6 +280,7 @@ class EmulatorState:
             self.network_volumes.clear()
             self.secrets.clear()
             self.jobs.clear()
+            self.releases.clear()
             self.changed.notify_all()
 
     # --- lookups --------------------------------------------------------------------------

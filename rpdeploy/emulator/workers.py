@@ -199,6 +199,8 @@ class Fleet:
             env=start.env,
             weights=start.weights,
             start_error=start.error,
+            version=endpoint.version,
+            started_at=now,
         )
 
     def _start(self, endpoint: Endpoint, worker: Worker, job: Job, now: float) -> None:

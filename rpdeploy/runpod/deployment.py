@@ -4,9 +4,16 @@ RunPod is the source of truth. Objects are found by their exact names every time
 lost ledger, a re-run after a timeout or a second run of the same config converges on the
 same template and endpoint instead of creating new ones. A name alone does not make an
 object ours, though: rpdeploy changes or deletes only what this project's ledger recorded
-or what carries this deployment's mark (env ``RPDEPLOY_DEPLOYMENT`` on the template, which
-RunPod keeps), and refuses anything else unless told ``--adopt``. A plan lists the exact
-mutations; applying it sends only those (a no-change run sends none).
+or what carries this deployment's mark (env ``RPDEPLOY_DEPLOYMENT`` in the container's env,
+which RunPod keeps), and refuses anything else unless told ``--adopt``. A plan lists the
+exact mutations; applying it sends only those (a no-change run sends none).
+
+Everything here is in rpdeploy's terms and works over either transport. Where the container
+(image, env, disk, registry) lives is the transport's answer (``cp.container_on_endpoint``):
+under GraphQL on a template the endpoint is bound to, under REST v2 on the endpoint itself
+(``rest.py`` says why). The mark is found either way: in the endpoint's own env (REST shows
+it there, also for an endpoint made over GraphQL) or in its bound template's. So a project
+switched from one API to the other finds the same endpoint and keeps it.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from rpdeploy import __version__, gpus, versions
+from rpdeploy import __version__, versions
+from rpdeploy import gpus as gpu_selection
 from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.runpod.models import (
     AccountSecret,
+    Container,
     Endpoint,
     EndpointSpec,
     EnvVar,
@@ -39,8 +48,9 @@ if TYPE_CHECKING:
     from rpdeploy.runpod.controlplane import ControlPlane
 
 NEW_TEMPLATE_ID = "<new template>"
-#: The ownership mark: an env var on the template. RunPod keeps a template's env as sent and
-#: returns it on every read, and the endpoint reaches it through its templateId.
+#: The ownership mark: an env var of the container. RunPod keeps it as sent and returns it on
+#: every read: on the template (GraphQL, which the endpoint reaches through its templateId),
+#: or on the endpoint itself (REST v2).
 MARK_KEY = "RPDEPLOY_DEPLOYMENT"
 #: The ledger's record of a delete under way (``Ledger.extra``): what it deletes and how far
 #: it got, so a delete killed halfway resumes on the same objects.
@@ -266,12 +276,15 @@ def desired_template(
     )
 
 
-def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> EndpointSpec:
+def desired_endpoint(
+    config: Config, *, template_id: str, gpus: gpu_selection.GpuSelection, container: TemplateSpec | None = None
+) -> EndpointSpec:
+    """The endpoint deploy.yaml wants; ``container`` where the endpoint carries it itself (REST v2)."""
     endpoint = config.endpoint
     return EndpointSpec(
         name=endpoint.name,
         template_id=template_id,
-        gpu_ids=gpu_ids,
+        gpus=gpus,
         gpu_count=endpoint.gpu_count,
         workers_min=endpoint.workers_min,
         workers_max=endpoint.workers_max,
@@ -280,8 +293,9 @@ def desired_endpoint(config: Config, *, template_id: str, gpu_ids: str) -> Endpo
         scaler_value=endpoint.scaler_value,
         flashboot=endpoint.flashboot,
         execution_timeout_ms=endpoint.execution_timeout * 1000,
-        allowed_cuda_versions=",".join(config.cuda_versions()),
-        locations=",".join(endpoint.locations),
+        allowed_cuda_versions=tuple(config.cuda_versions()),
+        locations=tuple(endpoint.locations),
+        container=container,
         **weights_endpoint_fields(config),
     )
 
@@ -311,8 +325,8 @@ def estimated_init_timeout(
     return check.cost.cold_start_plan.init_timeout
 
 
-def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> str:
-    """``gpuIds`` for exactly the configured GPU type, from RunPod's live pool list only.
+def resolve_gpus(cp: ControlPlane, config: Config, reporter: Reporter | None = None) -> gpu_selection.GpuSelection:
+    """The pools and exclusions for exactly the configured GPU type, from RunPod's live pool list only.
 
     No built-in fallback: a table that missed a card RunPod has since added to the pool
     would leave that card unexcluded, and RunPod ignores exclusions it does not recognise,
@@ -326,34 +340,34 @@ def resolve_gpu_ids(cp: ControlPlane, config: Config, reporter: Reporter | None 
     except ApiError as exc:
         raise ApiError(
             f"cannot read RunPod's GPU pools ({exc.message}), so the endpoint cannot be pinned to {gpu.id}",
-            hint="rpdeploy builds gpuIds only from RunPod's live pool list (a built-in one may be out of date "
-            "and let other GPUs in); re-run when the RunPod API answers",
+            hint="rpdeploy builds the GPU selection only from RunPod's live pool list (a built-in one may be "
+            "out of date and let other GPUs in); re-run when the RunPod API answers",
             status=exc.status,
             retryable=True,
         ) from exc
     if not pools:
         raise ApiError(
             f"RunPod answered an empty GPU pool list, so the endpoint cannot be pinned to {gpu.id}",
-            hint="re-run later; if it persists, RunPod's serverlessGpuPools query has changed",
+            hint="re-run later; if it persists, RunPod's GPU pool list has changed",
         )
     try:
-        return gpus.gpu_ids_for(gpu, pools)
-    except gpus.PoolError as exc:
+        return gpu_selection.selection_for(gpu, pools)
+    except gpu_selection.PoolError as exc:
         raise ApiError(
             str(exc), hint=f"pick another endpoint.gpu; serverless pools now: {', '.join(sorted(pools))}"
         ) from exc
 
 
-def describe_gpus(gpu_ids: str, pools: dict[str, tuple[str, ...]] | None) -> str:
-    """A ``gpuIds`` value as people name GPUs: "NVIDIA L4" for "AMPERE_24,-NVIDIA RTX A5000,...".
+def describe_gpus(selection: gpu_selection.GpuSelection, pools: dict[str, tuple[str, ...]] | None) -> str:
+    """A GPU selection as people name GPUs: "NVIDIA L4" for pool AMPERE_24 without the A5000 and 3090.
 
     Needs the live pool membership; without it (or for a CPU endpoint) the answer says so.
     """
-    if not gpu_ids:
+    if not selection.pools:
         return "(none: a CPU endpoint)"
     if pools is None:
         return "(unknown: RunPod's GPU pools could not be read)"
-    allowed = gpus.GpuSelection.parse(gpu_ids).allowed(pools)
+    allowed = selection.allowed(pools)
     return ", ".join(allowed) if allowed else "(none: every GPU of its pools is excluded)"
 
 
@@ -380,12 +394,36 @@ class Ownership:
     def owns_endpoint(self, endpoint: Endpoint, templates: Iterable[Template]) -> bool:
         if endpoint.id in self.known_ids:
             return True
-        template = next((t for t in templates if t.id == endpoint.template_id), None)
-        return template is not None and template_mark(template) == self.mark
+        return endpoint_mark(endpoint, templates) == self.mark
 
 
 def template_mark(template: Template) -> str | None:
     return template.env_map().get(MARK_KEY)
+
+
+def bound_template(endpoint: Endpoint, templates: Iterable[Template]) -> Template | None:
+    """The template the endpoint is bound to, where the API keeps that link (GraphQL)."""
+    if not endpoint.template_id:
+        return None
+    return next((t for t in templates if t.id == endpoint.template_id), None)
+
+
+def endpoint_mark(endpoint: Endpoint, templates: Iterable[Template]) -> str | None:
+    """The mark in the endpoint's container env: its own (REST v2), else its bound template's."""
+    if endpoint.container is not None:
+        return endpoint.container.env_map().get(MARK_KEY)
+    template = bound_template(endpoint, templates)
+    return template_mark(template) if template is not None else None
+
+
+def live_container(endpoint: Endpoint | None, templates: Iterable[Template]) -> Container | None:
+    """What the endpoint runs: its own container settings (REST v2), else its bound template's."""
+    if endpoint is None:
+        return None
+    if endpoint.container is not None:
+        return endpoint.container
+    template = bound_template(endpoint, templates)
+    return template.container if template is not None else None
 
 
 def ownership(
@@ -437,10 +475,16 @@ def find_endpoint(
     return matches[0] if matches else None
 
 
-def _whose(template: Template | None, owner: Ownership) -> str:
-    mark = template_mark(template) if template is not None else None
+def _whose(endpoint: Endpoint, templates: list[Template], owner: Ownership) -> str:
+    if endpoint.container is not None:
+        mark = endpoint.container.env_map().get(MARK_KEY)
+        if mark is None:
+            return f"its env carries no {MARK_KEY} mark"
+        return f"its env is marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
+    template = bound_template(endpoint, templates)
     if template is None:
         return "its template is not on the account"
+    mark = template_mark(template)
     if mark is None:
         return f"its template {template.name!r} carries no {MARK_KEY} mark"
     return f"its template {template.name!r} is marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
@@ -461,8 +505,7 @@ def check_ownership(
     templates = list(templates)
     strangers = []
     if endpoint is not None and not owner.owns_endpoint(endpoint, templates):
-        bound = next((t for t in templates if t.id == endpoint.template_id), None)
-        strangers.append(f"endpoint {endpoint.name!r} ({endpoint.id}): {_whose(bound, owner)}")
+        strangers.append(f"endpoint {endpoint.name!r} ({endpoint.id}): {_whose(endpoint, templates, owner)}")
     if template is not None and not owner.owns_template(template):
         mark = template_mark(template)
         why = "no mark" if mark is None else f"marked {MARK_KEY}={mark}, this deployment is {owner.mark}"
@@ -498,42 +541,51 @@ def _env_changes(old: Mapping[str, str], new: Iterable[EnvVar]) -> list[FieldCha
     return changes
 
 
-def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
+def container_changes(live: Container, spec: TemplateSpec) -> list[FieldChange]:
+    """What differs between the container RunPod has and the one deploy.yaml wants."""
     changes = []
     if live.image != spec.image:
-        changes.append(FieldChange("imageName", live.image, spec.image))
+        changes.append(FieldChange("image", live.image, spec.image))
     if live.container_disk_gb != spec.container_disk_gb:
-        changes.append(FieldChange("containerDiskInGb", live.container_disk_gb, spec.container_disk_gb))
+        changes.append(FieldChange("container_disk_gb", live.container_disk_gb, spec.container_disk_gb))
     if live.registry_auth_id != spec.registry_auth_id:
-        changes.append(FieldChange("containerRegistryAuthId", live.registry_auth_id, spec.registry_auth_id))
+        changes.append(FieldChange("registry_auth_id", live.registry_auth_id, spec.registry_auth_id))
     if live.docker_args != spec.docker_args:
-        changes.append(FieldChange("dockerArgs", live.docker_args, spec.docker_args))
-    if not live.is_serverless:
-        changes.append(FieldChange("isServerless", False, True))
+        changes.append(FieldChange("docker_args", live.docker_args, spec.docker_args))
     changes.extend(_env_changes(live.env_map(), spec.env))
     return changes
 
 
-def _same(key: str, old: Any, new: Any) -> bool:
-    if key == "gpuIds":
-        # A set of pools and a set of exclusions: RunPod may answer them in another order.
-        return gpus.GpuSelection.parse(str(old or "")) == gpus.GpuSelection.parse(str(new or ""))
-    return bool(old == new)
+def template_changes(live: Template, spec: TemplateSpec) -> list[FieldChange]:
+    changes = []
+    if live.name != spec.name:
+        changes.append(FieldChange("name", live.name, spec.name))
+    changes += container_changes(live.container, spec)
+    if not live.is_serverless:
+        changes.append(FieldChange("serverless", False, True))
+    return changes
 
 
 def endpoint_changes(live: Endpoint, spec: EndpointSpec) -> list[FieldChange]:
-    current = live.managed()
+    # Settings are compared in rpdeploy's form: GPU pools and exclusions as sets, CUDA versions
+    # and locations sorted (RunPod may answer them in another order).
+    current = live.settings()
     changes = [
-        FieldChange(key, current.get(key), value)
-        for key, value in spec.managed().items()
-        if not _same(key, current.get(key), value)
+        FieldChange(key, current.get(key), value) for key, value in spec.settings().items() if current.get(key) != value
     ]
-    gated = live.gated_changes(spec)
-    if "modelReferences" in gated:
-        changes.append(FieldChange("modelReferences", list(live.model_references()), gated["modelReferences"]))
-    if "networkVolumeIds" in gated:
-        wanted = [v["networkVolumeId"] for v in gated["networkVolumeIds"]]
-        changes.append(FieldChange("networkVolumeIds", list(live.network_volume_ids()), wanted))
+    if spec.container is not None:
+        if live.container is None:
+            changes.append(FieldChange("image", None, spec.container.image))
+        else:
+            changes += container_changes(live.container, spec.container)
+    if live.model_references_change(spec):
+        changes.append(
+            FieldChange("model_references", list(live.model_references or ()), list(spec.model_references or ()))
+        )
+    if live.network_volumes_change(spec):
+        changes.append(
+            FieldChange("network_volume_ids", list(live.network_volume_ids), list(spec.network_volume_ids or ()))
+        )
     return changes
 
 
@@ -548,22 +600,37 @@ def plan_template(
     environ: Mapping[str, str] | None = None,
     command: str = "deploy",
     init_timeout: int | None = None,
+    container_on_endpoint: bool = False,
 ) -> tuple[TemplateSpec, Template | None, Operation | None]:
-    """The template we want, the one RunPod has (found by name), and the mutation between them.
+    """The container we want, the template RunPod has for it, and the mutation between them.
 
     Checks first that the template and the endpoint deploy.yaml names are ours (or adopted):
-    nothing is created before that is known.
+    nothing is created before that is known. The template is the one our endpoint is bound to
+    when it is ours (so an endpoint made over REST, whose template RunPod named, keeps its
+    template when the project moves to GraphQL), else the one with deploy.yaml's name. Where the
+    endpoint carries its container itself (REST v2), no template is made: (spec, None, None).
     """
     templates, endpoints = list(templates), list(endpoints)
     spec = desired_template(
         config, image=image, registry_auth_id=registry_auth_id, environ=environ, init_timeout=init_timeout
     )
-    template = find_template(templates, spec.name)
     ours = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
+    if container_on_endpoint:
+        check_ownership(owner, endpoint=ours, template=None, templates=templates, command=command)
+        return spec, None, None
+    template = find_template(templates, spec.name)
+    bound = bound_template(ours, templates) if ours is not None else None
+    if (
+        ours is not None
+        and bound is not None
+        and owner.owns_endpoint(ours, templates)
+        and (template is None or (template.id != bound.id and not owner.owns_template(template)))
+    ):
+        template = bound
     check_ownership(owner, endpoint=ours, template=template, templates=templates, command=command)
     if template is None:
         shown = (
-            FieldChange("imageName", None, spec.image),
+            FieldChange("image", None, spec.image),
             *(FieldChange(f"env.{v.key}", None, v.shown()) for v in spec.env),
         )
         return spec, None, Operation("create-template", spec.name, shown)
@@ -586,18 +653,33 @@ def plan_endpoint_only(
     endpoints: Iterable[Endpoint],
     templates: Iterable[Template],
     template_id: str,
-    gpu_ids: str,
+    gpus: gpu_selection.GpuSelection,
     owner: Ownership,
     command: str = "deploy",
+    container: TemplateSpec | None = None,
+    cp: ControlPlane | None = None,
 ) -> tuple[EndpointSpec, Endpoint | None, Operation | None]:
-    """The endpoint we want, the one RunPod has (found by name), and the mutation between them."""
+    """The endpoint we want, the one RunPod has (found by name), and the mutation between them.
+
+    ``container``: the container settings, where the endpoint carries them (REST v2). ``cp``:
+    asked for the cached model when the endpoint's API does not show it (REST v2).
+    """
     templates = list(templates)
-    spec = desired_endpoint(config, template_id=template_id, gpu_ids=gpu_ids)
+    spec = desired_endpoint(config, template_id=template_id, gpus=gpus, container=container)
     endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
     if endpoint is None:
-        shown = tuple(FieldChange(k, None, v) for k, v in spec.create_input().items())
+        shown = tuple(FieldChange(k, None, v) for k, v in spec.settings().items())
+        if container is not None:
+            shown += (
+                FieldChange("image", None, container.image),
+                *(FieldChange(f"env.{v.key}", None, v.shown()) for v in container.env),
+            )
+        if spec.model_references:
+            shown += (FieldChange("model_references", None, list(spec.model_references)),)
         return spec, None, Operation("create-endpoint", spec.name, shown)
     check_ownership(owner, endpoint=endpoint, template=None, templates=templates, command=command)
+    if endpoint.model_references is None and spec.model_references is not None and cp is not None:
+        endpoint = replace(endpoint, model_references=cp.model_references(endpoint.id))
     changes = endpoint_changes(endpoint, spec)
     if not changes:
         return spec, endpoint, None
@@ -609,7 +691,7 @@ def plan_endpoint(
     config: Config,
     *,
     image: str,
-    gpu_ids: str,
+    gpus: gpu_selection.GpuSelection,
     owner: Ownership,
     registry_auth_id: str = "",
     environ: Mapping[str, str] | None = None,
@@ -629,15 +711,20 @@ def plan_endpoint(
         environ=environ,
         command=command,
         init_timeout=init_timeout,
+        container_on_endpoint=cp.container_on_endpoint,
     )
+    # Under REST v2 the endpoint keeps no template link.
+    template_id = "" if cp.container_on_endpoint else template.id if template else NEW_TEMPLATE_ID
     endpoint_spec, endpoint, endpoint_op = plan_endpoint_only(
         config,
         endpoints=endpoints,
         templates=templates,
-        template_id=template.id if template else NEW_TEMPLATE_ID,
-        gpu_ids=gpu_ids,
+        template_id=template_id,
+        gpus=gpus,
         owner=owner,
         command=command,
+        container=template_spec if cp.container_on_endpoint else None,
+        cp=cp,
     )
     operations = tuple(op for op in (template_op, endpoint_op) if op is not None)
     return EndpointPlan(template_spec, template, endpoint_spec, endpoint, operations)
@@ -663,17 +750,17 @@ def apply_endpoint(
     """Create the endpoint, or update it in place when it differs; the live one when nothing changed.
 
     saveEndpoint's templateId acts only on create (runpod-mcp endpoint-gpu-ids.ts), so a
-    different template is set with updateEndpointTemplate, after the other fields.
+    different template is set with updateEndpointTemplate, after the other fields. Under REST
+    v2 there is no template link (``spec.template_id`` is "").
     """
     reporter = reporter or NullReporter()
     if endpoint is None:
         reporter.info(f"Creating endpoint {spec.name!r}")
         return cp.create_endpoint(spec)
-    changes = endpoint_changes(endpoint, spec)
-    if any(change.field != "templateId" for change in changes):
+    if endpoint_changes(endpoint, spec):
         reporter.info(f"Updating endpoint {spec.name!r} ({endpoint.id})")
         endpoint = cp.update_endpoint(endpoint, spec)
-    if endpoint.template_id != spec.template_id:
+    if spec.template_id and endpoint.template_id != spec.template_id:
         reporter.info(f"Moving endpoint {spec.name!r} ({endpoint.id}) to template {spec.template_id}")
         endpoint = cp.set_endpoint_template(endpoint.id, spec.template_id)
     return endpoint
@@ -683,13 +770,15 @@ def apply_plan(
     cp: ControlPlane, plan: EndpointPlan, config: Config, reporter: Reporter | None = None
 ) -> EndpointResult:
     """Send the plan's mutations, in order. Nothing is sent when nothing changed."""
-    template = apply_template(cp, plan.template_spec, plan.template, reporter)
-    spec = replace(plan.endpoint_spec, template_id=template.id)
+    template_id = ""
+    if not cp.container_on_endpoint:
+        template_id = apply_template(cp, plan.template_spec, plan.template, reporter).id
+    spec = replace(plan.endpoint_spec, template_id=template_id)
     endpoint = apply_endpoint(cp, spec, plan.endpoint, reporter)
     return EndpointResult(
         name=spec.name,
         endpoint_id=endpoint.id,
-        template_id=template.id,
+        template_id=template_id,
         image=plan.template_spec.image,
         operations=plan.operations,
         urls=endpoint_urls(config, endpoint.id),
@@ -807,6 +896,10 @@ def plan_delete(
     ``pending`` is the ledger's record of a delete that stopped halfway: its objects are
     looked up by id first, so a resumed delete finishes what it started even when
     deploy.yaml's names changed since. Refuses (NotOursError) objects that are not ours.
+
+    Under REST v2 deleting an endpoint deletes its template too, and no scale to zero comes
+    first (v2 states no such precondition: "all workers are terminated"); a template of ours
+    that deploy.yaml names is still listed, for what a GraphQL deploy may have left.
     """
     endpoints = cp.list_endpoints()
     templates = cp.list_templates()
@@ -814,10 +907,15 @@ def plan_delete(
     endpoint = next((e for e in endpoints if pending.get("endpoint_id") and e.id == pending["endpoint_id"]), None)
     if endpoint is None:
         endpoint = find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner)
-    if endpoint is not None:
+    template: Template | None = None
+    if endpoint is not None and endpoint.template_id:
         # The endpoint's own template, whatever deploy.yaml names it now (template_name may have
         # changed since): going by name alone would leave it behind.
-        template = next((t for t in templates if t.id == endpoint.template_id), None)
+        template = bound_template(endpoint, templates)
+    elif endpoint is not None:
+        # No link shown (REST v2): the named template, if it is ours (made by a GraphQL deploy).
+        named = find_template(templates, config.endpoint.template)
+        template = named if named is not None and owner.owns_template(named) else None
     else:
         # No endpoint (an earlier delete stopped halfway): the template it was deleting, else the
         # one deploy.yaml names, unless another endpoint uses it (RunPod would refuse, and it is
@@ -830,10 +928,10 @@ def plan_delete(
     check_ownership(owner, endpoint=endpoint, template=template, templates=templates, command=command)
     operations: list[Operation] = []
     if endpoint is not None:
-        if endpoint.workers_min or endpoint.workers_max:
+        if (endpoint.workers_min or endpoint.workers_max) and not cp.deletes_template_with_endpoint:
             changes = (
-                FieldChange("workersMin", endpoint.workers_min, 0),
-                FieldChange("workersMax", endpoint.workers_max, 0),
+                FieldChange("workers_min", endpoint.workers_min, 0),
+                FieldChange("workers_max", endpoint.workers_max, 0),
             )
             operations.append(Operation("scale-to-zero", f"{endpoint.name} ({endpoint.id})", changes))
         operations.append(Operation("delete-endpoint", f"{endpoint.name} ({endpoint.id})"))
@@ -844,30 +942,56 @@ def plan_delete(
 
 def spec_from_live(endpoint: Endpoint) -> EndpointSpec:
     """The live endpoint's own settings as a spec (to change one thing and keep the rest)."""
-    live = endpoint.managed()
+    container = None
+    if endpoint.container is not None:
+        live = endpoint.container
+        container = TemplateSpec(
+            name="",
+            image=live.image,
+            env=tuple(EnvVar(k, v) for k, v in live.env),
+            container_disk_gb=live.container_disk_gb,
+            registry_auth_id=live.registry_auth_id,
+            docker_args=live.docker_args,
+        )
     return EndpointSpec(
-        name=str(live["name"]),
-        template_id=str(live["templateId"]),
-        gpu_ids=str(live["gpuIds"]),
-        gpu_count=int(live["gpuCount"]),
-        workers_min=int(live["workersMin"]),
-        workers_max=int(live["workersMax"]),
-        idle_timeout=int(live["idleTimeout"] or 5),
-        scaler_type=str(live["scalerType"] or "QUEUE_DELAY"),
-        scaler_value=int(live["scalerValue"] or 4),
-        flashboot=live["flashBootType"] != "OFF",
-        execution_timeout_ms=int(live["executionTimeoutMs"]),
-        allowed_cuda_versions=str(live["allowedCudaVersions"]),
-        locations=str(live["locations"]),
+        name=endpoint.name,
+        template_id=endpoint.template_id,
+        gpus=endpoint.gpus,
+        gpu_count=endpoint.gpu_count,
+        workers_min=endpoint.workers_min,
+        workers_max=endpoint.workers_max,
+        idle_timeout=int(endpoint.idle_timeout or 5),
+        scaler_type=endpoint.scaler_type or "QUEUE_DELAY",
+        scaler_value=int(endpoint.scaler_value or 4),
+        flashboot=endpoint.flashboot,
+        execution_timeout_ms=endpoint.execution_timeout_ms,
+        allowed_cuda_versions=endpoint.allowed_cuda_versions,
+        locations=endpoint.locations,
+        container=container,
     )
 
 
-def connect(config: Config, environ: Mapping[str, str] | None = None, **kwargs: Any) -> ControlPlane:
-    """The control plane for ``config``: the key from its reference, the URL from config/env."""
+def connect(
+    config: Config,
+    environ: Mapping[str, str] | None = None,
+    *,
+    reporter: Reporter | None = None,
+    **kwargs: Any,
+) -> ControlPlane:
+    """The control plane for ``config``: the API runpod.api picks, the key from its reference,
+    the URL from config/env. Warnings about what a retired GraphQL takes away go to ``reporter``."""
+    from rpdeploy.config import RunpodApi
     from rpdeploy.runpod.controlplane import GraphQLControlPlane
 
+    api = config.runpod.resolved_api(environ)
     key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
-    return GraphQLControlPlane(key, api_url=config.runpod.resolved_api_url(environ), **kwargs)
+    url = config.runpod.resolved_api_url(environ)
+    if api is RunpodApi.REST:
+        from rpdeploy.runpod.rest import RestControlPlane
+
+        warn = reporter.warn if reporter is not None else None
+        return RestControlPlane(key, api_url=url, warn=warn, **kwargs)
+    return GraphQLControlPlane(key, api_url=url, **kwargs)
 
 
 # --- one call for commands and stages -----------------------------------------------------
@@ -921,7 +1045,7 @@ def ensure_endpoint(
     run_image = worker_image(config, image)
     if init_timeout == "estimate":
         init_timeout = estimated_init_timeout(config, reporter=reporter, environ=environ)
-    gpu_ids = resolve_gpu_ids(cp, config, reporter)
+    selection = resolve_gpus(cp, config, reporter)
     auth_id, auth_op = "", None
     credentials = registry_credentials(config, environ)
     if credentials is not None and config.image is not None:
@@ -943,7 +1067,7 @@ def ensure_endpoint(
         cp,
         config,
         image=run_image,
-        gpu_ids=gpu_ids,
+        gpus=selection,
         owner=owner,
         registry_auth_id=auth_id,
         environ=environ,

@@ -1,8 +1,15 @@
-"""What rpdeploy wants on RunPod (``*Spec``) and what RunPod has (the live objects).
+"""What rpdeploy wants on RunPod (``*Spec``) and what RunPod has (the live objects), in rpdeploy's terms.
 
-Specs hold only the fields rpdeploy manages. A live object keeps the whole record RunPod
-returned (``raw``) because updates replace the whole object: fields we do not manage (a
-network volume attached in the console, model references...) must be sent back as they are.
+Nothing here is a GraphQL or a REST field name: the transports (``controlplane.py`` for
+GraphQL, ``rest.py`` for REST v2) translate these objects to and from their API at the edge.
+The names follow deploy.yaml (``workers_max``, ``execution_timeout_ms``, ``gpus``...), and so
+do the plan's field changes and the ledger. A live object also keeps the record its
+transport read (``raw``), for that transport alone: GraphQL's updates replace the whole
+object, so fields rpdeploy does not manage must be sent back as they were.
+
+The container the workers run (image, env, disk, registry credentials) is a
+:class:`TemplateSpec`. Under GraphQL it is saved as a template the endpoint is bound to; under
+REST v2 it is part of the endpoint itself (``EndpointSpec.container``), see ``rest.py``.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rpdeploy.gpus import GpuSelection
 from rpdeploy.secrets import MASK, SECRET_NAME, Secret
 
 #: A template env value that names a RunPod secret instead of holding one (docs pods/templates/secrets.mdx).
@@ -40,7 +48,8 @@ class EnvVar:
 
 @dataclass(frozen=True)
 class TemplateSpec:
-    """A serverless template as rpdeploy wants it."""
+    """The container the workers run, as rpdeploy wants it: under GraphQL a serverless template
+    (named ``name``), under REST v2 the container settings of the endpoint itself."""
 
     name: str
     image: str
@@ -52,6 +61,20 @@ class TemplateSpec:
 
     def env_map(self) -> dict[str, str]:
         return {var.key: var.reveal() for var in self.env}
+
+
+@dataclass(frozen=True)
+class Container:
+    """The container settings a live endpoint or template has."""
+
+    image: str
+    env: tuple[tuple[str, str], ...]
+    container_disk_gb: int
+    registry_auth_id: str
+    docker_args: str = ""
+
+    def env_map(self) -> dict[str, str]:
+        return dict(self.env)
 
 
 @dataclass(frozen=True)
@@ -68,23 +91,16 @@ class Template:
     is_serverless: bool
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Template:
-        env = tuple((str(item.get("key", "")), str(item.get("value", ""))) for item in data.get("env") or [])
-        return cls(
-            id=str(data["id"]),
-            name=str(data.get("name") or ""),
-            image=str(data.get("imageName") or ""),
-            env=env,
-            container_disk_gb=int(data.get("containerDiskInGb") or 0),
-            registry_auth_id=str(data.get("containerRegistryAuthId") or ""),
-            docker_args=str(data.get("dockerArgs") or ""),
-            is_serverless=bool(data.get("isServerless")),
-            raw=dict(data),
-        )
-
     def env_map(self) -> dict[str, str]:
         return dict(self.env)
+
+    @property
+    def container(self) -> Container:
+        return Container(self.image, self.env, self.container_disk_gb, self.registry_auth_id, self.docker_args)
+
+
+def _sorted(values: tuple[str, ...] | None) -> list[str]:
+    return sorted(values or ())
 
 
 @dataclass(frozen=True)
@@ -92,8 +108,9 @@ class EndpointSpec:
     """A serverless endpoint as rpdeploy wants it (template id filled in once known)."""
 
     name: str
+    #: The template it is bound to (GraphQL); "" where the API keeps no link (REST v2).
     template_id: str
-    gpu_ids: str
+    gpus: GpuSelection
     gpu_count: int
     workers_min: int
     workers_max: int
@@ -102,59 +119,31 @@ class EndpointSpec:
     scaler_value: int
     flashboot: bool
     execution_timeout_ms: int
-    allowed_cuda_versions: str
-    locations: str
-    #: RunPod's cached model (``modelReferences``): () for none; None leaves RunPod's as they are.
+    allowed_cuda_versions: tuple[str, ...]
+    locations: tuple[str, ...]
+    #: RunPod's cached model: () for none; None leaves RunPod's as they are.
     model_references: tuple[str, ...] | None = None
-    #: Network volumes (``networkVolumeIds``); None leaves RunPod's as they are.
+    #: Network volumes; None leaves RunPod's as they are.
     network_volume_ids: tuple[str, ...] | None = None
+    #: The container, where the endpoint itself carries it (REST v2); None where a template does.
+    container: TemplateSpec | None = None
 
-    def gated(self) -> dict[str, Any]:
-        """The fields RunPod writes only when an input carries them (see below), in GraphQL's shape."""
-        data: dict[str, Any] = {}
-        if self.model_references is not None:
-            data["modelReferences"] = list(self.model_references)
-        if self.network_volume_ids is not None:
-            data["networkVolumeIds"] = [{"networkVolumeId": volume} for volume in self.network_volume_ids]
-        return data
-
-    def create_input(self) -> dict[str, Any]:
-        """The object for ``saveEndpoint`` without an id: the managed fields and the gated ones that are set."""
-        return {**self.managed(), **{key: value for key, value in self.gated().items() if value}}
-
-    def managed(self) -> dict[str, Any]:
-        """The managed fields in GraphQL's names: what a diff compares and an update sends."""
+    def settings(self) -> dict[str, Any]:
+        """The managed settings, in rpdeploy's names and plain JSON values: what a diff compares."""
         return {
             "name": self.name,
-            "templateId": self.template_id,
-            "gpuIds": self.gpu_ids,
-            "gpuCount": self.gpu_count,
-            "workersMin": self.workers_min,
-            "workersMax": self.workers_max,
-            "idleTimeout": self.idle_timeout,
-            "scalerType": self.scaler_type,
-            "scalerValue": self.scaler_value,
-            "flashBootType": "FLASHBOOT" if self.flashboot else "OFF",
-            "executionTimeoutMs": self.execution_timeout_ms,
-            "allowedCudaVersions": self.allowed_cuda_versions,
-            "locations": self.locations,
+            "gpus": self.gpus.to_dict(),
+            "gpu_count": self.gpu_count,
+            "workers_min": self.workers_min,
+            "workers_max": self.workers_max,
+            "idle_timeout": self.idle_timeout,
+            "scaler_type": self.scaler_type,
+            "scaler_value": self.scaler_value,
+            "flashboot": self.flashboot,
+            "execution_timeout_ms": self.execution_timeout_ms,
+            "allowed_cuda_versions": _sorted(self.allowed_cuda_versions),
+            "locations": _sorted(self.locations),
         }
-
-
-# saveEndpoint with an id is a full replace, but not of everything. Read against RunPod's
-# resolver by RunPod's MCP team (runpod-mcp src/_shared/endpoint-gpu-ids.ts): the input's
-# defaults (idleTimeout, scalerValue, workersMin/Max, gpuCount, scalerType) and a null for
-# instanceIds and locations are written when left out, so those must be sent; requestTTL
-# must be sent too, or its absence counts as a change and rolls the workers. The fields
-# written only when present (modelReferences, compliance, networkVolumeIds, type) are never
-# echoed: echoing does harm. For modelReferences (gated on `!== undefined`): `[]` clears them,
-# strips MODEL_NAME/MODEL_NAMES from the endpoint's env and rolls the workers, and a non-empty
-# list re-validates every reference without the Hugging Face token the console holds, so a
-# gated model fails the write; a volume echo creates rows and bumps the release. So rpdeploy
-# sends modelReferences and networkVolumeIds only when deploy.yaml wants them different from
-# what RunPod has (:func:`gated_changes`). templateId acts only on create: a template change
-# goes through updateEndpointTemplate.
-_ECHOED_ENDPOINT_FIELDS = ("minCudaVersion", "requestTTL")
 
 
 def _reference_parts(reference: str) -> tuple[str, str]:
@@ -187,83 +176,116 @@ class Endpoint:
 
     id: str
     name: str
+    #: The template it is bound to (GraphQL); "" where the API shows none (REST v2).
     template_id: str
     workers_min: int
     workers_max: int
-    version: int
+    #: Its configuration version (GraphQL ``version``); None where the API does not say.
+    version: int | None
+    gpus: GpuSelection = field(default_factory=lambda: GpuSelection(frozenset(), frozenset()))
+    gpu_count: int = 1
+    idle_timeout: int | None = None
+    scaler_type: str = ""
+    scaler_value: int | None = None
+    flashboot: bool = False
+    execution_timeout_ms: int = 0
+    allowed_cuda_versions: tuple[str, ...] = ()
+    locations: tuple[str, ...] = ()
+    #: The container settings, where the API shows them on the endpoint (REST v2).
+    container: Container | None = None
+    #: The cached model; None where the API cannot say (REST v2 has no such field).
+    model_references: tuple[str, ...] | None = ()
+    network_volume_ids: tuple[str, ...] = ()
     raw: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> Endpoint:
-        return cls(
-            id=str(data["id"]),
-            name=str(data.get("name") or ""),
-            template_id=str(data.get("templateId") or ""),
-            workers_min=int(data.get("workersMin") or 0),
-            workers_max=int(data.get("workersMax") or 0),
-            version=int(data.get("version") or 0),
-            raw=dict(data),
-        )
-
-    def managed(self) -> dict[str, Any]:
-        """The live values of the fields EndpointSpec manages, normalised for comparison."""
-        raw = self.raw
+    def settings(self) -> dict[str, Any]:
+        """The live values of what :meth:`EndpointSpec.settings` manages, in the same form."""
         return {
-            "name": raw.get("name") or "",
-            "templateId": raw.get("templateId") or "",
-            "gpuIds": raw.get("gpuIds") or "",
-            "gpuCount": raw.get("gpuCount") or 1,
-            "workersMin": raw.get("workersMin") or 0,
-            "workersMax": raw.get("workersMax") or 0,
-            "idleTimeout": raw.get("idleTimeout"),
-            "scalerType": raw.get("scalerType") or "",
-            "scalerValue": raw.get("scalerValue"),
-            "flashBootType": raw.get("flashBootType") or "OFF",
-            "executionTimeoutMs": raw.get("executionTimeoutMs") or 0,
-            "allowedCudaVersions": raw.get("allowedCudaVersions") or "",
-            "locations": raw.get("locations") or "",
+            "name": self.name,
+            "gpus": self.gpus.to_dict(),
+            "gpu_count": self.gpu_count,
+            "workers_min": self.workers_min,
+            "workers_max": self.workers_max,
+            "idle_timeout": self.idle_timeout,
+            "scaler_type": self.scaler_type,
+            "scaler_value": self.scaler_value,
+            "flashboot": self.flashboot,
+            "execution_timeout_ms": self.execution_timeout_ms,
+            "allowed_cuda_versions": _sorted(self.allowed_cuda_versions),
+            "locations": _sorted(self.locations),
         }
 
-    def model_references(self) -> tuple[str, ...]:
-        return tuple(str(r) for r in self.raw.get("modelReferences") or () if r)
+    def model_references_change(self, spec: EndpointSpec) -> bool:
+        """Does deploy.yaml want another cached model than RunPod has? (Never when either side does not say.)"""
+        if spec.model_references is None or self.model_references is None:
+            return False
+        return not same_references(self.model_references, spec.model_references)
 
-    def network_volume_ids(self) -> tuple[str, ...]:
-        ids = [
-            str(v.get("networkVolumeId"))
-            for v in self.raw.get("networkVolumeIds") or ()
-            if v and v.get("networkVolumeId")
-        ]
-        legacy = self.raw.get("networkVolumeId")
-        if legacy and str(legacy) not in ids:
-            ids.append(str(legacy))
-        return tuple(ids)
+    def network_volumes_change(self, spec: EndpointSpec) -> bool:
+        return spec.network_volume_ids is not None and set(self.network_volume_ids) != set(spec.network_volume_ids)
 
-    def gated_changes(self, spec: EndpointSpec) -> dict[str, Any]:
-        """The gated fields (see above) the spec wants different from RunPod's, in GraphQL's shape."""
-        changed: dict[str, Any] = {}
-        wanted = spec.gated()
-        if spec.model_references is not None and not same_references(self.model_references(), spec.model_references):
-            changed["modelReferences"] = wanted["modelReferences"]
-        if spec.network_volume_ids is not None and set(self.network_volume_ids()) != set(spec.network_volume_ids):
-            changed["networkVolumeIds"] = wanted["networkVolumeIds"]
-        return changed
 
-    def update_input(self, spec: EndpointSpec) -> dict[str, Any]:
-        """The object for ``saveEndpoint`` with ``id``: spec values, plus the live values of
-        the fields an update would otherwise reset, plus the gated fields that must change;
-        never the template (see above)."""
-        data: dict[str, Any] = {"id": self.id}
-        for key in _ECHOED_ENDPOINT_FIELDS:
-            if key in self.raw:
-                data[key] = self.raw[key]
-        instances = [i for i in self.raw.get("instanceIds") or () if i]
-        if instances:
-            # Only when there are some: `[]` would be stored as "" where the column held null.
-            data["instanceIds"] = instances
-        data.update(spec.managed())
-        data.update(self.gated_changes(spec))
-        data.pop("templateId")
-        return data
+@dataclass(frozen=True)
+class Worker:
+    """One active worker of an endpoint (REST v2 ``/workers``)."""
+
+    id: str
+    status: str  # RUNNING | IDLE | INITIALIZING | THROTTLED | UNHEALTHY
+    is_stale: bool
+    version: int | None = None
+    gpu_type: str | None = None
+    gpu_count: int = 1
+    data_center: str | None = None
+    started_at: str | None = None  # RFC 3339
+    uptime_seconds: int | None = None
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class WorkerList:
+    endpoint_version: int | None
+    workers: tuple[Worker, ...]
+
+
+@dataclass(frozen=True)
+class Rollout:
+    in_progress: bool
+    workers_on_latest: int
+    workers_total: int
+    percent_on_latest: float
+
+
+@dataclass(frozen=True)
+class Release:
+    id: str
+    version: int | None
+    source: str
+    created_at: str
+    worker_count: int
+    #: What changed: (field, old, new), in the API's own field names.
+    diff: tuple[tuple[str, Any, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReleaseList:
+    endpoint_version: int | None
+    rollout: Rollout
+    releases: tuple[Release, ...]  # newest first
+
+    @property
+    def latest(self) -> Release | None:
+        return self.releases[0] if self.releases else None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One line of a worker's log (REST v2 ``/workers/{workerId}/logs``)."""
+
+    ts: str
+    source: str  # container | system
+    line: str
+    #: The stream's event id: where a reconnect resumes (echoed as Last-Event-ID).
+    id: str = ""
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,7 @@ LEDGERS = [
     Case("ledger", "a-number", _ledger(7)),
     Case("ledger", "null", _ledger(None)),
     Case("ledger", "version-as-string", _ledger({"version": "1", "stages": {}})),
-    Case("ledger", "version-2", _ledger({"version": 2})),
+    Case("ledger", "version-3", _ledger({"version": 3})),  # 1 (migrated) and 2 are read
     Case("ledger", "stages-a-list", _ledger({"version": 1, "stages": []})),
     Case("ledger", "stage-a-string", _ledger({"version": 1, "stages": {"build": "done"}})),
     Case("ledger", "stage-without-status", _ledger({"version": 1, "stages": {"build": {"outputs": {}}}})),
