@@ -3,7 +3,9 @@
 # as root, it installs what is missing and starts what is not running, then runs the tests.
 #
 #   apt        the Debian packages below that are not installed (apt-get update + install)
-#   pip        this checkout with its test extras (pip install -e '.[test]'), unless already installed
+#   pip        this checkout with its test extras (pip install -e '.[test]'), unless already installed;
+#              into a virtualenv in .venv/ when python3 is the system's (Debian's is externally managed,
+#              PEP 668, and refuses pip installs), which later runs then use
 #   contracts  the upstream contracts regenerated and compared (CI's full run, or RPDEPLOY_TEST_CONTRACTS=1)
 #   services   the docker engine and the registry (scripts/services.sh; idempotent)
 #   images     the local test base images (scripts/images.sh; a second when they exist)
@@ -13,7 +15,8 @@
 # focused run stays quick. Not root: the phases that need root are skipped when their work is
 # done already, else the command stops and names what to run as root.
 #
-# Environment: PYTHON (default python3); RPDEPLOY_TEST_SETUP=0 runs pytest only;
+# Environment: PYTHON (default: .venv/bin/python when this script made it, else python3; a PYTHON you
+# give is used as it is); RPDEPLOY_TEST_SETUP=0 runs pytest only;
 # RPDEPLOY_TEST_CONTRACTS=1|0 adds or drops the contracts phase (default: on when CI is set and no
 # pytest arguments are given, as in .ci/run).
 # Usage: scripts/test.sh [--setup-only] [PYTEST ARGS...]
@@ -21,7 +24,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
+PYTHON_GIVEN=${PYTHON:+1}
+VENV=$PWD/.venv
 PYTHON=${PYTHON:-python3}
+if [[ -z $PYTHON_GIVEN && -x $VENV/bin/python ]]; then
+  PYTHON=$VENV/bin/python # made by an earlier run (install_python)
+fi
 CI_SET=$([[ -n ${CI:-} && ${CI,,} != 0 && ${CI,,} != false && ${CI,,} != no ]] && echo 1 || echo 0)
 SETUP=${RPDEPLOY_TEST_SETUP:-1}
 SETUP_ONLY=0
@@ -36,9 +44,10 @@ CONTRACTS=${RPDEPLOY_TEST_CONTRACTS:-$([[ $CI_SET == 1 && $# == 0 ]] && echo 1 |
 # openssh-*: ssh client for the tests (the server runs inside the systemd host image);
 # debootstrap, busybox-static, zstd: the test base images (scripts/images.sh); curl: health checks;
 # git: the contracts phase clones runpod-workers/worker-vllm where GitHub is reachable;
-# tmux: the recorded first-deploy walk-through (scripts/walkthrough.sh, tests/test_walkthrough.py).
+# python3, python3-venv: the tests' Python, and a virtualenv where Debian's refuses pip (PEP 668);
+# tmux: the recorded first-deploy walk-through (scripts/walkthrough.py, tests/test_walkthrough.py).
 PACKAGES=(docker.io docker-registry apache2-utils openssh-server openssh-client debootstrap busybox-static zstd curl git
-  tmux)
+  python3 python3-venv tmux)
 
 TIMINGS=()
 phase() {
@@ -94,12 +103,28 @@ for name in ("pytest", "runpod", "docker", "httpx", "typer", "pydantic", "jinja2
 EOF
 }
 
+# pip may install into $PYTHON: it has pip, and is a virtualenv or not externally managed (PEP 668).
+pip_allowed() {
+  "$PYTHON" - <<'EOF' 2>/dev/null
+import importlib.util, os, sys, sysconfig
+managed = os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED"))
+in_venv = sys.prefix != sys.base_prefix
+sys.exit(0 if importlib.util.find_spec("pip") and (in_venv or not managed) else 1)
+EOF
+}
+
 install_python() {
   if python_ready; then
     echo "rpdeploy (this checkout) and its test extras are installed for $PYTHON"
     return
   fi
+  if [[ -z $PYTHON_GIVEN ]] && ! pip_allowed; then
+    echo "$PYTHON is the system's Python, which pip must not change (PEP 668): a virtualenv in $VENV"
+    "$PYTHON" -m venv "$VENV"
+    PYTHON=$VENV/bin/python # for the phases after this one, and found by the next run
+  fi
   "$PYTHON" -m pip install -q -e '.[test]'
+  echo "rpdeploy (this checkout) and its test extras are installed for $PYTHON"
 }
 
 # The upstream contracts, regenerated from upstream itself: the pinned vLLM wheel from PyPI
