@@ -12,19 +12,65 @@ import functools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperGroup
 
 from rpdeploy import __version__
-from rpdeploy.errors import EXIT_INTERRUPTED, ConfigError, RpdeployError
+from rpdeploy.errors import EXIT_INTERRUPTED, ConfigError, DeclinedError, Interrupted, RpdeployError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Click's exception classes, wherever this typer takes Click from (its own copy since 0.28).
+_UsageError: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+_ClickException: Any = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+
+
+class _Group(TyperGroup):
+    """The root command group: under ``--json`` a usage error is the JSON error document too.
+
+    Click reports a bad option or argument before any command runs (so before ``boundary``)
+    as plain text; with ``--json`` anywhere on the command line, stdout then also gets
+    ``{"ok": false, "error": {"type": "UsageError", "exit_code": 2, ...}}``.
+    """
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        try:
+            result = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except _ClickException as exc:
+            if "--json" in argv:
+                from rpdeploy.output import print_json
+
+                usage = isinstance(exc, _UsageError)
+                kind = "UsageError" if usage else type(exc).__name__
+                error = {"type": kind, "exit_code": exc.exit_code, "message": exc.format_message()}
+                hint = "see --help" if usage else None
+                print_json({"ok": False, "error": {**error, "hint": hint}}, compact=True)
+            exc.show()
+            code: Any = exc.exit_code
+        except typer.Abort:  # outside any command (the error boundary handles those)
+            sys.stderr.write("Aborted.\n")
+            code = 1
+        else:
+            code = result if isinstance(result, int) else 0
+        if not standalone_mode:
+            return code
+        sys.exit(code)
+
+
 app = typer.Typer(
-    name="rpdeploy",
-    help="Deploy vLLM models to RunPod Serverless and point your backend at them.",
+    cls=_Group,
+    name="rpdeploy",  # its help is _root's docstring, examples included
     no_args_is_help=True,
     add_completion=True,
     # Plain Click help: rich's help renderer (markdown, pygments) costs ~150 ms at every
@@ -66,20 +112,27 @@ def _annotate_for_github(error: RpdeployError, json_output: bool) -> None:
 
 
 def _report(error: RpdeployError, json_output: bool) -> None:
-    from rpdeploy.output import print_json, printable
+    from rpdeploy.output import colour_on, fit_to_terminal, paint, print_json, printable
     from rpdeploy.secrets import redact
 
     if json_output:
         # One line: a valid document for one-shot commands and a valid last event for NDJSON ones.
         print_json({"ok": False, "error": error.to_dict()}, compact=True)
-    sys.stderr.write(printable(redact(f"Error: {error}")) + "\n")
+    text = fit_to_terminal(printable(redact(f"Error: {error}")), sys.stderr)
+    if colour_on(sys.stderr):
+        text = paint("Error:", "bold red") + text.removeprefix("Error:")
+    sys.stderr.write(text + "\n")
     if error.hint:
-        sys.stderr.write(printable(redact(f"Hint: {error.hint}")) + "\n")
+        sys.stderr.write(fit_to_terminal(printable(redact(f"Hint: {error.hint}")), sys.stderr) + "\n")
     _annotate_for_github(error, json_output)
 
 
+def _interrupted() -> Interrupted:
+    return Interrupted("Interrupted. Nothing is left half-written; run the command again to resume.", hint="")
+
+
 def boundary(fn: F) -> F:
-    """Run a command; map our errors to their exit codes, and Ctrl-C to 130."""
+    """Run a command; map our errors to their exit codes, a "no" to a question to 14, and Ctrl-C to 130."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -92,8 +145,17 @@ def boundary(fn: F) -> F:
         except RpdeployError as exc:
             _report(exc, json_output)
             raise typer.Exit(exc.exit_code) from None
+        except typer.Abort as exc:
+            # Click answers Ctrl-C and end of input at a prompt, and "no" to confirm(abort=True),
+            # with Abort; the first two keep the original exception as the context.
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                error: RpdeployError = _interrupted()
+            else:
+                error = DeclinedError("not confirmed: nothing was changed")
+            _report(error, json_output)
+            raise typer.Exit(error.exit_code) from None
         except KeyboardInterrupt:
-            sys.stderr.write("Interrupted. Nothing is left half-written; run the command again to resume.\n")
+            _report(_interrupted(), json_output)
             raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
@@ -113,20 +175,50 @@ def _root(
 ) -> None:
     """Deploy vLLM models to RunPod Serverless and point your backend at them.
 
-    Start with `rpdeploy init`, then `rpdeploy deploy`. Results go to stdout (one JSON
-    document with --json); progress and errors go to stderr. Exit codes are listed in the
-    README.
+    Start with `rpdeploy init`, then `rpdeploy deploy`. Every command finds deploy.yaml in
+    this folder or a parent folder (--config PATH names another). Results go to stdout (one
+    JSON document with --json); progress and errors go to stderr. Exit codes are listed in
+    the README.
+
+    Examples:
+
+    \b
+      rpdeploy deploy --emulator        # try it: no account, no GPU
+      rpdeploy status --emulator
+      rpdeploy init                     # your own deploy.yaml
+      rpdeploy doctor && rpdeploy deploy
+      rpdeploy COMMAND --help           # each command, with examples
     """
 
 
 endpoint_app = typer.Typer(
-    name="endpoint", help="Create, inspect, update and delete the RunPod endpoint.", no_args_is_help=True
+    name="endpoint",
+    help="""Create, inspect, update and delete the RunPod endpoint.
+
+    Examples:
+
+    \b
+      rpdeploy endpoint get
+      rpdeploy endpoint list              # every endpoint on the account (no deploy.yaml needed)
+      rpdeploy endpoint create --dry-run
+    """,
+    no_args_is_help=True,
 )
 
 
 backend_app = typer.Typer(
     name="backend",
-    help="Point the backend service at the endpoint: env file, restart, check, rollback.",
+    help="""Point the backend service at the endpoint: env file, restart, check, rollback.
+
+    The endpoint is the one this project deployed unless --endpoint-id says otherwise.
+
+    Examples:
+
+    \b
+      rpdeploy backend configure --dry-run
+      rpdeploy backend configure --restart
+      rpdeploy backend check
+    """,
     no_args_is_help=True,
 )
 
@@ -188,8 +280,13 @@ def _register_config_secrets() -> None:
 
     try:
         from rpdeploy.config import load_config
+        from rpdeploy.project import find_config
 
-        config = load_config(Path(os.environ.get("RPDEPLOY_CONFIG", "deploy.yaml")))
+        given = os.environ.get("RPDEPLOY_CONFIG")
+        path = Path(given) if given else find_config(Path.cwd())
+        if path is None:
+            return
+        config = load_config(path)
     except Exception:  # a crash report must not crash on a broken config
         return
     refs = [config.runpod.api_key, config.model.hf_token]

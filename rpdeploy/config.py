@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from rpdeploy import gpus, versions
-from rpdeploy.errors import ConfigError, ConfigIssue, Location
+from rpdeploy.errors import AuthError, ConfigError, ConfigIssue, Location
 from rpdeploy.limits import DEPLOY_YAML, compose_yaml, decode_text, read_limited, read_secret_file, shorten
 from rpdeploy.methods import Method
 from rpdeploy.runpod.models import SECRET_REFERENCE
@@ -67,6 +67,31 @@ _SERVICE = re.compile(r"^[A-Za-z0-9:_.@-]+$")
 _UNIT_NAME_MAX = 255
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _CUDA = re.compile(r"^[0-9]{1,2}\.[0-9]$")
+
+
+#: Prefixes of credentials people paste where the NAME of a variable belongs, and what each is.
+#: RunPod API keys start with rpa_ (docs public-endpoints/ai-coding-tools.mdx: "rpa_YOUR_API_KEY"),
+#: Hugging Face user tokens with hf_, GitHub tokens with ghp_/gho_/ghs_/ghu_/github_pat_.
+_TOKEN_PREFIXES = (
+    ("rpa_", "a RunPod API key"),
+    ("hf_", "a Hugging Face token"),
+    ("github_pat_", "a GitHub token"),
+    ("ghp_", "a GitHub token"),
+    ("gho_", "a GitHub token"),
+    ("ghs_", "a GitHub token"),
+    ("ghu_", "a GitHub token"),
+)
+# A variable name is words joined by "_"; 32+ characters of letters and digits without one is a key.
+_RANDOM_LOOKING = re.compile(r"^(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{32,}$")
+
+
+def token_kind(name: str) -> str | None:
+    """What credential ``name`` looks like ("a RunPod API key"), or None for a plausible variable name."""
+    lower = name.lower()
+    for prefix, kind in _TOKEN_PREFIXES:
+        if lower.startswith(prefix) and len(name) >= len(prefix) + 16:
+            return kind
+    return "a key" if _RANDOM_LOOKING.match(name) else None
 
 
 def check_service_name(value: str) -> str:
@@ -164,6 +189,12 @@ class SecretRef(_Model):
             raise ValueError("give exactly one of env: or file:")
         if self.env is not None and not _ENV_NAME.match(self.env):
             raise ValueError(f"{shorten(self.env)} is not a valid environment variable name")
+        if self.env is not None and (kind := token_kind(self.env)):
+            # Never echoed: it is most likely the secret itself.
+            raise ValueError(
+                f"env: takes the NAME of an environment variable, and this looks like {kind} itself; write "
+                "{env: NAME} (e.g. RUNPOD_API_KEY) and export NAME=... outside deploy.yaml"
+            )
         if self.file is not None and not self.file.strip():
             raise ValueError("file: must not be empty")
         return self
@@ -188,6 +219,17 @@ class SecretRef(_Model):
         if not path.is_absolute():
             path = base_dir / path
         return Secret(read_secret_file(path, label=label), f"file:{self.file}")
+
+
+class ApiKeyRef(SecretRef):
+    """Where the RunPod API key is. A key that is not there is an AuthError (exit 8), as the
+    exit-code table says for a missing key, not a config error."""
+
+    def resolve(self, *, base_dir: Path, environ: Mapping[str, str] | None = None, field: str = "") -> Secret:
+        try:
+            return super().resolve(base_dir=base_dir, environ=environ, field=field)
+        except ConfigError as exc:
+            raise AuthError(exc.message, hint=exc.hint) from None
 
 
 def _secret_ref(default_env: str) -> Any:
@@ -603,8 +645,8 @@ class RunpodConfig(_Model):
         "RunPod retires GraphQL in early 2027.",
     )
 
-    api_key: SecretRef = Field(
-        default_factory=lambda: SecretRef(env="RUNPOD_API_KEY"),
+    api_key: ApiKeyRef = Field(
+        default_factory=lambda: ApiKeyRef(env="RUNPOD_API_KEY"),
         description="Where the RunPod API key is (default: env RUNPOD_API_KEY).",
     )
     api_url: str | None = Field(
@@ -991,7 +1033,7 @@ def _field_path(loc: tuple[Any, ...]) -> _Path:
     for part in loc:
         if isinstance(part, int):
             out.append(part)
-        elif isinstance(part, str) and (part in ("str", "SecretRef") or "[" in part):
+        elif isinstance(part, str) and (part in ("str", "SecretRef", "ApiKeyRef") or "[" in part):
             continue
         else:
             out.append(part)
@@ -1038,6 +1080,12 @@ def _describe_error(error: Any, path: _Path) -> str:
         return "required field is missing"
     message = str(error["msg"])
     message = message.removeprefix("Value error, ")
+    if kind in ("enum", "literal_error") and isinstance(error.get("input"), str):
+        # The valid values are in the message ('a', 'b' or 'c'): suggest the nearest one.
+        valid = re.findall(r"'([^']*)'", str((error.get("ctx") or {}).get("expected", "")))
+        guess = difflib.get_close_matches(error["input"], valid, n=1)
+        if guess:
+            return f"{message} (got {shorten(error['input'])}; did you mean {guess[0]!r}?)"
     if kind.startswith(("int_", "float_", "bool_", "string_", "greater", "less", "literal", "enum", "list_", "dict_")):
         value = error.get("input")
         if not isinstance(value, (dict, list)):
@@ -1172,6 +1220,8 @@ def parse_config(text: str, *, path: Path = DEFAULT_CONFIG, display: str | None 
         mark = exc.problem_mark or exc.context_mark
         location = Location(shown, mark.line + 1, mark.column + 1) if mark else Location(shown)
         problem = " ".join(part for part in (exc.context, exc.problem) if part)
+        if "'\\t'" in problem or "\t" in problem:
+            problem += " (YAML indents with spaces, not tabs: replace the tab with spaces)"
         raise ConfigError(
             f"{shown} is not valid YAML", issues=(ConfigIssue(location, "", problem or "syntax error"),)
         ) from None
@@ -1251,6 +1301,21 @@ def load_config(path: Path = DEFAULT_CONFIG) -> Config:
         raise ConfigError(f"{path} not found", hint="run `rpdeploy init` to create it, or pass --config PATH") from None
     text = decode_text(raw, what="", path=path)
     return parse_config(text, path=path.absolute(), display=str(path))
+
+
+def field_location(config: Config, *path: str, display: str | None = None) -> Location:
+    """Where ``path`` (e.g. "image", "repository") is in the file ``config`` was read from."""
+    shown = display or str(config.path)
+    try:
+        node, _ = compose_yaml(config.path.read_text(encoding="utf-8"), DEPLOY_YAML)
+    except (OSError, ValueError, yaml.YAMLError, ConfigError):
+        return Location(shown)
+    if node is None:
+        return Location(shown)
+    marks = _Marks()
+    marks.walk(node)
+    line, column = marks.locate(tuple(path))
+    return Location(shown, line, column)
 
 
 def config_json_schema() -> dict[str, Any]:

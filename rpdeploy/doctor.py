@@ -56,7 +56,10 @@ def run_doctor(
             "rpdeploy needs Python 3.10 or newer",
         ),
         DoctorCheck("deploy.yaml", "ok", f"valid: {config.method.value}, {config.model.name} on {config.endpoint.gpu}"),
+        _model_access_check(config, environ),
     ]
+    if config.image is not None:
+        checks.append(_repository_check(config))
     checks += _runpod_checks(config, environ, reporter)
     if config.method.builds_image:
         checks += _docker_checks(config, environ, reporter)
@@ -65,6 +68,37 @@ def run_doctor(
         checks.append(DoctorCheck("registry credentials", "skipped", "worker-vllm pushes no image"))
     checks.append(_backend_check(config, environ))
     return DoctorResult(tuple(checks))
+
+
+def _model_access_check(config: Config, environ: Mapping[str, str] | None) -> DoctorCheck:
+    """Can workers download the model: a gated one needs model.hf_token, and its variable set."""
+    from rpdeploy.errors import PreflightError
+    from rpdeploy.hub import token_problem
+
+    def access() -> str:
+        token = config.model.hf_token
+        if token is not None:
+            token.resolve(base_dir=config.base_dir, environ=environ, field="model.hf_token")
+            return f"model.hf_token ({token.describe()}) is set"
+        if config.model.is_path:
+            return f"{config.model.name} is in the image"
+        problem = token_problem(config, environ=environ)
+        if problem is not None:
+            raise PreflightError(problem.removeprefix("model.hf_token: "), hint="set model.hf_token in deploy.yaml")
+        return f"{config.model.name} needs no token (not gated)"
+
+    return _check("model access", access)
+
+
+def _repository_check(config: Config) -> DoctorCheck:
+    from rpdeploy.docker_ops import refuse_placeholder
+
+    def repository() -> str:
+        assert config.image is not None
+        refuse_placeholder(config.image)
+        return config.image.name
+
+    return _check("image repository", repository)
 
 
 def _runpod_checks(config: Config, environ: Mapping[str, str] | None, reporter: Reporter) -> list[DoctorCheck]:

@@ -24,11 +24,13 @@ docker, httpx or subprocess reaches ``commands/``.
     ├── LockError                    12  another deploy of this config is running
     ├── IntegrationTestError         13  the backend did not reach the model (stage integration-test);
     │                                    its previous env was restored
+    ├── DeclinedError                14  a confirmation was answered no: nothing was changed
+    ├── Interrupted                 130  Ctrl-C (at a prompt too): re-run to resume
     └── StageError          (its cause)  a deploy stage failed; names the stage
 
-Exit code 2 is Click's usage error and 130 means interrupted (Ctrl-C); ``plan
---detailed-exitcode`` exits 20 when changes are pending. The table is repeated in the README
-and pinned by ``tests/test_contract.py``.
+Exit code 2 is Click's usage error (under ``--json`` it is printed as the same JSON error
+document, type ``UsageError``); ``plan --detailed-exitcode`` exits 20 when changes are pending.
+The table is repeated in the README and pinned by ``tests/test_contract.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from typing import Any, ClassVar
 
 EXIT_OK = 0
 EXIT_USAGE = 2
+EXIT_DECLINED = 14
 EXIT_CHANGES_PENDING = 20
 EXIT_INTERRUPTED = 130
 
@@ -229,6 +232,20 @@ class LockError(RpdeployError):
     exit_code = 12
 
 
+class DeclinedError(RpdeployError):
+    """A question was answered "no" (or the input ended before an answer): nothing was changed."""
+
+    exit_code = EXIT_DECLINED
+    default_hint = "nothing was changed; --yes answers the question without asking"
+
+
+class Interrupted(RpdeployError):
+    """Ctrl-C, at a prompt or while working. Nothing is left half-written."""
+
+    exit_code = EXIT_INTERRUPTED
+    default_hint = "run the command again to resume"
+
+
 class StageError(RpdeployError):
     """A deploy stage failed. Exits with its cause's code so CI sees the real reason."""
 
@@ -274,6 +291,7 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
         IntegrationTestError.exit_code,
         "integration test through the backend failed; the backend was rolled back to its previous env",
     ),
+    (DeclinedError.exit_code, "a confirmation was answered no: nothing was changed"),
     (EXIT_CHANGES_PENDING, "plan --detailed-exitcode: changes are pending (not an error)"),
-    (EXIT_INTERRUPTED, "interrupted (Ctrl-C); re-run to resume"),
+    (EXIT_INTERRUPTED, "interrupted (Ctrl-C, at a prompt too); re-run to resume"),
 )

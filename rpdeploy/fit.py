@@ -1146,6 +1146,11 @@ def check_deployment(
         warnings.extend(fit.warnings)
     warnings.extend(cost.warnings)
     warnings.extend(_token_warnings(config))
+    from rpdeploy.hub import token_problem
+
+    gated = token_problem(config, offline=offline, environ=environ, transport=transport)
+    if gated is not None:
+        warnings.append(gated)
     return CheckResult(
         config=str(config.path),
         model=config.model.name,

@@ -27,7 +27,6 @@ from rpdeploy.runpod.models import LogLine, Release, Rollout, Worker
 from rpdeploy.secrets import redact
 
 if TYPE_CHECKING:
-    from rpdeploy.config import Config
     from rpdeploy.runpod.controlplane import ControlPlane
 
 #: Lines of a failing worker's log a failed smoke test shows.
@@ -226,19 +225,6 @@ def report_release_failure(cp: ControlPlane, endpoint_id: str, release: str, war
 
 def format_line(line: LogLine) -> str:
     return f"{line.ts} [{line.source}] {line.line}"
-
-
-def endpoint_for_logs(config: Config, environ: dict[str, str] | None = None) -> str:
-    """The endpoint the ledger recorded for this project."""
-    from rpdeploy.ledger import Ledger
-
-    endpoint_id = Ledger.load(config.state_dir).output("endpoint", "endpoint_id")
-    if not endpoint_id:
-        raise ApiError(
-            "no endpoint recorded for this project yet",
-            hint="deploy first (`rpdeploy deploy`), or pass --endpoint-id",
-        )
-    return str(endpoint_id)
 
 
 def age(worker: Worker, now: float | None = None) -> str:

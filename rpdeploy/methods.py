@@ -36,7 +36,11 @@ class Method(str, Enum):
         for method in cls:
             if text in (method.value, str(method.number)):
                 return method
-        raise ValueError(f"expected one of {cls.choices_text()}, got {value!r}")
+        import difflib
+
+        guess = difflib.get_close_matches(text, [m.value for m in cls], n=1)
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        raise ValueError(f"expected one of {cls.choices_text()}, got {value!r}{hint}")
 
     @classmethod
     def choices_text(cls) -> str:

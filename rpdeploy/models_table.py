@@ -204,3 +204,31 @@ def find_builtin(name: str) -> tuple[str, dict[str, Any]] | None:
 
 def builtin_names() -> list[str]:
     return sorted(BUILTIN_CONFIGS)
+
+
+# --- gated models ---------------------------------------------------------------------------
+# Models whose Hub page asks you to accept terms before it serves the files (a token with access
+# is then needed): the answer when the Hub itself cannot be asked (rpdeploy.hub). Each is marked
+# gated in its model card's front matter (the extra_gated_* keys the Hub reads).
+
+#: Exact repository ids.
+GATED: dict[str, str] = {
+    # huggingface.co/meta-llama/Llama-3.1-8B-Instruct README.md: extra_gated_prompt (Llama 3.1 license).
+    "meta-llama/Llama-3.1-8B-Instruct": "Llama 3.1 Community License",
+    # huggingface.co/mistralai/Mistral-7B-Instruct-v0.3 README.md: extra_gated_description (stored copy
+    # of the card's front matter, refs/pr/68).
+    "mistralai/Mistral-7B-Instruct-v0.3": "Mistral AI's terms",
+}
+#: Repository id prefixes: organisations that publish every model of a family behind terms.
+GATED_PREFIXES: tuple[str, ...] = (
+    "meta-llama/",  # every Llama repo of Meta's organisation asks for its license first
+    "google/gemma-",  # Gemma's terms of use (extra_gated_heading on each Gemma card)
+)
+
+_GATED_LOWER = {name.lower() for name in GATED}
+
+
+def gated_in_table(name: str) -> bool:
+    """Whether the built-in table knows ``name`` as gated (case-insensitive)."""
+    key = name.strip().lower()
+    return key in _GATED_LOWER or key.startswith(GATED_PREFIXES)

@@ -273,12 +273,19 @@ class ConsoleReporter:
 
             # markup/emoji/highlight off: messages and logs carry text we did not write
             # ("[error]" in a docker log must print as itself, not vanish as a style tag).
+            stream = self._stderr if self._stderr is not None else sys.stderr
+            try:
+                terminal = stream.isatty()
+            except (AttributeError, ValueError, OSError):
+                terminal = False
+            # On a terminal rich wraps long messages between words (the terminal itself would cut
+            # them mid-word); in logs and pipes a message stays on one line.
             self._console = Console(
-                file=self._stderr if self._stderr is not None else sys.stderr,
+                file=stream,
                 markup=False,
                 emoji=False,
                 highlight=False,
-                soft_wrap=True,
+                soft_wrap=not terminal,
             )
         return self._console
 
@@ -433,6 +440,7 @@ class ConsoleReporter:
                 "done": "green",
                 "skipped": "dim",
                 "failed": "red",
+                "interrupted": "yellow",
             }
 
             def render() -> Table:
@@ -468,6 +476,57 @@ class ConsoleReporter:
         yield _PlainBoard()
 
 
+#: ANSI colours for the few words that should stand out on a terminal (FAIL, Error:).
+_ANSI = {"red": "\x1b[31m", "green": "\x1b[32m", "yellow": "\x1b[33m", "bold red": "\x1b[1;31m"}
+_RESET = "\x1b[0m"
+
+
+def colour_on(stream: IO[str]) -> bool:
+    """Colours for ``stream``: a terminal, and neither NO_COLOR nor TERM=dumb (https://no-color.org)."""
+    if "NO_COLOR" in os.environ or os.environ.get("TERM") == "dumb":
+        return False
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+def paint(text: str, colour: str) -> str:
+    """``text`` in ``colour`` (a key of ``_ANSI``); for text already made printable."""
+    return f"{_ANSI[colour]}{text}{_RESET}"
+
+
+def fit_to_terminal(text: str, stream: IO[str]) -> str:
+    """On a terminal, long lines broken between words at its width (continuations indented);
+    elsewhere (CI logs, pipes) unchanged, one line per message."""
+    try:
+        if not stream.isatty():
+            return text
+    except (AttributeError, ValueError, OSError):
+        return text
+    import shutil
+    import textwrap
+
+    width = max(shutil.get_terminal_size((100, 24)).columns - 1, 40)
+    out = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            out.append(line)
+            continue
+        lead = line[: len(line) - len(line.lstrip(" "))]
+        out.append(
+            textwrap.fill(
+                line.strip(),
+                width=width,
+                initial_indent=lead,
+                subsequent_indent=lead + "  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return "\n".join(out)
+
+
 def print_json(document: Any, *, stream: IO[str] | None = None, compact: bool = False) -> None:
     """Write one JSON document (redacted) to stdout: the ``--json`` result of a command."""
     out = stream if stream is not None else sys.stdout
@@ -479,8 +538,16 @@ def print_json(document: Any, *, stream: IO[str] | None = None, compact: bool = 
     out.flush()
 
 
-def print_result(text: str, *, stream: IO[str] | None = None) -> None:
-    """Write a human-readable result to stdout (redacted)."""
+def print_result(text: str, *, stream: IO[str] | None = None, styles: dict[str, str] | None = None) -> None:
+    """Write a human-readable result to stdout (redacted). On a colour terminal, a line that
+    starts with a key of ``styles`` has that word in its colour (e.g. {"FAIL": "red"})."""
     out = stream if stream is not None else sys.stdout
-    out.write(printable(redact(text)).rstrip("\n") + "\n")
+    safe = fit_to_terminal(printable(redact(text)).rstrip("\n"), out)
+    if styles and colour_on(out):
+        lines = []
+        for line in safe.split("\n"):
+            word = next((w for w in styles if line.startswith(w)), None)
+            lines.append(paint(word, styles[word]) + line[len(word) :] if word else line)
+        safe = "\n".join(lines)
+    out.write(safe + "\n")
     out.flush()

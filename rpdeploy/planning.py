@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpdeploy.errors import ApiError, BackendError, ConfigError, PreflightError
+from rpdeploy.errors import ApiError, BackendError, ConfigError
 from rpdeploy.ledger import Ledger
 from rpdeploy.lock import DeployLock
 from rpdeploy.output import NullReporter, Reporter
@@ -273,13 +273,19 @@ class StatusResult:
     fleet: FleetView | None = None
 
 
-def gather_status(config: Config, *, reporter: Reporter | None = None) -> StatusResult:
+def gather_status(
+    config: Config,
+    *,
+    reporter: Reporter | None = None,
+    state_dir: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> StatusResult:
     """The ledger's stages, the endpoint's live /health, its workers and latest release, and the
     backend's check."""
     from rpdeploy.stages import STEPS, method_stages
 
     reporter = reporter or NullReporter()
-    ledger = Ledger.load(config.state_dir)
+    ledger = Ledger.load(state_dir or config.state_dir)
     stages = []
     for name in method_stages(config.method, backend=config.backend is not None):
         record = ledger.stages.get(name)
@@ -299,12 +305,12 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
         notes.append(f"release {release} checked {how}")
     if config.backend is not None and ledger.output("integration-test", "tested") == "endpoint only":
         notes.append("only the endpoint was tested: backend.integration_test is not set")
-    endpoint_id = ledger.output("endpoint", "endpoint_id")
+    endpoint_id = ledger.output("endpoint", "endpoint_id") or _endpoint_by_name(config, environ, notes)
     health = None
     fleet = None
     if endpoint_id:
-        health = _health(config, str(endpoint_id), notes)
-        fleet = _fleet(config, str(endpoint_id), reporter, notes)
+        health = _health(config, str(endpoint_id), notes, environ)
+        fleet = _fleet(config, str(endpoint_id), reporter, notes, environ)
     else:
         notes.append("no endpoint recorded yet: run `rpdeploy deploy`")
     rolled_back = ledger.extra.get("rolled_back")
@@ -320,13 +326,15 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
     return StatusResult(tuple(stages), endpoint_id, health, backend, tuple(notes), fleet)
 
 
-def _fleet(config: Config, endpoint_id: str, reporter: Reporter, notes: list[str]) -> FleetView | None:
+def _fleet(
+    config: Config, endpoint_id: str, reporter: Reporter, notes: list[str], environ: Mapping[str, str] | None = None
+) -> FleetView | None:
     """Workers and releases over REST v2 (also under runpod.api: graphql: the same key)."""
     from rpdeploy.fleet import read_fleet
     from rpdeploy.runpod.deployment import connect
 
     try:
-        with connect(config, reporter=reporter) as cp:
+        with connect(config, environ, reporter=reporter) as cp:
             view = read_fleet(cp, endpoint_id)
     except (ApiError, ConfigError) as exc:
         notes.append(f"workers unavailable: {exc.message}")
@@ -336,12 +344,30 @@ def _fleet(config: Config, endpoint_id: str, reporter: Reporter, notes: list[str
     return view
 
 
-def _health(config: Config, endpoint_id: str, notes: list[str]) -> dict[str, Any] | None:
+def _endpoint_by_name(config: Config, environ: Mapping[str, str] | None, notes: list[str]) -> str | None:
+    """The endpoint deploy.yaml names, found on RunPod, when the ledger has none (lost, or made elsewhere)."""
+    from rpdeploy.errors import RpdeployError
+    from rpdeploy.runpod.deployment import connect, find_endpoint
+
+    try:
+        with connect(config, environ, timeout=10) as cp:
+            found = find_endpoint(cp.list_endpoints(), config.endpoint.name)
+    except RpdeployError:
+        return None  # no key, or RunPod out of reach: status still shows the ledger
+    if found is None:
+        return None
+    notes.append(f"endpoint {found.id} found on RunPod by its name (this project's ledger records none)")
+    return found.id
+
+
+def _health(
+    config: Config, endpoint_id: str, notes: list[str], environ: Mapping[str, str] | None = None
+) -> dict[str, Any] | None:
     from rpdeploy.runpod.invoke import InvokeClient
 
     try:
-        key = config.runpod.api_key.resolve(base_dir=config.base_dir, field="runpod.api_key")
-        base = f"{config.runpod.resolved_endpoint_url()}/{endpoint_id}"
+        key = config.runpod.api_key.resolve(base_dir=config.base_dir, environ=environ, field="runpod.api_key")
+        base = f"{config.runpod.resolved_endpoint_url(environ)}/{endpoint_id}"
         with InvokeClient(base, api_key=key, timeout=10) as client:
             return client.health()
     except (ApiError, ConfigError) as exc:
@@ -506,8 +532,12 @@ class RollbackResult:
     previous_image: str | None
     template_changed: bool
     backend: str | None
+    #: Why nothing was rolled back (nothing changed either), or None when it was.
+    nothing: str | None = None
 
     def lines(self) -> list[str]:
+        if self.nothing is not None:
+            return [f"Nothing to roll back: {self.nothing}"]
         out = [
             f"Endpoint image: {self.image} -> {self.previous_image}"
             if self.template_changed
@@ -516,6 +546,16 @@ class RollbackResult:
         if self.backend:
             out.append(self.backend)
         return out
+
+
+def nothing_to_roll_back(config: Config) -> str | None:
+    """Why there is no deployment to go back to (from the ledger alone), or None when there is one."""
+    if len(Ledger.load(config.state_dir).history) < 2:
+        return (
+            "no earlier deployment is recorded (each rollback goes one deployment further back; "
+            "`rpdeploy status` shows what is recorded)"
+        )
+    return None
 
 
 def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> RollbackResult:
@@ -540,11 +580,9 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
     reporter = reporter or NullReporter()
     with DeployLock(config.state_dir, command="rollback"):
         ledger = Ledger.load(config.state_dir)
-        if len(ledger.history) < 2:
-            raise PreflightError(
-                "there is no earlier deployment to go back to",
-                hint="`rpdeploy status` shows what is recorded; each rollback goes one deployment further back",
-            )
+        reason = nothing_to_roll_back(config)
+        if reason is not None:
+            return RollbackResult(None, None, False, None, nothing=reason)
         current, previous = ledger.history[-1], ledger.history[-2]
         auth_id = ledger.output("account", "registry_auth_id") or ""
         owner = ownership(config, ledger=ledger)
@@ -553,9 +591,13 @@ def rollback_deployment(config: Config, *, reporter: Reporter | None = None) -> 
             templates = cp.list_templates()
             if find_endpoint(endpoints, config.endpoint.name, templates=templates, owner=owner) is None:
                 # Saving the template now would create one that no endpoint uses.
-                raise PreflightError(
-                    f"there is no endpoint named {config.endpoint.name!r} on RunPod: nothing to roll back",
-                    hint="it was destroyed (or never created); `rpdeploy deploy` creates it",
+                return RollbackResult(
+                    None,
+                    None,
+                    False,
+                    None,
+                    nothing=f"there is no endpoint named {config.endpoint.name!r} on RunPod (destroyed, or never "
+                    "created; `rpdeploy deploy` creates it)",
                 )
             spec, live, operation = plan_template(
                 config,

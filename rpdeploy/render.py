@@ -254,6 +254,8 @@ class InitContext:
     repository: str = ""
     backend_host: str | None = None
     backend_mode: str = "dotenv"
+    #: The env var holding the Hugging Face token (a gated model), or None.
+    hf_token: str | None = None
     deployment_id: str = ""
     rpdeploy_version: str = __version__
     extra: dict[str, Any] = field(default_factory=dict)

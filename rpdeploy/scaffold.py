@@ -101,6 +101,14 @@ def _inside(base_dir: Path, rel: str) -> Path:
     return base_dir / rel
 
 
+def conflicting(base_dir: Path, rel: str) -> str | None:
+    """``rel`` when writing it would be refused (it exists and is not as rpdeploy wrote it), else None."""
+    target = base_dir / rel
+    if not target.is_file():
+        return None
+    return None if _load_manifest(base_dir).get(rel) == sha256_bytes(target.read_bytes()) else rel
+
+
 def write_generated(
     base_dir: Path,
     files: dict[str, str],
@@ -180,6 +188,8 @@ class InitOptions:
     repository: str | None = None
     backend_host: str | None = None
     backend_mode: str = "dotenv"
+    #: The env var that holds the Hugging Face token (gated models), or None.
+    hf_token: str | None = None
 
 
 PLACEHOLDER_NAMESPACE = "change-me"
@@ -202,22 +212,10 @@ def init_project(
 ) -> InitResult:
     """Write deploy.yaml (and the worker folder for methods 2/3); validate what was written."""
     from rpdeploy.config import parse_config
-    from rpdeploy.render import InitContext, WorkerContext, render_deploy_yaml, render_worker
+    from rpdeploy.render import WorkerContext, render_worker
 
     repository = options.repository or default_repository(options.name)
-    text = render_deploy_yaml(
-        InitContext(
-            method=options.method.value,
-            model_name=options.model,
-            endpoint_name=options.name,
-            gpu=options.gpu,
-            registry=options.registry,
-            repository=repository,
-            backend_host=options.backend_host,
-            backend_mode=options.backend_mode,
-            deployment_id=_existing_deployment_id(base_dir) or secrets.token_hex(8),
-        )
-    )
+    text = _init_text(options, deployment_id=_existing_deployment_id(base_dir) or secrets.token_hex(8))
     # Validate before writing anything: a bad --model or --name is reported with the
     # same messages as a hand-written file, and nothing is left half-done.
     config = parse_config(text, path=(base_dir / "deploy.yaml").absolute(), display="deploy.yaml (from your answers)")
@@ -227,7 +225,12 @@ def init_project(
         for rel, body in render_worker(WorkerContext.from_config(config)).items():
             files[f"{config.image.worker_dir}/{rel}"] = body
     result = write_generated(base_dir, files, force=force, reporter=reporter)
-    steps = ["rpdeploy validate", "export RUNPOD_API_KEY=...   # from the RunPod console, or your CI's secrets"]
+    steps = ["rpdeploy validate"]
+    if not config.method.builds_image:
+        steps.append("rpdeploy deploy --emulator     # try it first: no account, no GPU")
+    steps.append("export RUNPOD_API_KEY=...   # from the RunPod console, or your CI's secrets")
+    if config.model.hf_token is not None and config.model.hf_token.env:
+        steps.append(f"export {config.model.hf_token.env}=...   # a Hugging Face token with access to the model")
     if config.method.builds_image:
         if repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):
             steps.insert(0, "edit image.repository in deploy.yaml (your registry namespace)")
@@ -235,6 +238,41 @@ def init_project(
         steps.append("rpdeploy build --push")
     steps.append("rpdeploy deploy")
     return InitResult(config_path="deploy.yaml", method=config.method, write=result, next_steps=tuple(steps))
+
+
+def _init_text(options: InitOptions, *, deployment_id: str) -> str:
+    from rpdeploy.render import InitContext, render_deploy_yaml
+
+    return render_deploy_yaml(
+        InitContext(
+            method=options.method.value,
+            model_name=options.model,
+            endpoint_name=options.name,
+            gpu=options.gpu,
+            registry=options.registry,
+            repository=options.repository or default_repository(options.name),
+            backend_host=options.backend_host,
+            backend_mode=options.backend_mode,
+            hf_token=options.hf_token,
+            deployment_id=deployment_id,
+        )
+    )
+
+
+def answer_problem(options: InitOptions, field: str) -> str | None:
+    """What is wrong with the answer for ``field`` (e.g. "image.repository"), judged as deploy.yaml
+    would judge it: the same message a hand-written file gets, or None when it is fine."""
+    from rpdeploy.config import parse_config
+    from rpdeploy.errors import ConfigError
+
+    try:
+        parse_config(_init_text(options, deployment_id="check"), display="deploy.yaml")
+    except ConfigError as exc:
+        for issue in exc.issues:
+            if issue.field == field or issue.field.startswith(f"{field}.") or issue.field.startswith(f"{field}["):
+                return issue.message
+        return None
+    return None
 
 
 def _existing_deployment_id(base_dir: Path) -> str | None:
@@ -362,10 +400,15 @@ def switch_method(
     *,
     registry: str | None = None,
     repository: str | None = None,
+    backend_host: str | None = None,
+    backend_mode: str = "dotenv",
+    hf_token: str | None = None,
     force: bool = False,
     reporter: Reporter | None = None,
 ) -> InitResult:
     """Move the project in ``base_dir`` to ``method``: deploy.yaml edited in place, the worker rendered.
+
+    ``backend_host`` and ``hf_token`` are set in the same edit (see :func:`edit_project`).
 
     The endpoint, the template and the backend settings in deploy.yaml are kept, so the next
     deploy updates the same endpoint in place (same id, same URL): the backend needs no change.
@@ -383,6 +426,10 @@ def switch_method(
             hint="remove bake: from deploy.yaml, then run `rpdeploy init --method 1` again",
         )
     moved = retarget_config(text, method, registry=registry, repository=repository, name=current.endpoint.name)
+    if backend_host is not None:
+        moved = set_backend_host(moved, backend_host, backend_mode)
+    if hf_token is not None:
+        moved = set_hf_token(moved, hf_token)
     config = parse_config(moved, path=path.absolute(), display="deploy.yaml (moved to the new method)")
     files: dict[str, str] = {}
     if config.method.builds_image:
@@ -399,3 +446,135 @@ def switch_method(
         "rpdeploy deploy",
     ]
     return InitResult("deploy.yaml", config.method, result, tuple(steps), switched_from=current.method)
+
+
+# --- editing an existing deploy.yaml in place ----------------------------------------------
+
+
+#: The backend section init writes (the same lines as templates/deploy.yaml.j2's).
+def _backend_section(host: str, mode: str) -> list[str]:
+    from rpdeploy.render import yaml_scalar
+
+    return [
+        "backend:\n",
+        f"  host: {yaml_scalar(host)}      # user@host[:port], reached with your ssh config\n",
+        f"  mode: {yaml_scalar(mode)}              # dotenv: edit an env file; systemd: a unit drop-in\n",
+        "  service: spring-boot\n",
+        "  # health_url: http://127.0.0.1:8080/actuator/health\n",
+    ]
+
+
+def _child_keys(text: str, section: str) -> dict[str, tuple[int, int, int]]:
+    """{key: (line, value start, value end)} of a top-level mapping section's own keys."""
+    import yaml
+
+    node = yaml.compose(text, Loader=yaml.SafeLoader)
+    out: dict[str, tuple[int, int, int]] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if key.value == section and isinstance(value, yaml.MappingNode):
+                for child_key, child in value.value:
+                    out[str(child_key.value)] = (
+                        child_key.start_mark.line,
+                        child.start_mark.index,
+                        child.end_mark.index,
+                    )
+    return out
+
+
+def set_backend_host(text: str, host: str, mode: str = "dotenv") -> str:
+    """deploy.yaml with ``backend.host`` set, everything else (comments included) as it was.
+
+    An existing backend: section gets the host (replaced or added); otherwise init's commented
+    example section is replaced by a real one, or one is added before smoke_test: (or at the end).
+    """
+    from rpdeploy.render import yaml_scalar
+
+    keys = _top_level_keys(text)
+    lines = text.splitlines(keepends=True)
+    if "backend" in keys:
+        children = _child_keys(text, "backend")
+        if "host" in children:
+            _, start, end = children["host"]
+            return text[:start] + yaml_scalar(host) + text[end:]
+        line = keys["backend"][0]
+        if children:
+            first = min(at for at, _, _ in children.values())
+            indent = lines[first][: len(lines[first]) - len(lines[first].lstrip())]
+            lines.insert(first, f"{indent}host: {yaml_scalar(host)}\n")
+        else:  # "backend:" with nothing under it
+            lines[line : _section_lines(lines, line)] = _backend_section(host, mode)
+        return "".join(lines)
+    section = _backend_section(host, mode)
+    commented = next((i for i, line in enumerate(lines) if line.startswith("# backend:")), None)
+    if commented is not None:
+        stop = commented + 1
+        while stop < len(lines) and lines[stop].startswith("#   "):
+            stop += 1
+        lines[commented:stop] = section
+        return "".join(lines)
+    at = keys["smoke_test"][0] if "smoke_test" in keys else len(lines)
+    if at == len(lines) and lines and not lines[-1].endswith("\n"):
+        lines[-1] += "\n"
+    lines[at:at] = [*section, "\n"] if at < len(lines) else ["\n", *section]
+    return "".join(lines)
+
+
+def set_hf_token(text: str, variable: str) -> str:
+    """deploy.yaml with ``model.hf_token`` naming ``variable``, everything else as it was."""
+    from rpdeploy.render import yaml_scalar
+
+    children = _child_keys(text, "model")
+    if "hf_token" in children:
+        _, start, end = children["hf_token"]
+        return text[:start] + yaml_scalar(variable) + text[end:]
+    lines = text.splitlines(keepends=True)
+    line = f"  hf_token: {yaml_scalar(variable)}  # env var holding a Hugging Face token with access\n"
+    model_line = _top_level_keys(text)["model"][0]
+    stop = _section_lines(lines, model_line)
+    commented = next((i for i in range(model_line + 1, stop) if lines[i].lstrip().startswith("# hf_token:")), None)
+    if commented is not None:
+        lines[commented] = line
+        return "".join(lines)
+    after = children["name"][0] + 1 if "name" in children else model_line + 1
+    lines.insert(after, line)
+    return "".join(lines)
+
+
+def edit_project(
+    base_dir: Path,
+    *,
+    backend_host: str | None = None,
+    backend_mode: str = "dotenv",
+    hf_token: str | None = None,
+    text: str | None = None,
+    previous: Method | None = None,
+    reporter: Reporter | None = None,
+) -> InitResult:
+    """Set the backend host and/or the HF token variable in the project's deploy.yaml, in place.
+
+    The method, the image: section, comments and everything else stay as they are: what
+    `rpdeploy init --backend-host user@host` does in a project that has a deploy.yaml.
+    Nothing is written unless the result validates.
+    """
+    from rpdeploy.config import parse_config
+
+    path = base_dir / "deploy.yaml"
+    original = path.read_text(encoding="utf-8")
+    edited = original if text is None else text
+    if backend_host is not None:
+        edited = set_backend_host(edited, backend_host, backend_mode)
+    if hf_token is not None:
+        edited = set_hf_token(edited, hf_token)
+    config = parse_config(edited, path=path.absolute(), display="deploy.yaml (edited)")
+    if edited != original:
+        atomic_write(path, edited)
+    steps = ["rpdeploy plan      # what the next deploy changes"]
+    if backend_host is not None:
+        steps.insert(0, "rpdeploy doctor    # can rpdeploy reach the backend host over SSH?")
+    if hf_token is not None:
+        steps.insert(0, f"export {hf_token}=...   # a Hugging Face token with access to the model")
+    steps.append("rpdeploy deploy")
+    action: Action = "updated" if edited != original else "unchanged"
+    return InitResult("deploy.yaml", config.method, WriteResult((FileResult("deploy.yaml", action),)), tuple(steps),
+                      switched_from=previous)  # fmt: skip

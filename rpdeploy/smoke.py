@@ -389,9 +389,25 @@ class Runner:
         self, name: str, job_input: dict[str, Any], watch: _Watch, update: Callable[[str], None]
     ) -> dict[str, Any]:
         """Submit the job and wait for its end: the long poll, then /status polls, or the deadline."""
-        settings = self.settings
         submitted, sent_before = self.clock(), self.client.requests
-        body = self._submit(job_input)
+        body = self._submit_interruptible(job_input)
+        try:
+            return self._poll(name, body, watch, update, submitted, sent_before)
+        except KeyboardInterrupt:
+            self._cancel_on_interrupt(body)
+            raise
+
+    def _poll(
+        self,
+        name: str,
+        body: dict[str, Any],
+        watch: _Watch,
+        update: Callable[[str], None],
+        submitted: float,
+        sent_before: int,
+    ) -> dict[str, Any]:
+        """/status until the job ends, or the deadline."""
+        settings = self.settings
         watch.interval = settings.health_polling
         state = str(body.get("status"))
         last_error: ApiError | None = None
@@ -420,6 +436,65 @@ class Runner:
             last_error = None
             body, state = polled, str(polled.get("status"))
         return body
+
+    def _submit_interruptible(self, job_input: dict[str, Any]) -> dict[str, Any]:
+        """``_submit``, with Ctrl-C while ``/runsync`` holds the connection cancelling the job it made.
+
+        RunPod names the job only when ``/runsync`` answers, so the request runs in a thread: on
+        Ctrl-C we wait for that answer (at most the hold) and cancel the job it names, instead
+        of leaving it queued on the endpoint. A second Ctrl-C stops waiting. The local test
+        server runs the job inside the request and has nothing to cancel.
+        """
+        if self.client.local:
+            return self._submit(job_input)
+        box: dict[str, Any] = {}
+        # An Event, not Thread.join: a join that Ctrl-C interrupts can leave is_alive() False while
+        # the thread still runs (CPython issue 90882), and then the job would never be cancelled.
+        finished = threading.Event()
+
+        def submit() -> None:
+            try:
+                box["body"] = self._submit(job_input)
+            except BaseException as exc:  # handed to the caller's thread as it is
+                box["error"] = exc
+            finally:
+                finished.set()
+
+        threading.Thread(target=submit, name="rpdeploy-smoke-submit", daemon=True).start()
+        try:
+            while not finished.wait(0.2):
+                pass
+        except KeyboardInterrupt:
+            self.reporter.warn(
+                "interrupted: waiting for RunPod to name the smoke-test job so that it can be cancelled "
+                f"(at most {self.settings.runsync_wait:g}s; Ctrl-C again to leave it queued)"
+            )
+            try:
+                while not finished.wait(0.2):
+                    pass
+            except KeyboardInterrupt:
+                self.reporter.warn("the smoke-test job was left on the endpoint: it runs when a worker is free")
+                raise
+            if "body" in box:
+                self._cancel_on_interrupt(box["body"])
+            raise
+        if "error" in box:
+            raise box["error"]
+        body: dict[str, Any] = box["body"]
+        return body
+
+    def _cancel_on_interrupt(self, body: dict[str, Any]) -> None:
+        """Cancel the job ``body`` names when it has not ended (Ctrl-C): best effort, said either way."""
+        job_id, state = body.get("id"), str(body.get("status"))
+        if not job_id or state in TERMINAL or self.client.local:
+            return
+        try:
+            cancelled = self.client.cancel(str(job_id))
+        except ApiError as exc:
+            self.reporter.warn(f"could not cancel smoke-test job {job_id}: {exc.message} (it may still run)")
+            return
+        final = cancelled.get("status") if cancelled else "CANCELLED"
+        self.reporter.warn(f"smoke-test job {job_id} cancelled ({final})")
 
     def _submit(self, job_input: dict[str, Any]) -> dict[str, Any]:
         """POST /runsync, holding as long as RunPod does unless our deadline comes sooner."""

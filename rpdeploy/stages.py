@@ -530,7 +530,9 @@ def _gpu_run(ctx: Context) -> dict[str, Any]:
         ctx.reporter.debug(line)
     cost = result.cost
     fit_line = result.fit.summary if result.fit is not None else "fit unknown: no model architecture found"
-    ctx.reporter.info(f"{result.verdict}: {fit_line}")
+    # The summary starts with the verdict itself ("fits: ..."); say it once.
+    said = fit_line.startswith(result.verdict.replace("-", " ") + ":")
+    ctx.reporter.info(fit_line if said else f"{result.verdict}: {fit_line}")
     if cost.price_per_hour is not None:
         floor = format_money(cost.floor_per_month) if cost.floor_per_month is not None else "?"
         ctx.reporter.info(
@@ -940,7 +942,7 @@ PROVES = {
 @dataclass(frozen=True)
 class StageOutcome:
     name: str
-    status: str  # done | skipped | not-applicable | failed
+    status: str  # done | skipped | not-applicable | not-run (after --only's stage, never ran) | failed
     seconds: float
     detail: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
@@ -1000,6 +1002,7 @@ def run_deploy(
             refuse_placeholder(config.image)
         if not options.skip_fit_check:
             _fit_preflight(ctx)
+        _token_preflight(ctx)
         outcomes: list[StageOutcome] = []
         try:
             with reporter.stage_board([s.name for s in STAGES]) as board:
@@ -1029,12 +1032,18 @@ def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageO
     record = ctx.ledger.stages.get(stage.name)
     ctx.previous[stage.name] = record
     if not selected:
+        only = ctx.options.only
+        if (record is None or record.status != "done") and only is not None and _runs_after(stage.name, only):
+            # After the one stage --only picked: nothing builds on it here, so it simply does not run.
+            board.set(stage.name, "skipped", detail="not selected (--only)")
+            return StageOutcome(stage.name, "not-run", 0.0, "not selected")
         if record is None or record.status != "done":
+            picked = f"--only {only}" if only is not None else f"--from {ctx.options.from_stage}"
             raise StageError(
                 stage.name,
                 ConfigError(
-                    f"stage {stage.name!r} has not run yet, so later stages have nothing to build on",
-                    hint="run `rpdeploy deploy` without --from/--only first",
+                    f"stage {stage.name!r} has not run yet, and {picked} needs what it makes",
+                    hint=f"run `rpdeploy deploy` (or `rpdeploy deploy --from {stage.name}`) first",
                 ),
             )
         ctx.outputs[stage.name] = record.outputs
@@ -1075,7 +1084,11 @@ def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageO
         ctx.reporter.event("stage", stage=stage.name, status="failed", seconds=round(seconds, 3), error=exc.message)
         raise StageError(stage.name, exc) from exc
     except KeyboardInterrupt:
-        _fail(ctx, stage, print_, RpdeployError("interrupted"), time.monotonic() - began)
+        seconds = time.monotonic() - began
+        _fail(ctx, stage, print_, RpdeployError("interrupted"), seconds)
+        # The board must not go on saying "running" above the "Interrupted" line.
+        board.set(stage.name, "interrupted", detail="Ctrl-C; run deploy again to resume here", seconds=seconds)
+        ctx.reporter.event("stage", stage=stage.name, status="interrupted", seconds=round(seconds, 3))
         raise
     seconds = time.monotonic() - began
     ctx.outputs[stage.name] = outputs
@@ -1088,6 +1101,10 @@ def _run_stage(ctx: Context, stage: Stage, selected: bool, board: Any) -> StageO
     board.set(stage.name, "done", seconds=seconds)
     ctx.reporter.event("stage", stage=stage.name, status="done", seconds=round(seconds, 3), outputs=outputs)
     return StageOutcome(stage.name, "done", seconds, "", outputs)
+
+
+def _runs_after(name: str, other: str) -> bool:
+    return STAGE_NAMES.index(name) > STAGE_NAMES.index(other)
 
 
 def _safely(check: Callable[[Context, dict[str, Any]], bool], ctx: Context, outputs: dict[str, Any]) -> bool:
@@ -1120,6 +1137,17 @@ def _fit_preflight(ctx: Context) -> None:
         error = DoesNotFitError(result)
         error.hint = f"{error.hint}; or deploy anyway with --skip-fit-check"
         raise StageError("gpu", error)
+
+
+def _token_preflight(ctx: Context) -> None:
+    """A gated model without model.hf_token stops the deploy before anything is built or created:
+    its workers would fail to download it (401) long after the endpoint was made."""
+    from rpdeploy.errors import PreflightError
+    from rpdeploy.hub import token_problem
+
+    problem = token_problem(ctx.config, environ=ctx.environ)
+    if problem is not None:
+        raise PreflightError(problem, hint="set model.hf_token in deploy.yaml; `rpdeploy doctor` checks it")
 
 
 def _remember(ledger: Ledger, ctx: Context, *, ran: set[str]) -> None:

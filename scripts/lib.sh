@@ -16,7 +16,7 @@ die() { printf '[%s] ERROR: %s\n' "$(basename "$0")" "$*" >&2; exit 1; }
 need_cmd() {
   local c
   for c in "$@"; do
-    command -v "$c" >/dev/null 2>&1 || die "'$c' not found; install the test packages first (see .ci/run: apt-get install ...)"
+    command -v "$c" >/dev/null 2>&1 || die "'$c' not found; install the test packages first (scripts/test.sh installs them)"
   done
 }
 

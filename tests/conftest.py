@@ -45,6 +45,8 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("COLUMNS", "200")
     for name in _ISOLATED_ENV:
         monkeypatch.delenv(name, raising=False)
+    # deploy.yaml is looked for in parent folders too: never above the test's own temporary folders.
+    monkeypatch.setenv("RPDEPLOY_CEILING_DIRECTORIES", str(tmp_path_factory.getbasetemp()))
     # The machine's own `docker login` must not decide a test's outcome.
     docker_config = tmp_path_factory.mktemp("docker-config")
     monkeypatch.setenv("DOCKER_CONFIG", str(docker_config))

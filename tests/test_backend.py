@@ -587,7 +587,8 @@ def test_configure_asks_in_a_terminal_and_shows_the_masked_diff(project: Path, a
     make_config(project, env_file)
     env = {k: v for k, v in os.environ.items() if k != "CI"}
     code, output = _in_terminal(["backend", "configure", "--endpoint-id", "ep1"], "n", project, env)
-    assert code == 1 and "Aborted" in output, output
+    # Declining is its own exit code (14, the README's table), not 1 ("a bug") with "Aborted".
+    assert code == 14 and "not confirmed: nothing was changed" in output and "Aborted" not in output, output
     assert "+RUNPOD_API_KEY=****" in output and "Write " in output
     assert env_file.read_text() == "A=1\n"
     code, output = _in_terminal(["backend", "configure", "--endpoint-id", "ep1"], "y", project, env)
@@ -602,7 +603,7 @@ def test_configure_asks_in_a_terminal_and_shows_the_masked_diff(project: Path, a
 
 def test_cli_errors_and_exit_codes(project: Path, app_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     make_config(project, app_dir / ".env")
-    assert "RUNPOD_API_KEY is not set" in run("configure", "--endpoint-id", "ep1", code=3).stderr
+    assert "RUNPOD_API_KEY is not set" in run("configure", "--endpoint-id", "ep1", code=8).stderr  # the table's 8
     monkeypatch.setenv("RUNPOD_API_KEY", new_key())
     assert "not a RunPod endpoint id" in run("configure", "--endpoint-id", "a b", code=2).stderr
     assert run("restart", "--json").exit_code == 0

@@ -46,7 +46,7 @@ def test_reference_deployment_is_ten_lines_with_the_right_defaults() -> None:
     assert config.endpoint.gpu_type.id == "NVIDIA L4"
     assert (config.endpoint.workers_min, config.endpoint.workers_max) == (0, 2)
     assert config.endpoint.flashboot is True
-    assert config.runpod.api_key == SecretRef(env="RUNPOD_API_KEY")
+    assert config.runpod.api_key.env == "RUNPOD_API_KEY" and config.runpod.api_key.file is None
     assert config.backend is None
     assert config.cuda_versions() == ["13.0"]
 

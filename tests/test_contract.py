@@ -74,12 +74,12 @@ def method1(project: Path) -> Path:  # the reference deploy.yaml in an empty pro
 
 # The JSON documents a pipeline can rely on: their top-level keys are pinned here.
 SHAPES: dict[str, set[str]] = {
-    "validate": {"ok", "config", "method", "model", "endpoint", "gpu", "backend"},
+    "validate": {"ok", "config", "method", "model", "endpoint", "gpu", "backend", "warnings"},
     "render": {"ok", "files"},
     "check": {"ok", "check"},
     "plan": {"ok", "image", "operations", "backend", "fit", "check_lines", "notes", "method_switch"}
     | {"steps", "changes_pending"},
-    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "fleet"},
+    "status": {"ok", "stages", "endpoint_id", "health", "backend", "notes", "target", "fleet"},
     "endpoint create": {"ok", "dry_run", "operations", "endpoint"},
     "endpoint get": {"ok", "id", "version", "fields", "gpus", "urls"},
     "endpoint list": {"ok", "endpoints"},
@@ -158,6 +158,12 @@ def test_no_prompts_without_a_person(
     env = {"CI": "true"} if how == "CI" else {"CI": ""}
     if args == ("init",):
         (method1 / "deploy.yaml").unlink()
+    if args == ("rollback",):  # something to roll back to, or it would say so without asking anything
+        from rpdeploy.ledger import Ledger
+
+        ledger = Ledger.load(method1 / ".rpdeploy")
+        ledger.history += [{"at": 1.0, "image": "a@sha256:1"}, {"at": 2.0, "image": "b@sha256:2"}]
+        ledger.save()
     # CliRunner's stdin is never a terminal; with CI unset that alone must stop every prompt.
     result = cli(*args, expected_code=3, env=env, input="y\n")
     assert f"missing value: {missing}" in result.stderr

@@ -23,6 +23,7 @@ def test_all_good_for_worker_vllm(cli: CliRunnerFn, project: Path, runpod_emulat
     checks = _checks(cli("doctor", "--json").stdout)
     assert {name: c["status"] for name, c in checks.items()} == {
         "python": "ok",
+        "model access": "ok",
         "deploy.yaml": "ok",
         "RunPod API key": "ok",
         "GPU type": "ok",

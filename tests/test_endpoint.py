@@ -435,11 +435,11 @@ def test_bad_key_exits_8_without_printing_it(
     assert wrong not in json_result.stdout + json_result.stderr
 
 
-def test_missing_key_is_a_config_error(
+def test_missing_key_exits_8_as_the_table_says(
     cli: CliRunnerFn, config: Path, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("RUNPOD_API_KEY")
-    result = cli("endpoint", "list", expected_code=3)
+    result = cli("endpoint", "list", expected_code=8)
     assert "RUNPOD_API_KEY is not set" in result.stderr
     assert emulator.requests.graphql() == []
 

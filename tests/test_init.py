@@ -140,6 +140,7 @@ def test_interactive_init_asks_in_a_terminal(project: Path) -> None:
             ("GPU type", "L4"),
             ("Image registry", "127.0.0.1:5000"),
             ("Image repository", "team/qwen-small"),
+            ("Backend to point at the endpoint", ""),  # none
         ],
     )
     assert code == 0, output

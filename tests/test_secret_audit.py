@@ -496,14 +496,20 @@ def test_the_hf_token_reaches_workers_only_through_runpod(tmp_path: Path, delive
                 ("status", "--json"),
             ):
                 audit.run(*args)
+            template_env = _template_env(emulator, "audit-token-template")
+            workers = _worker_envs(emulator)
+            with emulator.state.lock:
+                stored = {s.name: s.value for s in emulator.state.secrets.values()}
+            snapshot = json.dumps(emulator.state.snapshot())
+            # The emulator sandbox keeps the emulated account on disk (.rpdeploy/emulator/account.json,
+            # searched below with every other file): its template env holds the token as a plain value
+            # with template-env delivery.
+            for args in (("deploy", "--emulator", "--json"), ("status", "--emulator", "--json"),
+                         ("smoke-test", "--emulator", "--json")):  # fmt: skip
+                audit.run(*args)
         finally:
             watch.stop.set()
             thread.join(timeout=5)
-        template_env = _template_env(emulator, "audit-token-template")
-        workers = _worker_envs(emulator)
-        with emulator.state.lock:
-            stored = {s.name: s.value for s in emulator.state.secrets.values()}
-        snapshot = json.dumps(emulator.state.snapshot())
 
     # Never HF_TOKEN: worker-vllm would put it on `vllm serve`'s argv and log it.
     assert "HF_TOKEN" not in template_env
@@ -526,6 +532,10 @@ def test_the_hf_token_reaches_workers_only_through_runpod(tmp_path: Path, delive
     findings += [f"argv: {hit}" for hit in watch.hits]
     assert watch.samples > 10 and findings == []
     assert (project / ".rpdeploy" / "state.json").is_file()  # the ledger was written, and searched
+    sandbox = (project / ".rpdeploy" / "emulator" / "account.json").read_text()  # searched too
+    assert "audit-token-template" in sandbox
+    if delivery == "template-env":
+        assert '"value": "****"' in sandbox  # the template's plain token, masked
 
     # worker-vllm v2.25.2's own argv builder, given what the worker's environment holds.
     argv = _worker_vllm_argv(workers[0])

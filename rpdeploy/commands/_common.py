@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -13,6 +14,8 @@ from rpdeploy.output import ConsoleReporter, print_json, print_result
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
+
+T = TypeVar("T")
 
 #: Where commands look for deploy.yaml (same as rpdeploy.config.DEFAULT_CONFIG, which this
 #: module must not import: pydantic would slow every `--help` down).
@@ -61,15 +64,63 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show more 
 ForceOption = Annotated[bool, typer.Option("--force", help="Overwrite files you edited (a backup is kept).")]
 
 
+def keep_open(manager: AbstractContextManager[T]) -> T:
+    """Enter ``manager`` for the rest of the command: Click closes it when the command ends."""
+    from importlib import import_module
+
+    click = typer.Context.__mro__[1].__module__.rsplit(".", 1)[0]
+    ctx = import_module(f"{click}.globals").get_current_context(silent=True)
+    if ctx is None:  # called outside a command (library use): the caller's process owns it
+        return manager.__enter__()
+    value: T = ctx.with_resource(manager)
+    return value
+
+
 def reporter(*, verbose: bool = False, events: bool = False) -> ConsoleReporter:
     """The console reporter: stderr for people; NDJSON events on stdout when ``events``."""
     return ConsoleReporter(verbose=verbose, events_to_stdout=events)
 
 
-def load(path: Path) -> Config:
-    from rpdeploy.config import load_config
+def _searches(path: Path) -> bool:
+    """Whether ``path`` is the --config default (not given on the command line or in RPDEPLOY_CONFIG)."""
+    from importlib import import_module
 
-    return load_config(path)
+    if path.is_absolute() or path.parent != Path("."):
+        return False
+    # Click itself, or the copy typer >= 0.28 ships: wherever typer.Context comes from.
+    click = typer.Context.__mro__[1].__module__.rsplit(".", 1)[0]
+    ctx = import_module(f"{click}.globals").get_current_context(silent=True)
+    source = ctx.get_parameter_source("config") if ctx is not None else None
+    return source is None or source.name in ("DEFAULT", "DEFAULT_MAP")
+
+
+def config_path(path: Path) -> Path:
+    """Which deploy.yaml a command uses.
+
+    ``--config PATH`` (or ``RPDEPLOY_CONFIG``) is taken as given. Left at its default, the
+    nearest deploy.yaml in this folder or a parent folder is used, the way git finds its
+    repository (``rpdeploy.project.find_config``); when there is none, the default path stays.
+    """
+    if not _searches(path):
+        return path
+    from rpdeploy.project import display_path, find_config
+
+    found = find_config(Path.cwd(), path.name)
+    return Path(display_path(found)) if found is not None else path
+
+
+def load(path: Path) -> Config:
+    """deploy.yaml, validated: the one --config names, else the nearest one here or above."""
+    from rpdeploy.config import load_config
+    from rpdeploy.errors import ConfigError
+
+    chosen = config_path(path)
+    if _searches(chosen) and not chosen.exists():
+        raise ConfigError(
+            f"{chosen} not found in {Path.cwd()} or any folder above it",
+            hint="run `rpdeploy init` to create one here, or pass --config PATH",
+        )
+    return load_config(chosen)
 
 
 def to_jsonable(value: Any) -> Any:

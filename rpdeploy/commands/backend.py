@@ -23,11 +23,14 @@ from rpdeploy.secrets import redact
 if TYPE_CHECKING:
     from rpdeploy.backend import BackendValues, CheckResult, ConfigureResult, RestartResult
     from rpdeploy.config import Config
+    from rpdeploy.output import Reporter
 
 
-def _endpoint_id(value: str) -> str:
+def _endpoint_id(value: str | None) -> str | None:
     from rpdeploy.backend import check_endpoint_id
 
+    if value is None:
+        return None
     try:
         return check_endpoint_id(value)
     except ValueError as exc:
@@ -35,14 +38,35 @@ def _endpoint_id(value: str) -> str:
 
 
 EndpointIdOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--endpoint-id",
-        help="RunPod endpoint id the backend should call (shown by RunPod and by `rpdeploy deploy`).",
+        help="RunPod endpoint id the backend should call [default: the one this project deployed: the ledger's, "
+        "else the endpoint named in deploy.yaml].",
         callback=_endpoint_id,
         show_default=False,
     ),
 ]
+
+
+def _project_endpoint(cfg: Config, given: str | None, out: Reporter, *, backend: bool = True) -> str:
+    """--endpoint-id, else the endpoint this project deployed (said on stderr)."""
+    if given:
+        return given
+    if backend and cfg.backend is None:  # said first: finding the endpoint would not help
+        from rpdeploy.errors import ConfigError
+
+        raise ConfigError(
+            f"{cfg.path} has no backend: section",
+            hint="add one (host, mode, service, health_url...); `rpdeploy init --backend-host user@host` writes it",
+        )
+    from rpdeploy.project import deployed_endpoint
+
+    found = deployed_endpoint(cfg)
+    out.info(f"Using {found.describe()}")
+    return found.endpoint_id
+
+
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show the change to the env file (secrets as ****); write nothing.")
 ]
@@ -77,7 +101,7 @@ def _restarted_text(result: RestartResult) -> str:
 
 
 def configure(
-    endpoint_id: EndpointIdOption,
+    endpoint_id: EndpointIdOption = None,
     config: ConfigOption = DEFAULT_CONFIG,
     dry_run: DryRunOption = False,
     restart: Annotated[
@@ -92,23 +116,24 @@ def configure(
 ) -> None:
     """Point the backend at an endpoint: set its URL, id and API key in the service's env file.
 
-    Other lines of the env file are kept; the write is atomic, 0600, and the previous file
-    is kept as a timestamped backup next to it. The API key travels to the host on stdin,
-    never on a command line. In a terminal you see the change and confirm it first (--yes
-    skips that; in CI nothing is asked).
+    The endpoint is the one this project deployed unless --endpoint-id names another. Other
+    lines of the env file are kept; the write is atomic, 0600, and the previous file is kept
+    as a timestamped backup next to it. The API key travels to the host on stdin, never on a
+    command line. In a terminal you see the change and confirm it first (--yes skips that; in
+    CI nothing is asked).
 
     Examples:
 
     \b
-      rpdeploy backend configure --endpoint-id abc123xyz --dry-run
-      rpdeploy backend configure --endpoint-id abc123xyz --restart
+      rpdeploy backend configure --dry-run
+      rpdeploy backend configure --restart
       rpdeploy backend configure --endpoint-id abc123xyz --yes --json
     """
     from rpdeploy import backend
 
     cfg = load(config)
-    values = _values(cfg, endpoint_id)
     out = reporter(verbose=verbose)
+    values = _values(cfg, _project_endpoint(cfg, endpoint_id, out))
     if dry_run:
         planned = backend.configure(cfg, values, reporter=out, dry_run=True)
         emit(json_output, {"configure": planned}, _configured_text(planned))
@@ -188,15 +213,23 @@ def check(
     from rpdeploy import backend
 
     cfg = load(config)
-    expected = _values(cfg, _endpoint_id(endpoint_id)) if endpoint_id else None
+    checked = _endpoint_id(endpoint_id)
+    expected = _values(cfg, checked) if checked else None
     out = reporter(verbose=verbose)
     result = backend.check(cfg, reporter=out, expected=expected)
     for note in result.notes:
         out.warn(note)
     good = result.healthy and not result.drift
-    emit(json_output, {"ok": good, "check": result}, _checked_text(result))
+    why = "differs from --endpoint-id" if result.healthy else "is NOT healthy"
+    error = BackendError(f"{result.service} on {result.host} {why}", hint="the lines above say what was found")
+    document: dict[str, object] = {"ok": good, "check": result}
     if not good:
-        raise typer.Exit(BackendError.exit_code)
+        document["error"] = error.to_dict()  # the same error document as every other failure
+    emit(json_output, document, _checked_text(result))
+    if not good:
+        if json_output:
+            raise typer.Exit(BackendError.exit_code)
+        raise error
 
 
 def rollback(
@@ -239,7 +272,7 @@ def rollback(
 
 
 def properties(
-    endpoint_id: EndpointIdOption, config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False
+    endpoint_id: EndpointIdOption = None, config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False
 ) -> None:
     """Print the application.properties lines that read the endpoint from the environment.
 
@@ -249,10 +282,12 @@ def properties(
     Example:
 
     \b
-      rpdeploy backend properties --endpoint-id abc123xyz >> src/main/resources/application.properties
+      rpdeploy backend properties >> src/main/resources/application.properties
+      rpdeploy backend properties --endpoint-id abc123xyz
     """
     from rpdeploy import backend
 
     cfg = load(config)
+    endpoint_id = _project_endpoint(cfg, endpoint_id, reporter(), backend=False)
     text = backend.properties(cfg, endpoint_id)
     emit(json_output, {"properties": text, "endpoint_url": backend.endpoint_url(cfg, endpoint_id)}, text)

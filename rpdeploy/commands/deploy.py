@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+import dataclasses
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from rpdeploy.commands._common import (
     DEFAULT_CONFIG,
-    EMULATOR_WEIGHTS_SCALE,
     AdoptOption,
     ConfigOption,
     JsonOption,
@@ -24,6 +20,7 @@ from rpdeploy.commands._common import (
     reporter,
     to_jsonable,
 )
+from rpdeploy.commands._target import EmulatorOption, RealBackendOption, target
 from rpdeploy.errors import EXIT_CHANGES_PENDING, MissingValueError, StageError
 from rpdeploy.output import can_prompt, print_json, printable
 
@@ -38,76 +35,22 @@ def _stage_names(incomplete: str) -> list[str]:
     return [name for name in STAGE_NAMES if name.startswith(incomplete)]
 
 
-EmulatorOption = Annotated[
-    bool,
-    typer.Option(
-        "--emulator",
-        help="Run against a local RunPod emulator started for this command (no account, no GPU; its own ledger). "
-        "A sandbox: the backend in deploy.yaml is not read, written or restarted.",
-    ),
-]
-RealBackendOption = Annotated[
-    bool,
-    typer.Option(
-        "--real-backend",
-        help="With --emulator: also configure (and restart) the real backend in deploy.yaml, pointing it at the "
-        "throw-away emulator. Without it the emulator never touches the backend.",
-    ),
-]
-
-
-@contextmanager
-def target(
-    config: Config, emulator: bool, *, real_backend: bool = False
-) -> Iterator[tuple[Config, dict[str, str], Path]]:
-    """The config, environment and ledger folder to use: RunPod's, or a throw-away emulator's.
-
-    The emulator is a sandbox: its config has no ``backend:`` section, so nothing reads, writes
-    or restarts the configured backend (its env would end up pointing at an emulator that is
-    gone when the command ends). ``real_backend`` is the explicit opt-in.
-    """
-    if real_backend and not emulator:
-        raise typer.BadParameter("only means something with --emulator", param_hint="--real-backend")
-    if not emulator:
-        yield config, dict(os.environ), config.state_dir
-        return
-    from rpdeploy.config import SecretRef
-    from rpdeploy.emulator import Emulator
-
-    with Emulator(runsync_wait=5.0, weights_scale=EMULATOR_WEIGHTS_SCALE) as emu:
-        key_var = "RPDEPLOY_EMULATOR_API_KEY"
-        runpod = config.runpod.model_copy(
-            update={"api_url": emu.api_url, "endpoint_url": emu.endpoint_url, "api_key": SecretRef(env=key_var)}
-        )
-        out = reporter()
-        out.info(f"Using a local RunPod emulator at {emu.api_url} (state is gone when this command ends)")
-        update: dict[str, object] = {"runpod": runpod}
-        if config.backend is not None:
-            where = config.backend.host or "this machine"
-            if real_backend:
-                out.warn(
-                    f"--real-backend: the backend {config.backend.service} on {where} will be pointed at this "
-                    "throw-away emulator; run a real deploy afterwards to point it back"
-                )
-            else:
-                update["backend"] = None
-                out.info(
-                    f"Emulator sandbox: the backend ({config.backend.service} on {where}) is not read, written or "
-                    "restarted (--real-backend to include it)"
-                )
-        yield (
-            config.model_copy(update=update),
-            {**os.environ, key_var: emu.api_key},
-            config.state_dir / "emulator",
-        )
-
-
 def _confirm_cost(config: Config, yes: bool) -> None:
     if config.endpoint.workers_min == 0 or yes:
         return
+    from rpdeploy.cost import estimate_cost, format_money
+
+    # The price is in the question: a person answers knowing the bill (built-in table, no network).
+    cost = estimate_cost(config)
+    count = config.endpoint.workers_min
+    bill = (
+        f"about {format_money(cost.floor_per_month)}/month ({cost.price_source})"
+        if cost.floor_per_month is not None
+        else "at a price rpdeploy does not know for this GPU"
+    )
     question = (
-        f"endpoint.workers_min is {config.endpoint.workers_min}: those workers are billed around the clock, "
-        "even with no traffic. Deploy anyway?"
+        f"endpoint.workers_min is {count}: {count} worker(s) billed around the clock, even with no traffic, "
+        f"{bill}. Deploy anyway?"
     )
     if not can_prompt():
         raise MissingValueError("confirmation of always-on workers (workers_min > 0)", flag="--yes")
@@ -186,12 +129,13 @@ def deploy(
     lines = [f"Deployed {cfg.endpoint.name!r} in {result.seconds:.1f}s"]
     lines.append("  stages run: " + (", ".join(result.ran) or "none (everything was up to date)"))
     if result.endpoint_id:
-        lines.append(f"  endpoint   {result.endpoint_id}")
+        lines.append(f"  {'endpoint':<11} {result.endpoint_id}")
         for key in ("runsync", "health", "openai_base"):
             if result.urls.get(key):
-                lines.append(f"  {key:<10} {result.urls[key]}")
-    if result.smoke and result.smoke.get("answer"):
-        lines.append(f"  answer     {result.smoke['answer']!r}")
+                lines.append(f"  {key:<11} {result.urls[key]}")
+    if "smoke-test" in result.ran and result.smoke and result.smoke.get("answer"):
+        # Only this run's answer: a re-run that skipped the test has nothing new to show.
+        lines.append(f"  {'answer':<11} {result.smoke['answer']!r}")
     if "smoke-test" in result.ran:
         lines += [f"  {line}" for line in (result.smoke or {}).get("release_report") or ()]
     integration = result.integration or {}
@@ -261,19 +205,38 @@ def plan(
         raise typer.Exit(EXIT_CHANGES_PENDING)
 
 
-def status(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False) -> None:
+def status(
+    config: ConfigOption = DEFAULT_CONFIG, emulator: EmulatorOption = False, json_output: JsonOption = False
+) -> None:
     """Show the ledger's stages, the endpoint's live workers and jobs, and the backend check.
 
-    Example:
+    The endpoint is the one this project deployed. Before anything was deployed to RunPod
+    from here, it shows the emulator sandbox of `rpdeploy deploy --emulator` (and says so);
+    --emulator shows the sandbox in any case.
+
+    Examples:
 
     \b
       rpdeploy status
+      rpdeploy status --emulator   # after `rpdeploy deploy --emulator`
+      rpdeploy status --json
     """
+    from rpdeploy.commands._target import sandbox_dir
+    from rpdeploy.ledger import Ledger
     from rpdeploy.planning import format_status, gather_status
 
     cfg = load(config)
-    result = gather_status(cfg, reporter=reporter())
-    emit(json_output, to_jsonable(result), format_status(result))
+    note = None
+    if not emulator and not Ledger.load(cfg.state_dir).stages and Ledger.load(sandbox_dir(cfg)).stages:
+        emulator = True
+        note = "nothing deployed to RunPod from this project yet: this is the emulator sandbox (`deploy --emulator`)"
+    with target(cfg, emulator, quiet=True) as (effective, environ, state_dir):
+        result = gather_status(effective, reporter=reporter(), state_dir=state_dir, environ=environ)
+    if note is not None:
+        result = dataclasses.replace(result, notes=(note, *result.notes))
+    document = {**to_jsonable(result), "target": "emulator" if emulator else "runpod"}
+    heading = "Emulator sandbox (rpdeploy deploy --emulator)\n" if emulator else ""
+    emit(json_output, document, heading + format_status(result))
 
 
 def destroy(
@@ -330,14 +293,23 @@ def rollback(
     """Go back to the previous deployment: the endpoint runs the previous image again, and
     the backend gets its previous env back. One step.
 
-    Example:
+    With no earlier deployment recorded there is nothing to do: it says so (exit 0) before
+    asking anything.
+
+    Examples:
 
     \b
-      rpdeploy rollback --yes
+      rpdeploy rollback
+      rpdeploy rollback --yes --json
     """
-    from rpdeploy.planning import rollback_deployment
+    from rpdeploy.planning import RollbackResult, nothing_to_roll_back, rollback_deployment
 
     cfg = load(config)
+    reason = nothing_to_roll_back(cfg)  # known before anything is asked
+    if reason is not None:
+        nothing = RollbackResult(None, None, False, None, nothing=reason)
+        emit(json_output, to_jsonable(nothing), "\n".join(nothing.lines()))
+        return
     if not yes:
         if not can_prompt():
             raise MissingValueError("confirmation", flag="--yes")

@@ -47,6 +47,6 @@ def doctor(
         if not result.ok:
             raise typer.Exit(error.exit_code)
         return
-    print_result(format_doctor(result))
+    print_result(format_doctor(result), styles={"FAIL": "red", "ok": "green", "Some checks failed": "red"})
     if not result.ok:
         raise error

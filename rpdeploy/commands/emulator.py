@@ -19,7 +19,15 @@ def emulator(
     host: Annotated[str, typer.Option(help="Address to listen on. Keep the loopback default unless you must.")] = (
         "127.0.0.1"
     ),
-    port: Annotated[int, typer.Option(help="Port to listen on; 0 picks a free one.", min=0, max=65535)] = 8765,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on; 0 picks a free one [default: 8765; with --background a free one].",
+            min=0,
+            max=65535,
+            show_default=False,
+        ),
+    ] = None,
     api_key_env: Annotated[
         str,
         typer.Option(
@@ -49,6 +57,14 @@ def emulator(
             help="Seconds a template stays in use after its endpoint is deleted (RunPod docs: up to 120).", min=0
         ),
     ] = 120.0,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="Start it in the background, wait until it serves, print `export` lines for eval (with "
+            "RPDEPLOY_EMULATOR_PID, to stop it) and return.",
+        ),
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Run a local RunPod look-alike: the control plane (GraphQL and REST v2) and the serverless API.
@@ -57,17 +73,34 @@ def emulator(
     serves until Ctrl-C or SIGTERM. Inspect and fault it through /_emulator/state,
     /_emulator/requests and /_emulator/faults with the same key.
 
-    With --json the first line is one JSON object (api_url, endpoint_url, and api_key when
-    generated) instead of the shell assignments.
+    With --background it starts in the background and returns once it serves, printing
+    `export` lines for the shell to eval (RPDEPLOY_EMULATOR_PID among them). With --json the
+    first line is one JSON object (api_url, endpoint_url, api_key when generated, and pid
+    with --background) instead.
 
-    Example (the first lines printed are shell assignments):
+    Examples:
 
     \b
-      rpdeploy emulator --port 8765 --cold-start 2 > emulator.env &
-      sleep 1; set -a; . ./emulator.env; set +a; rpdeploy deploy
+      eval "$(rpdeploy emulator --background)"
+      rpdeploy deploy
+      kill "$RPDEPLOY_EMULATOR_PID"
+    \b
+      rpdeploy emulator --port 8765 --cold-start 2    # in its own terminal; Ctrl-C stops it
     """
     from rpdeploy.emulator import Emulator, ids
 
+    if background:
+        _background(
+            [
+                "--host", host, "--port", str(port or 0), "--api-key-env", api_key_env,
+                "--cold-start", repr(cold_start), "--weights-scale", repr(weights_scale),
+                "--execution-time", repr(execution_time), "--runsync-wait", repr(runsync_wait),
+                "--concurrency", str(concurrency), "--template-delete-delay", repr(template_delete_delay),
+            ],
+            json_output,
+        )  # fmt: skip
+        return
+    port = 8765 if port is None else port
     key = os.environ.get(api_key_env, "").strip()
     generated = not key
     server = Emulator(
@@ -108,6 +141,62 @@ def emulator(
     finally:
         server.stop()
         _restore(previous)
+
+
+#: Seconds --background waits for the emulator to serve.
+START_TIMEOUT = 30.0
+
+
+def _background(options: list[str], json_output: bool) -> None:
+    """Start ``rpdeploy emulator --json OPTIONS`` in its own session and print what points at it.
+
+    It returns once the emulator serves (its first line, a JSON document, says where), so the
+    shell can use the variables at once: `eval "$(rpdeploy emulator --background)"`. The
+    emulator's own output goes nowhere (its state is at /_emulator/state).
+    """
+    import json
+    import select
+    import subprocess
+    import sys
+
+    from rpdeploy.errors import RpdeployError
+
+    argv = [sys.executable, "-m", "rpdeploy", "emulator", "--json", *options]
+    child = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    assert child.stdout is not None
+    ready, _, _ = select.select([child.stdout], [], [], START_TIMEOUT)
+    line = child.stdout.readline() if ready else b""
+    child.stdout.close()
+    try:
+        document = json.loads(line)
+        if not document.get("ok"):
+            raise ValueError(line)
+    except ValueError:
+        child.kill()
+        child.wait()
+        raise RpdeployError(
+            f"the emulator did not start within {START_TIMEOUT:g}s (exit {child.returncode})",
+            hint="run `rpdeploy emulator` in the foreground to see why (a port in use?)",
+        ) from None
+    if json_output:
+        from rpdeploy.output import print_json
+
+        print_json({**document, "pid": child.pid}, compact=True)
+    else:
+        values = {"RUNPOD_API_BASE_URL": document["api_url"], "RUNPOD_ENDPOINT_BASE_URL": document["endpoint_url"]}
+        if document.get("api_key"):
+            # The emulator's own throwaway key, valid nowhere else: printing it is the point.
+            values["RUNPOD_API_KEY"] = document["api_key"]
+        values["RPDEPLOY_EMULATOR_PID"] = str(child.pid)
+        for name, value in values.items():
+            typer.echo(f"export {name}={shlex.quote(value)}")
+    typer.echo(
+        f"RunPod emulator serving on {document['api_url']} in the background (pid {child.pid}); "
+        'stop it with: kill "$RPDEPLOY_EMULATOR_PID"',
+        err=True,
+    )
 
 
 # What signal.signal returns and accepts: a function, SIG_DFL/SIG_IGN, or None.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -13,10 +14,12 @@ from rpdeploy.commands._common import (
     JsonOption,
     WaitOption,
     YesOption,
+    config_path,
     emit,
     load,
     reporter,
 )
+from rpdeploy.commands._target import EmulatorOption, target
 from rpdeploy.errors import MissingValueError
 from rpdeploy.output import can_prompt, printable
 
@@ -33,43 +36,64 @@ ImageOption = Annotated[
 ]
 
 
-def _image(config: Config, image: str | None) -> str | None:
+#: What a dry run shows for methods 2 and 3 before an image was pushed (nothing is sent).
+NOT_PUSHED = "<the image `rpdeploy build --push` will push>"
+
+
+def _image(config: Config, image: str | None, state_dir: Path, *, dry_run: bool) -> str | None:
     if image or not config.method.builds_image:
         return image
+    from rpdeploy.errors import MissingValueError
     from rpdeploy.ledger import Ledger
 
-    pushed = Ledger.load(config.state_dir).output("push", "image")
-    return str(pushed) if pushed else None
+    pushed = Ledger.load(state_dir).output("push", "image")
+    if pushed:
+        return str(pushed)
+    if dry_run:
+        reporter().warn("no image has been pushed yet: the dry run shows where it will go")
+        return NOT_PUSHED
+    # Nothing was sent to RunPod: a value is missing (exit 3), not an API error.
+    raise MissingValueError(
+        f"the image to run (method {config.method.value}; none has been pushed yet)", flag="--image REF"
+    )
 
 
 def _ensure(
-    config_path: Any, image: str | None, dry_run: bool, require_existing: bool, adopt: bool, command: str
+    config_path: Any,
+    image: str | None,
+    dry_run: bool,
+    require_existing: bool,
+    adopt: bool,
+    command: str,
+    emulator: bool = False,
 ) -> tuple[Config, EnsureResult]:
     from rpdeploy.ledger import Ledger
     from rpdeploy.runpod.deployment import connect, ensure_endpoint, ownership
 
-    config = load(config_path)
+    loaded = load(config_path)
     out = reporter()
-    with connect(config, reporter=out) as cp:
-        ensured = ensure_endpoint(
-            cp,
-            config,
-            image=_image(config, image),
-            dry_run=dry_run,
-            require_existing=require_existing,
-            owner=ownership(config, adopt=adopt),
-            command=command,
-            reporter=out,
-        )
-    if ensured.result is not None:
-        ledger = Ledger.load(config.state_dir)
-        ledger.record(
-            "endpoint",
-            {"endpoint_id": ensured.result.endpoint_id, "template_id": ensured.result.template_id,
-             "image": ensured.result.image},
-        )  # fmt: skip
-        ledger.extra["release"] = ensured.plan.template_spec.release  # what `smoke-test` checks for
-        ledger.save()
+    with target(loaded, emulator) as (config, environ, state_dir):
+        chosen = _image(config, image, state_dir, dry_run=dry_run)
+        with connect(config, environ, reporter=out) as cp:
+            ensured = ensure_endpoint(
+                cp,
+                config,
+                image=chosen,
+                dry_run=dry_run,
+                require_existing=require_existing,
+                owner=ownership(config, ledger=Ledger.load(state_dir), adopt=adopt),
+                command=command,
+                reporter=out,
+            )
+        if ensured.result is not None:
+            ledger = Ledger.load(state_dir)
+            ledger.record(
+                "endpoint",
+                {"endpoint_id": ensured.result.endpoint_id, "template_id": ensured.result.template_id,
+                 "image": ensured.result.image},
+            )  # fmt: skip
+            ledger.extra["release"] = ensured.plan.template_spec.release  # what `smoke-test` checks for
+            ledger.save()
     return config, ensured
 
 
@@ -120,6 +144,7 @@ def create(
     image: ImageOption = None,
     dry_run: DryRunOption = False,
     adopt: AdoptOption = False,
+    emulator: EmulatorOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Create the endpoint (and its template), or bring an existing one up to date.
@@ -135,7 +160,9 @@ def create(
       rpdeploy endpoint create --dry-run
       rpdeploy endpoint create --image ghcr.io/acme/qwen@sha256:...   # methods 2/3
     """
-    _, ensured = _ensure(config, image, dry_run, require_existing=False, adopt=adopt, command="endpoint create")
+    _, ensured = _ensure(
+        config, image, dry_run, require_existing=False, adopt=adopt, command="endpoint create", emulator=emulator
+    )
     emit(json_output, _document(ensured, dry_run), _show(ensured, dry_run))
 
 
@@ -144,6 +171,7 @@ def update(
     image: ImageOption = None,
     dry_run: DryRunOption = False,
     adopt: AdoptOption = False,
+    emulator: EmulatorOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Update the existing endpoint to match deploy.yaml and show what changed.
@@ -157,7 +185,9 @@ def update(
       rpdeploy endpoint update --dry-run
       rpdeploy endpoint update --json
     """
-    _, ensured = _ensure(config, image, dry_run, require_existing=True, adopt=adopt, command="endpoint update")
+    _, ensured = _ensure(
+        config, image, dry_run, require_existing=True, adopt=adopt, command="endpoint update", emulator=emulator
+    )
     emit(json_output, _document(ensured, dry_run), _show(ensured, dry_run))
 
 
@@ -176,30 +206,43 @@ def _pools(cp: Any) -> dict[str, tuple[str, ...]] | None:
 
 def get(
     config: ConfigOption = DEFAULT_CONFIG,
-    endpoint_id: Annotated[str | None, typer.Option("--id", help="Endpoint id (default: found by name).")] = None,
+    endpoint_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Endpoint id [default: the one this project deployed, else found by name]."),
+    ] = None,
+    emulator: EmulatorOption = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Show the endpoint of deploy.yaml (or --id) as RunPod has it.
+    """Show the endpoint this project deployed (or --id) as RunPod has it.
 
     The GPUs are shown as RunPod names them ("NVIDIA L4") beside the pools and exclusions
     that select them ("AMPERE_24 without NVIDIA RTX A5000, ..."), read from RunPod's live pool list.
 
-    Example:
+    Examples:
 
     \b
+      rpdeploy endpoint get
+      rpdeploy endpoint get --emulator   # after `rpdeploy deploy --emulator`
       rpdeploy endpoint get --json
     """
     from rpdeploy.errors import ApiError
+    from rpdeploy.ledger import Ledger
     from rpdeploy.runpod.deployment import connect, describe_gpus, endpoint_urls, find_endpoint
 
-    cfg = load(config)
-    with connect(cfg, reporter=reporter()) as cp:
-        live = cp.get_endpoint(endpoint_id) if endpoint_id else find_endpoint(cp.list_endpoints(), cfg.endpoint.name)
+    loaded = load(config)
+    with (
+        target(loaded, emulator, quiet=True) as (cfg, environ, state_dir),
+        connect(cfg, environ, reporter=reporter()) as cp,
+    ):
+        wanted = endpoint_id or Ledger.load(state_dir).output("endpoint", "endpoint_id")
+        live = cp.get_endpoint(str(wanted)) if wanted else None
+        if live is None and not endpoint_id:  # not recorded, or deleted since: the one deploy.yaml names
+            live = find_endpoint(cp.list_endpoints(), cfg.endpoint.name)
         pools = _pools(cp) if live is not None else None
     if live is None:
         what = endpoint_id or repr(cfg.endpoint.name)
-        raise ApiError(f"no endpoint {what} on RunPod", hint="create it with `rpdeploy endpoint create`")
-    urls = endpoint_urls(cfg, live.id)
+        raise ApiError(f"no endpoint {what} on RunPod", hint="create it with `rpdeploy deploy` or `endpoint create`")
+    urls = endpoint_urls(cfg, live.id, environ)
     fields = live.settings()
     gpu_text = describe_gpus(live.gpus, pools)
     container = live.container
@@ -222,18 +265,34 @@ def get(
     emit(json_output, document, "\n".join(lines))
 
 
-def list_endpoints(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False) -> None:
+def _account_only() -> Config:
+    """No deploy.yaml: the account RUNPOD_API_KEY and RUNPOD_API_BASE_URL name, as deploy.yaml's defaults do."""
+    from rpdeploy.config import Config
+
+    placeholder = {"method": "worker-vllm", "model": {"name": "none/none"}, "endpoint": {"name": "none"}}
+    return Config.model_validate(placeholder)
+
+
+def list_endpoints(
+    config: ConfigOption = DEFAULT_CONFIG, emulator: EmulatorOption = False, json_output: JsonOption = False
+) -> None:
     """List every serverless endpoint on the RunPod account, with the GPUs each may use.
 
-    Example:
+    Needs no deploy.yaml: outside a project the account is the one RUNPOD_API_KEY (and
+    RUNPOD_API_BASE_URL) names. Each GPU is shown by name ("NVIDIA L4") beside the pools and
+    exclusions that select it; --json has the pools and exclusions as lists.
+
+    Examples:
 
     \b
       rpdeploy endpoint list
+      rpdeploy endpoint list --json
     """
     from rpdeploy.runpod.deployment import connect, describe_gpus
 
-    cfg = load(config)
-    with connect(cfg, reporter=reporter()) as cp:
+    path = config_path(config)
+    loaded = load(path) if path.exists() or emulator or path != DEFAULT_CONFIG else _account_only()
+    with target(loaded, emulator, quiet=True) as (cfg, environ, _), connect(cfg, environ, reporter=reporter()) as cp:
         endpoints = cp.list_endpoints()
         pools = _pools(cp) if endpoints else None
     rows = [
@@ -255,6 +314,7 @@ def delete(
     dry_run: DryRunOption = False,
     adopt: AdoptOption = False,
     wait: WaitOption = 180.0,
+    emulator: EmulatorOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Delete the endpoint and its template (scaling it to zero workers first).
@@ -275,9 +335,13 @@ def delete(
     from rpdeploy.runpod.deployment import connect, ownership, plan_delete
     from rpdeploy.teardown import delete_deployment, pending_delete
 
-    cfg = load(config)
-    with DeployLock(cfg.state_dir, command="endpoint delete"), connect(cfg, reporter=reporter()) as cp:
-        ledger = Ledger.load(cfg.state_dir)
+    loaded = load(config)
+    with (
+        target(loaded, emulator) as (cfg, environ, state_dir),
+        DeployLock(state_dir, command="endpoint delete"),
+        connect(cfg, environ, reporter=reporter()) as cp,
+    ):
+        ledger = Ledger.load(state_dir)
         owner = ownership(cfg, ledger=ledger, adopt=adopt)
         operations = plan_delete(cp, cfg, owner, pending=pending_delete(ledger), command="endpoint delete").operations
         if dry_run:
@@ -297,7 +361,9 @@ def delete(
                 raise MissingValueError("confirmation", flag="--yes")
             typer.confirm(printable(f"Delete endpoint {cfg.endpoint.name!r} and its template on RunPod?"), abort=True)
         # With nothing left this still runs: it clears the ledger of what is gone (deleted in the console?).
-        result = delete_deployment(cp, cfg, adopt=adopt, wait=wait, command="endpoint delete", reporter=reporter())
+        result = delete_deployment(
+            cp, cfg, state_dir=state_dir, adopt=adopt, wait=wait, command="endpoint delete", reporter=reporter()
+        )
     text = (
         "Deleted:\n" + "\n".join(f"  {o.kind} {o.target}" for o in result.operations)
         if result.operations

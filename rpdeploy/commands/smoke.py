@@ -9,17 +9,36 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, VerboseOption, reporter, to_jsonable
+from rpdeploy.commands._common import (
+    DEFAULT_CONFIG,
+    ConfigOption,
+    JsonOption,
+    VerboseOption,
+    config_path,
+    keep_open,
+    reporter,
+    to_jsonable,
+)
+from rpdeploy.commands._target import EmulatorOption
+from rpdeploy.commands._target import target as sandbox
 from rpdeploy.errors import EXIT_OK, SmokeTestError
 from rpdeploy.output import print_json, print_result
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from rpdeploy.config import Config
+    from rpdeploy.output import Reporter
     from rpdeploy.smoke import ReleaseCheck, SmokeResult
 
 
 def _release_check(
-    cfg: Config | None, endpoint_id: str, url: str | None, stack: contextlib.ExitStack
+    cfg: Config | None,
+    endpoint_id: str,
+    url: str | None,
+    stack: contextlib.ExitStack,
+    state_dir: Path | None,
+    environ: Mapping[str, str],
 ) -> ReleaseCheck | None:
     """For this project's deployed endpoint: the release its last deploy made (from the ledger)."""
     if cfg is None or url:
@@ -28,11 +47,11 @@ def _release_check(
     from rpdeploy.runpod.deployment import connect
     from rpdeploy.smoke import release_check
 
-    ledger = Ledger.load(cfg.state_dir)
+    ledger = Ledger.load(state_dir or cfg.state_dir)
     expected = ledger.extra.get("release")
     if not isinstance(expected, str) or ledger.output("endpoint", "endpoint_id") != endpoint_id:
         return None
-    cp = stack.enter_context(connect(cfg))
+    cp = stack.enter_context(connect(cfg, environ))
     return release_check(cfg, str(expected), lambda: cp.rollout(endpoint_id))
 
 
@@ -54,6 +73,42 @@ def _summary(result: SmokeResult) -> None:
         + (f"\n\n{', '.join(extra)}" if extra else ""),
         None,
     )
+
+
+def _wait_for_local_worker(url: str, timeout: float, out: Reporter) -> None:
+    """A worker on this machine that was just started (`handler.py ... &`) may not listen yet:
+    wait for it (its engine loads first) instead of failing on "connection refused"."""
+    import ipaddress
+    import socket
+    import time
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return
+    if not loopback:
+        return
+
+    def listening() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    if listening():
+        return
+    deadline = time.monotonic() + timeout
+    with out.status(f"waiting for the worker at {url} to listen (it loads its model first)") as status:
+        while not listening():
+            if time.monotonic() >= deadline:
+                return  # the smoke test then says it cannot connect
+            status.update(f"waiting for the worker at {url} to listen (it loads its model first)")
+            time.sleep(0.5)
 
 
 def smoke_test(
@@ -87,10 +142,15 @@ def smoke_test(
             "configured endpoint base.",
         ),
     ] = False,
+    emulator: EmulatorOption = False,
     verbose: VerboseOption = False,
     json_output: JsonOption = False,
 ) -> None:
     """Prove the endpoint answers, through a cold start, and measure it.
+
+    The endpoint is the one this project deployed (the ledger's, else the one deploy.yaml
+    names), --endpoint-id another one, --url a local worker; --emulator tests the endpoint of
+    the emulator sandbox (`rpdeploy deploy --emulator`).
 
     First the method's own job: worker-vllm a chat job, custom-handler a chat job whose output
     has text, fastapi a /v1/chat/completions job answered with HTTP 200. Then, for every
@@ -112,6 +172,7 @@ def smoke_test(
     \b
       rpdeploy smoke-test
       rpdeploy smoke-test --json --junit smoke.xml
+      rpdeploy smoke-test --emulator
       python worker/handler.py --rp_serve_api --rp_api_port 8000 &
       rpdeploy smoke-test --url http://localhost:8000
     """
@@ -121,10 +182,20 @@ def smoke_test(
     from rpdeploy.smoke import SmokeSettings, format_report, resolve_target, run_smoke, write_junit
 
     cfg = None
-    if not url or config.exists():
+    path = config_path(config)  # deploy.yaml here or in a parent folder (a worker started from worker/)
+    if not url or path.exists():
         from rpdeploy.config import load_config
 
-        cfg = load_config(config)
+        cfg = load_config(path)
+    environ = dict(os.environ)
+    ledger_dir: Path | None = None
+    if emulator:
+        if cfg is None or url:
+            raise typer.BadParameter("tests the sandbox endpoint of deploy.yaml, so no --url", param_hint="--emulator")
+        from rpdeploy.project import deployed_endpoint
+
+        cfg, environ, ledger_dir = keep_open(sandbox(cfg, True, quiet=True))
+        endpoint_id = endpoint_id or deployed_endpoint(cfg, state_dir=ledger_dir, environ=environ).endpoint_id
     chosen = Method.parse(method) if method else (cfg.method if cfg else None)
     if chosen is None:
         raise typer.BadParameter("without deploy.yaml, say which method the worker uses", param_hint="--method")
@@ -135,20 +206,22 @@ def smoke_test(
         timeout=timeout or (defaults.timeout if defaults else 600),
         stream=stream if stream is not None else (defaults.stream if defaults else False),
     )
-    target = resolve_target(cfg, endpoint_id=endpoint_id, url=url)
     out = reporter(verbose=verbose)
+    if url:
+        _wait_for_local_worker(url, settings.timeout, out)
+    target = resolve_target(cfg, endpoint_id=endpoint_id, url=url)
     api_key = None
     if not target.local and not target.send_key and not send_key:
         out.info(f"Not sending the RunPod API key: {target.key_note} (--send-key sends it anyway)")
     elif not target.local:
         if cfg is not None:
-            api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, field="runpod.api_key")
+            api_key = cfg.runpod.api_key.resolve(base_dir=cfg.base_dir, environ=environ, field="runpod.api_key")
         elif os.environ.get("RUNPOD_API_KEY", "").strip():
             # --url to a RunPod endpoint outside a project: the key from where deploy.yaml's default looks.
             api_key = Secret(os.environ["RUNPOD_API_KEY"].strip(), "env:RUNPOD_API_KEY")
     model = cfg.model.public_name if cfg else ""
     with contextlib.ExitStack() as stack:
-        check = _release_check(cfg, target.label, url, stack) if api_key is not None else None
+        check = _release_check(cfg, target.label, url, stack, ledger_dir, environ) if api_key is not None else None
         client = stack.enter_context(InvokeClient(target.base_url, api_key=api_key, local=target.local))
         result = run_smoke(client, chosen, settings, model=model, target=target.label, reporter=out, release=check)
     if junit is not None:
@@ -162,7 +235,7 @@ def smoke_test(
             from rpdeploy.runpod.deployment import connect
 
             expected = check.expected if check is not None else None
-            with connect(cfg, reporter=out) as cp:
+            with connect(cfg, environ, reporter=out) as cp:
                 explain_failure(cp, target.label, failed.worker_id, failed.release, expected, out.warn)
         error = SmokeTestError(
             f"smoke test of {result.target} failed: {failed.name}: {failed.message}",

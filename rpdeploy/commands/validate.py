@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, emit, load
+from typing import TYPE_CHECKING
+
+from rpdeploy.commands._common import DEFAULT_CONFIG, ConfigOption, JsonOption, config_path, emit, load, reporter
 from rpdeploy.output import print_json
+
+if TYPE_CHECKING:
+    from rpdeploy.config import Config
 
 
 def validate(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = False) -> None:
@@ -15,16 +20,42 @@ def validate(config: ConfigOption = DEFAULT_CONFIG, json_output: JsonOption = Fa
       rpdeploy validate
       rpdeploy validate -c staging/deploy.yaml --json
     """
-    cfg = load(config)
+    path = config_path(config)
+    cfg = load(path)
+    warnings = _warnings(cfg, str(path))
+    out = reporter()
+    for warning in warnings:
+        out.warn(warning)
     summary = {
-        "config": str(config),
+        "config": str(path),
         "method": cfg.method.value,
         "model": cfg.model.name,
         "endpoint": cfg.endpoint.name,
         "gpu": cfg.endpoint.gpu_type.id,
         "backend": cfg.backend.host or "this machine" if cfg.backend else None,
+        "warnings": warnings,
     }
-    emit(json_output, summary, f"{config}: valid ({cfg.method.value}, {cfg.model.name} on {cfg.endpoint.gpu})")
+    emit(json_output, summary, f"{path}: valid ({cfg.method.value}, {cfg.model.name} on {cfg.endpoint.gpu})")
+
+
+def _warnings(cfg: Config, shown: str) -> list[str]:
+    """What deploy.yaml allows but a deploy would trip on, each at its line (no network: the
+    gated-model check uses the built-in table here; `check` and `doctor` ask the Hub)."""
+    from rpdeploy.config import field_location
+    from rpdeploy.hub import token_problem
+    from rpdeploy.scaffold import PLACEHOLDER_NAMESPACE
+
+    out = []
+    if cfg.image is not None and cfg.image.repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):
+        where = field_location(cfg, "image", "repository", display=shown)
+        out.append(
+            f"{where}: image.repository: {cfg.image.repository!r} is the placeholder `rpdeploy init` wrote; set "
+            "it to your registry namespace (build --push and deploy refuse it)"
+        )
+    problem = token_problem(cfg, offline=True)
+    if problem is not None:
+        out.append(f"{field_location(cfg, 'model', 'name', display=shown)}: {problem}")
+    return out
 
 
 def schema() -> None:

@@ -141,15 +141,18 @@ DEPLOY_YAML = [
 SECRET_YAML = BASE_YAML + "runpod: {api_key: {file: SECRET_PATH}}\n"
 
 #: Secret files: ``make`` gives the file's bytes, or the path to point at when it starts with b"@".
+#: The file is the RunPod API key's, so the refusal is exit 8 (the exit-code table: "RunPod API key
+#: missing, invalid or without permission"; rpdeploy.config.ApiKeyRef), not 3.
+API_KEY_REFUSED = (8,)
 SECRETS = [
-    Case("secret", "dev-zero", lambda: b"@/dev/zero"),
-    Case("secret", "dev-urandom", lambda: b"@/dev/urandom"),
-    Case("secret", "a-folder", lambda: b"@/"),
-    Case("secret", "not-utf8", lambda: b"rpa_\xff\xfe\xfd"),
-    Case("secret", "nul-byte", lambda: b"rpa_abc\x00def"),
-    Case("secret", "one-mib", lambda: b"x" * (1024 * 1024)),
-    Case("secret", "empty", lambda: b"   \n"),
-    Case("secret", "missing", lambda: b"@/nonexistent/secret"),
+    Case("secret", "dev-zero", lambda: b"@/dev/zero", expect=API_KEY_REFUSED),
+    Case("secret", "dev-urandom", lambda: b"@/dev/urandom", expect=API_KEY_REFUSED),
+    Case("secret", "a-folder", lambda: b"@/", expect=API_KEY_REFUSED),
+    Case("secret", "not-utf8", lambda: b"rpa_\xff\xfe\xfd", expect=API_KEY_REFUSED),
+    Case("secret", "nul-byte", lambda: b"rpa_abc\x00def", expect=API_KEY_REFUSED),
+    Case("secret", "one-mib", lambda: b"x" * (1024 * 1024), expect=API_KEY_REFUSED),
+    Case("secret", "empty", lambda: b"   \n", expect=API_KEY_REFUSED),
+    Case("secret", "missing", lambda: b"@/nonexistent/secret", expect=API_KEY_REFUSED),
 ]
 
 

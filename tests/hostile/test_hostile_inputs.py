@@ -1,6 +1,6 @@
 """Every case of the hostile-input corpus: the right refusal, in under 2 s and 200 MB, the server still up.
 
-deploy.yaml texts and secret files must give exit 3 (a config error) with a short message;
+deploy.yaml texts must give exit 3 (a config error) with a short message, a hostile API key file exit 8;
 ledgers exit 3 too; raw HTTP requests to the emulator (GraphQL, invoke and admin routes) an
 answer in the case's allowed statuses (4xx, or a closed connection for a stalled request),
 after which the emulator still answers. Each case runs in a process of its own

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import select
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,8 @@ def run_in_terminal(
                 output += chunk
             if pending and pending[0][0].encode() in output.rsplit(b"\n", 1)[-1]:
                 os.write(fd, pending.pop(0)[1].encode() + b"\r")
+        else:  # the time ran out, still waiting for input nobody will type: a failure to see, not a hang
+            os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
     finally:
         os.close(fd)
