@@ -32,10 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from rpdeploy import gpus, versions
+from rpdeploy import versions
 from rpdeploy.errors import ConfigError, ConfigIssue, Location
 from rpdeploy.limits import DEPLOY_YAML, compose_yaml, decode_text, read_limited, read_secret_file, shorten
 from rpdeploy.methods import Method
+from rpdeploy.preflight import gpus
 from rpdeploy.runpod.models import SECRET_REFERENCE
 from rpdeploy.secrets import SECRET_NAME, Secret
 

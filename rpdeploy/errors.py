@@ -20,7 +20,7 @@ docker, httpx or subprocess reaches ``commands/``.
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
     ├── SmokeTestError               10  the endpoint did not answer correctly
     ├── PreflightError               11  a check before a slow step failed
-    │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.fit)
+    │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.preflight)
     ├── LockError                    12  another deploy of this config is running
     └── StageError          (its cause)  a deploy stage failed; names the stage
 

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpdeploy.deploy.lock import DeployLock
 from rpdeploy.errors import ApiError, BackendError, ConfigError, PreflightError
 from rpdeploy.ledger import Ledger
-from rpdeploy.lock import DeployLock
 from rpdeploy.output import NullReporter, Reporter
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
-    from rpdeploy.fleet import FleetView
     from rpdeploy.runpod.deployment import Operation
+    from rpdeploy.runpod.fleet import FleetView
 
 NEW_IMAGE = "<image from the next build>"
 
@@ -136,7 +136,7 @@ def make_plan(
     state_dir: Path | None = None,
 ) -> PlanResult:
     """What ``rpdeploy deploy`` would change, read from every side, without changing anything."""
-    from rpdeploy.fit import check_deployment, format_check
+    from rpdeploy.preflight.check import check_deployment, format_check
     from rpdeploy.runpod.deployment import connect, ensure_endpoint
 
     reporter = reporter or NullReporter()
@@ -281,8 +281,8 @@ def gather_status(config: Config, *, reporter: Reporter | None = None) -> Status
 
 def _fleet(config: Config, endpoint_id: str, reporter: Reporter, notes: list[str]) -> FleetView | None:
     """Workers and releases over REST v2 (also under runpod.api: graphql: the same key)."""
-    from rpdeploy.fleet import read_fleet
     from rpdeploy.runpod.deployment import connect
+    from rpdeploy.runpod.fleet import read_fleet
 
     try:
         with connect(config, reporter=reporter) as cp:
@@ -354,7 +354,7 @@ def format_status(result: StatusResult) -> str:
 
 
 def _format_fleet(view: FleetView) -> list[str]:
-    from rpdeploy.fleet import age
+    from rpdeploy.runpod.fleet import age
 
     version = "?" if view.endpoint_version is None else view.endpoint_version
     lines = [f"  workers: {len(view.workers)} active (endpoint version {version})"]

@@ -23,17 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpdeploy.deploy.lock import DeployLock
 from rpdeploy.errors import ConfigError, RpdeployError, StageError
 from rpdeploy.ledger import Ledger, StageRecord
-from rpdeploy.lock import DeployLock
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.secrets import Secret
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
-    from rpdeploy.fit import CheckResult as FitCheck
-    from rpdeploy.gpus import GpuSelection
+    from rpdeploy.preflight.check import CheckResult as FitCheck
+    from rpdeploy.preflight.gpus import GpuSelection
     from rpdeploy.runpod.controlplane import ControlPlane
     from rpdeploy.runpod.deployment import Ownership
     from rpdeploy.runpod.models import Endpoint, Template
@@ -122,7 +122,7 @@ class Context:
     def fit_check(self) -> FitCheck:
         """The fit and cost check, done once per run (the preflight and stage 7 share it)."""
         if self._fit is None:
-            from rpdeploy.fit import check_deployment
+            from rpdeploy.preflight.check import check_deployment
 
             self._fit = check_deployment(self.config, reporter=self.reporter, environ=self.environ)
         return self._fit
@@ -266,7 +266,7 @@ def _worker_stat(root: Path) -> tuple[str, int]:
 
 
 def _build_inputs(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import build_context, context_hash
+    from rpdeploy.build.context import build_context, context_hash
 
     config = ctx.config
     assert config.image is not None and config.worker_dir is not None
@@ -296,22 +296,16 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _registry_auth(ctx: Context) -> Any:
-    from rpdeploy.registry_auth import require_registry_auth
+    from rpdeploy.build.registry_auth import require_registry_auth
 
     assert ctx.config.image is not None
     return require_registry_auth(ctx.config.image, base_dir=ctx.config.base_dir, environ=ctx.environ)
 
 
 def _build_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import (
-        RetryPolicy,
-        build_image,
-        check_disk,
-        connect,
-        plan_build,
-        reuse_image,
-        verify_login,
-    )
+    from rpdeploy.build.engine import connect
+    from rpdeploy.build.image import build_image, check_disk, plan_build, reuse_image
+    from rpdeploy.build.push import RetryPolicy, verify_login
     from rpdeploy.output import format_bytes
 
     auth = _registry_auth(ctx)
@@ -354,7 +348,8 @@ def _push_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _push_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import connect, push_image
+    from rpdeploy.build.engine import connect
+    from rpdeploy.build.push import push_image
     from rpdeploy.output import format_bytes
 
     build = ctx.outputs["build"]
@@ -504,8 +499,8 @@ def _gpu_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _gpu_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.cost import format_money
-    from rpdeploy.fit import format_check
+    from rpdeploy.preflight.check import format_check
+    from rpdeploy.preflight.cost import format_money
 
     result = ctx.fit_check()
     # The whole report with --verbose (or `rpdeploy check`); the verdict and the bill always.
@@ -723,7 +718,7 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             reporter=ctx.reporter,
         )
     if not result.passed:
-        from rpdeploy.fleet import report_failure
+        from rpdeploy.runpod.fleet import report_failure
 
         failed = next(c for c in result.checks if not c.passed)
         report_failure(ctx.cp(), endpoint_id, failed.worker_id, ctx.reporter.warn)
@@ -814,7 +809,7 @@ def run_deploy(
         ctx = Context(config, reporter, ledger, options, environ)
         ctx.owner()  # what the ledger says this deployment made, before stages overwrite their records
         if config.image is not None:
-            from rpdeploy.docker_ops import refuse_placeholder
+            from rpdeploy.build.pipeline import refuse_placeholder
 
             refuse_placeholder(config.image)
         if not options.skip_fit_check:
@@ -928,7 +923,7 @@ def _fit_preflight(ctx: Context) -> None:
 
     Skipped when stage 7 already checked this very model and endpoint configuration.
     """
-    from rpdeploy.fit import DoesNotFitError
+    from rpdeploy.preflight.check import DoesNotFitError
 
     record = ctx.ledger.stages.get("gpu")
     if record is not None and record.status == "done" and record.fingerprint == fingerprint(_gpu_inputs(ctx)):

@@ -39,9 +39,9 @@ def logs(
       rpdeploy logs --follow
       rpdeploy logs --worker 8g3n5t6r --since 10m --json
     """
-    from rpdeploy.fleet import endpoint_for_logs, format_line, logs, parse_since, pick_worker
     from rpdeploy.output import print_json, printable
     from rpdeploy.runpod.deployment import connect
+    from rpdeploy.runpod.fleet import endpoint_for_logs, format_line, logs, parse_since, pick_worker
 
     cfg = load(config)
     out = reporter()

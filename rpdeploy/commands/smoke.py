@@ -132,8 +132,8 @@ def smoke_test(
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)
         if cfg is not None and not target.local and not url:
-            from rpdeploy.fleet import report_failure
             from rpdeploy.runpod.deployment import connect
+            from rpdeploy.runpod.fleet import report_failure
 
             with connect(cfg, reporter=out) as cp:
                 report_failure(cp, target.label, failed.worker_id, out.warn)

@@ -24,10 +24,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from rpdeploy import __version__, versions
-from rpdeploy import gpus as gpu_selection
 from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.preflight import gpus as gpu_selection
 from rpdeploy.runpod.models import (
     AccountSecret,
     Container,
@@ -319,7 +319,7 @@ def estimated_init_timeout(
     (which needs the model's size: the fit check's architecture lookup)."""
     if config.endpoint.init_timeout is not None:
         return config.endpoint.init_timeout
-    from rpdeploy.fit import check_deployment
+    from rpdeploy.preflight.check import check_deployment
 
     check = check_deployment(config, reporter=reporter or NullReporter(), environ=environ)
     return check.cost.cold_start_plan.init_timeout
