@@ -202,7 +202,7 @@ def init_project(
 ) -> InitResult:
     """Write deploy.yaml (and the worker folder for methods 2/3); validate what was written."""
     from rpdeploy.config import parse_config
-    from rpdeploy.render import InitContext, WorkerContext, render_deploy_yaml, render_worker
+    from rpdeploy.worker.render import InitContext, WorkerContext, render_deploy_yaml, render_worker
 
     repository = options.repository or default_repository(options.name)
     text = render_deploy_yaml(
@@ -256,7 +256,7 @@ def _existing_deployment_id(base_dir: Path) -> str | None:
 
 def worker_files(config: Config, *, only: frozenset[str] | None = None) -> dict[str, str]:
     """The worker folder's rendered files, keyed by path relative to deploy.yaml's folder."""
-    from rpdeploy.render import WorkerContext, render_worker
+    from rpdeploy.worker.render import WorkerContext, render_worker
 
     if not config.method.builds_image or config.image is None:
         return {}
@@ -318,7 +318,7 @@ def retarget_config(text: str, method: Method, *, registry: str | None, reposito
     section out under KEPT_IMAGE_MARK (worker-vllm has no image of ours); coming back restores
     it, or writes a new one from ``registry``/``repository``.
     """
-    from rpdeploy.render import yaml_scalar
+    from rpdeploy.worker.render import yaml_scalar
 
     keys = _top_level_keys(text)
     _, start, end = keys["method"]

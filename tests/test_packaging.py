@@ -32,8 +32,10 @@ def test_wheel_ships_templates_and_init_works_from_a_fresh_venv(tmp_path: Path) 
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
     probe = (
-        "import rpdeploy.render as r, rpdeploy.backend.session as s; print(r.__file__); print(r.templates_dir()); "
-        "print(s.__file__); assert s._WRITE.startswith('#!/bin/sh')"
+        "import rpdeploy.worker.render as r\n"
+        "import rpdeploy.backend.session as s\n"
+        "print(r.__file__); print(r.templates_dir()); print(s.__file__)\n"
+        "assert s._WRITE.startswith('#!/bin/sh')"
     )
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path
