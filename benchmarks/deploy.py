@@ -41,8 +41,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rpdeploy.build.engine import connect
 from rpdeploy.config import load_config
-from rpdeploy.docker_ops import connect
 from rpdeploy.emulator import Emulator
 from rpdeploy.methods import Method
 from rpdeploy.output import ConsoleReporter, NullReporter, Reporter

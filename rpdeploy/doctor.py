@@ -140,8 +140,9 @@ def _runpod_checks(config: Config, environ: Mapping[str, str] | None, reporter: 
 
 
 def _docker_checks(config: Config, environ: Mapping[str, str] | None, reporter: Reporter) -> list[DoctorCheck]:
-    from rpdeploy.docker_ops import RetryPolicy, connect, verify_login
-    from rpdeploy.registry_auth import login_hint, resolve_registry_auth
+    from rpdeploy.build.engine import connect
+    from rpdeploy.build.push import RetryPolicy, verify_login
+    from rpdeploy.build.registry_auth import login_hint, resolve_registry_auth
 
     assert config.image is not None
     try:
@@ -177,7 +178,7 @@ def _docker_checks(config: Config, environ: Mapping[str, str] | None, reporter: 
 
 
 def _backend_check(config: Config, environ: Mapping[str, str] | None) -> DoctorCheck:
-    from rpdeploy import remote
+    from rpdeploy.backend import host as remote
 
     backend = config.backend
     if backend is None:

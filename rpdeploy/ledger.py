@@ -150,7 +150,7 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     ``gpus`` (``{"pools": [...], "excluded": [...]}``). Anything not shaped as expected is left
     for validation to refuse.
     """
-    from rpdeploy.gpus import GpuSelection
+    from rpdeploy.preflight.gpus import GpuSelection
 
     data = dict(data)
     if data.get("version") == 1:

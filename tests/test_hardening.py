@@ -482,7 +482,7 @@ def test_deleting_the_state_folder_does_not_split_the_lock(
     (project / "deploy.yaml").write_text(REFERENCE)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom pathlib import Path\nfrom rpdeploy.lock import DeployLock\n"
+         "import sys, time\nfrom pathlib import Path\nfrom rpdeploy.deploy.lock import DeployLock\n"
          "with DeployLock(Path('.rpdeploy'), command='deploy'):\n    print('held', flush=True)\n    time.sleep(60)\n"],
         cwd=project, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip

@@ -330,8 +330,8 @@ def delete(
       rpdeploy endpoint delete --dry-run
       rpdeploy endpoint delete --yes
     """
+    from rpdeploy.deploy.lock import DeployLock
     from rpdeploy.ledger import Ledger
-    from rpdeploy.lock import DeployLock
     from rpdeploy.runpod.deployment import connect, ownership, plan_delete
     from rpdeploy.teardown import delete_deployment, pending_delete
 

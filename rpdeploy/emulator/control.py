@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rpdeploy import gpus
 from rpdeploy.emulator import faults as fault_names
 from rpdeploy.emulator import ids, releases
 from rpdeploy.emulator.faults import GENERIC_ERROR, Faults
@@ -41,6 +40,7 @@ from rpdeploy.emulator.state import (
     template_dict,
 )
 from rpdeploy.emulator.workers import DEFAULT_EXECUTION_TIMEOUT_MS, Fleet
+from rpdeploy.preflight import gpus
 
 UNAUTHORIZED = "Unauthorized"
 

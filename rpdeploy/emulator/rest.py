@@ -45,10 +45,10 @@ from functools import cache
 from http import HTTPStatus
 from typing import Any
 
-from rpdeploy import gpus
 from rpdeploy.emulator import ids, releases
 from rpdeploy.emulator.invoke import Response
 from rpdeploy.emulator.state import EmulatorState, Endpoint, EnvVar, RegistryAuth, Template, Worker
+from rpdeploy.preflight import gpus
 
 PROBLEM = "application/problem+json"
 #: Seconds a log stream stays open without a new line (emulator rule, see the module docstring).

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpdeploy.gpus import GpuSelection
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.secrets import MASK, SECRET_NAME, Secret
 
 #: A template env value that names a RunPod secret instead of holding one (docs pods/templates/secrets.mdx).

@@ -37,7 +37,7 @@ from typing import IO, Any
 import pytest
 import yaml
 
-from rpdeploy import remote
+from rpdeploy.backend import host as remote
 from rpdeploy.emulator import Emulator
 from rpdeploy.ledger import Ledger
 from tests.conftest import CliRunnerFn

@@ -5,7 +5,7 @@ pull and model load), every request, and ``idle_timeout`` after the last one
 (reference/worker-vllm.md section 5). So the preview has four parts:
 
 * the price: the pool's price per GPU-second from the control plane when the caller has it
-  (``price_override``), else the built-in table in :mod:`rpdeploy.gpus` dated
+  (``price_override``), else the built-in table in :mod:`rpdeploy.preflight.gpus` dated
   ``versions.PRICE_TABLE_DATE``; times ``gpu_count``;
 * the floor: ``workers_min`` workers run around the clock, traffic or not (a 30-day month);
 * one cold start: an estimate of its seconds (below) plus ``idle_timeout``, at the price;
@@ -42,9 +42,10 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from rpdeploy import gpus, versions
+from rpdeploy import versions
 from rpdeploy.config import WeightsSource
 from rpdeploy.methods import Method
+from rpdeploy.preflight import gpus
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config

@@ -40,7 +40,7 @@ def templates_dir() -> Path:
     packaged = resources.files("rpdeploy") / "templates"
     if packaged.is_dir():
         return Path(str(packaged))
-    checkout = Path(__file__).resolve().parent.parent / "templates"
+    checkout = Path(__file__).resolve().parents[2] / "templates"
     if checkout.is_dir():
         return checkout
     raise TemplateError(
