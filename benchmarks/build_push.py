@@ -43,7 +43,7 @@ from rpdeploy.build.pipeline import BuildPushResult, build_and_push
 from rpdeploy.config import load_config
 from rpdeploy.methods import Method
 from rpdeploy.output import ConsoleReporter, NullReporter, Reporter, format_bytes
-from rpdeploy.scaffold import InitOptions, init_project, render_project
+from rpdeploy.worker.scaffold import InitOptions, init_project, render_project
 
 REGISTRY_ENV = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test")) / "registry.env"
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"

@@ -23,8 +23,7 @@ from pathlib import Path
 # Measure the checkout this script is in, not whichever rpdeploy happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rpdeploy import models_table
-from rpdeploy.preflight import gpus
+from rpdeploy.preflight import gpus, models_table
 from rpdeploy.preflight.arch import ModelArch, arch_from_config
 from rpdeploy.preflight.cost import decode_tokens_per_second, estimate_cold_start
 from rpdeploy.preflight.estimate import estimate_settings

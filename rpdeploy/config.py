@@ -32,10 +32,11 @@ from pydantic import (
     model_validator,
 )
 
-from rpdeploy import gpus, versions
+from rpdeploy import versions
 from rpdeploy.errors import AuthError, ConfigError, ConfigIssue, Location
 from rpdeploy.limits import DEPLOY_YAML, compose_yaml, decode_text, read_limited, read_secret_file, shorten
 from rpdeploy.methods import Method
+from rpdeploy.preflight import gpus
 from rpdeploy.runpod.models import SECRET_REFERENCE
 from rpdeploy.secrets import SECRET_NAME, Secret
 
@@ -521,7 +522,7 @@ MANAGED_ENV = frozenset(
         "MAX_CONCURRENCY",
         "HF_TOKEN",
         "RPDEPLOY_DEPLOYMENT",  # the ownership mark (rpdeploy.runpod.deployment.MARK_KEY)
-        "RPDEPLOY_RELEASE",  # the release id the workers answer with (rpdeploy.release)
+        "RPDEPLOY_RELEASE",  # the release id the workers answer with (rpdeploy.runpod.release)
         "HUGGING_FACE_HUB_TOKEN",  # model.hf_token (see rpdeploy.runpod.deployment.HF_TOKEN_ENV)
         "RUNPOD_INIT_TIMEOUT",  # endpoint.init_timeout, or rpdeploy's cold-start estimate
         "MODEL_PATH",  # model.weights: bake

@@ -47,7 +47,8 @@ CONTRACTS=${RPDEPLOY_TEST_CONTRACTS:-$([[ $CI_SET == 1 && $# == 0 ]] && echo 1 |
 # python3, python3-venv: the tests' Python, and a virtualenv where Debian's refuses pip (PEP 668);
 # tmux: the recorded first-deploy walk-through (scripts/walkthrough.py, tests/test_walkthrough.py).
 PACKAGES=(docker.io docker-registry apache2-utils openssh-server openssh-client debootstrap busybox-static zstd curl git
-  python3 python3-venv tmux)
+  python3 python3-venv tmux
+  shellcheck)
 
 TIMINGS=()
 phase() {

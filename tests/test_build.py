@@ -32,8 +32,8 @@ from rpdeploy.config import Config, load_config
 from rpdeploy.errors import ConfigError, DockerError, RegistryError
 from rpdeploy.methods import Method
 from rpdeploy.output import RecordingReporter
-from rpdeploy.scaffold import InitOptions, init_project, render_project
 from rpdeploy.secrets import MASK, redact
+from rpdeploy.worker.scaffold import InitOptions, init_project, render_project
 from tests.conftest import CliRunnerFn
 
 BuildCli = Callable[..., Result]

@@ -24,8 +24,8 @@ from rpdeploy.build.engine import connect
 from rpdeploy.build.push import RetryPolicy, push_image
 from rpdeploy.build.registry_auth import RegistryAuth
 from rpdeploy.config import Config
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.errors import RegistryError
-from rpdeploy.ledger import Ledger
 from rpdeploy.output import RecordingReporter
 from rpdeploy.secrets import Secret
 from tests.support.services import BaseImages, Registry

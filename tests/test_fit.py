@@ -17,13 +17,12 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from rpdeploy import models_table
 from rpdeploy.cli import boundary
 from rpdeploy.commands.check import check
 from rpdeploy.config import Config, load_config
 from rpdeploy.errors import ConfigError
 from rpdeploy.output import RecordingReporter
-from rpdeploy.preflight import gpus
+from rpdeploy.preflight import gpus, models_table
 from rpdeploy.preflight.arch import GIB, ModelArch, arch_from_config, parameter_breakdown
 from rpdeploy.preflight.check import check_deployment, format_check
 from rpdeploy.preflight.estimate import estimate, estimate_settings

@@ -452,7 +452,7 @@ def test_smoke_test_url_gets_the_key_only_when_it_is_runpod_or_configured(
     ],
 )
 def test_which_urls_may_have_the_key(url: str, allowed: bool) -> None:
-    from rpdeploy.smoke import key_allowed
+    from rpdeploy.deploy.smoke import key_allowed
 
     assert key_allowed(url, "http://127.0.0.1:8765/v2")[0] is allowed
 

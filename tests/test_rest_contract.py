@@ -20,8 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.runpod.models import EndpointSpec, EnvVar, TemplateSpec
 from rpdeploy.runpod.rest import RestControlPlane, endpoint_create_body, endpoint_patch_body

@@ -7,7 +7,7 @@ tag (``tags``), the build with its disk and base-image checks (``image``), the p
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``limits``, ``output``,
 ``secrets``), ``rpdeploy.preflight`` (the weights' size, for the disk check),
-``rpdeploy.scaffold`` (the placeholder repository) and ``rpdeploy.ledger`` (where a build and a
+``rpdeploy.worker.scaffold`` (the placeholder repository) and ``rpdeploy.deploy.ledger`` (where a build and a
 push are recorded). This is the only package that imports ``docker``, and only inside
 functions: the CLI must start fast. Never ``rpdeploy.commands``, the emulator or rich.
 """

@@ -52,7 +52,7 @@ class BuildPushResult:
 
 def refuse_placeholder(image: ImageConfig) -> None:
     """A push to the ``change-me/`` repository `rpdeploy init` writes would go nowhere useful."""
-    from rpdeploy.scaffold import PLACEHOLDER_NAMESPACE
+    from rpdeploy.worker.scaffold import PLACEHOLDER_NAMESPACE
 
     if image.repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):
         where = "your Docker Hub user or organisation" if image.registry in DOCKER_HUB_NAMES else "your namespace"
@@ -77,7 +77,7 @@ def build_and_push(
 
     Records stage ``build`` (image id, context hash) and ``push`` (image by digest) in the ledger.
     """
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
 
     reporter = reporter or NullReporter()
     retry = retry or RetryPolicy()

@@ -9,7 +9,7 @@ the entry point, ``faults.py`` for the failure switches and ``server.py`` for th
 
 Owns: everything the look-alike does. May import: the ground floor, ``rpdeploy.runpod.schema``
 (RunPod's GraphQL schema, shared with the client) and ``rpdeploy.preflight`` with
-``rpdeploy.models_table`` (the cold-start estimate). Only the commands that start it
+``rpdeploy.preflight.models_table`` (the cold-start estimate). Only the commands that start it
 (``rpdeploy emulator``, ``deploy --emulator``) and the tests import it.
 """
 

@@ -17,7 +17,7 @@ small scale so a "download" is visibly slower without real minutes). The figures
 * otherwise every worker downloads the weights from the Hub.
 
 The model's size comes from rpdeploy's built-in table of ``config.json`` values
-(:mod:`rpdeploy.models_table`); a model it does not know counts as ``UNKNOWN_MODEL_BYTES``.
+(:mod:`rpdeploy.preflight.models_table`); a model it does not know counts as ``UNKNOWN_MODEL_BYTES``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class WorkerStart:
 @cache
 def model_bytes(name: str) -> int:
     """The weights' size of a model rpdeploy's table knows (parameters x bytes per parameter)."""
-    from rpdeploy import models_table
+    from rpdeploy.preflight import models_table
     from rpdeploy.preflight.arch import arch_from_config
 
     found = models_table.find_builtin(name)

@@ -5,11 +5,11 @@ comes from (``sources``: deploy.yaml's file, the HF cache, the Hub, the built-in
 memory per GPU and the verdict (``memory``: weights, activations, KV cache), the fixes it
 suggests (``fixes``), the estimate as a whole (``estimate``), and the check ``rpdeploy check``
 and stage 7 run (``check``: fit and cost together); the cost preview (``cost``); RunPod's GPU
-types and pools (``gpus``). The built-in model table (``rpdeploy.models_table``) joins them in
+types and pools (``gpus``). The built-in model table (``rpdeploy.preflight.models_table``) joins them in
 the re-layout's second step.
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``limits``, ``methods``,
-``output``, ``secrets``, ``versions``) and ``rpdeploy.models_table``. Never
+``output``, ``secrets``, ``versions``) and ``rpdeploy.preflight.models_table``. Never
 ``rpdeploy.commands``, the emulator, docker or rich. Everything else may import this package.
 
 This ``__init__`` imports nothing: ``rpdeploy.preflight.gpus`` is imported at start-up by the

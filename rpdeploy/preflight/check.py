@@ -103,7 +103,7 @@ def check_deployment(
         warnings.extend(fit.warnings)
     warnings.extend(cost.warnings)
     warnings.extend(_token_warnings(config))
-    from rpdeploy.hub import token_problem
+    from rpdeploy.preflight.hub import token_problem
 
     gated = token_problem(config, offline=offline, environ=environ, transport=transport)
     if gated is not None:

@@ -9,8 +9,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from rpdeploy import models_table
-from rpdeploy.preflight import gpus
+from rpdeploy.preflight import gpus, models_table
 from rpdeploy.preflight.arch import GIB, ModelArch, arch_from_config
 from rpdeploy.preflight.cost import (
     format_money,

@@ -1,6 +1,6 @@
 """Where a model's architecture comes from, first match wins: ``model.config_file``, the local
 Hugging Face cache, the Hub (a few seconds' timeout: an offline machine falls back at once), and
-rpdeploy's built-in table (:mod:`rpdeploy.models_table`). The result says which one answered.
+rpdeploy's built-in table (:mod:`rpdeploy.preflight.models_table`). The result says which one answered.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from rpdeploy import models_table
 from rpdeploy.errors import ConfigError
 from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.preflight import models_table
 from rpdeploy.preflight.arch import ModelArch, arch_from_config
 
 if TYPE_CHECKING:

@@ -6,6 +6,6 @@ and what RunPod reports of an endpoint's workers, releases and logs (``fleet``).
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``methods``, ``output``,
 ``secrets``, ``versions``), ``rpdeploy.preflight`` (GPU types; the fit check before an endpoint
-is created) and ``rpdeploy.ledger`` (what an earlier run created). Never ``rpdeploy.commands``,
+is created) and ``rpdeploy.deploy.ledger`` (what an earlier run created). Never ``rpdeploy.commands``,
 the emulator (which stands in for RunPod over HTTP, never by import), docker or rich.
 """

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from rpdeploy import __version__, release, versions
-from rpdeploy import gpus as gpu_selection
+from rpdeploy import __version__, versions
 from rpdeploy.errors import ApiError, AuthError, NotOursError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.preflight import gpus as gpu_selection
+from rpdeploy.runpod import release
 from rpdeploy.runpod.models import (
     AccountSecret,
     Container,
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from rpdeploy.config import Config
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
     from rpdeploy.runpod.controlplane import ControlPlane
 
 NEW_TEMPLATE_ID = "<new template>"
@@ -265,7 +266,7 @@ def desired_template(
     environ: Mapping[str, str] | None = None,
     init_timeout: int | None = None,
 ) -> TemplateSpec:
-    """The template deploy.yaml asks for, with the id of the release it makes (``rpdeploy.release``)."""
+    """The template deploy.yaml asks for, with the id of the release it makes (``rpdeploy.runpod.release``)."""
     env = resolve_env(config, environ, init_timeout=init_timeout)
     content_env = [(var.key, var.reveal(), var.secret) for var in env]
     hf_secret = hf_token_secret(config, environ)
@@ -354,7 +355,7 @@ def estimated_init_timeout(
     (which needs the model's size: the fit check's architecture lookup)."""
     if config.endpoint.init_timeout is not None:
         return config.endpoint.init_timeout
-    from rpdeploy.fit import check_deployment
+    from rpdeploy.preflight.check import check_deployment
 
     check = check_deployment(config, reporter=reporter or NullReporter(), environ=environ)
     return check.cost.cold_start_plan.init_timeout
@@ -466,7 +467,7 @@ def ownership(
 ) -> Ownership:
     """This deployment's mark, and the ids its ledger (given, or loaded from ``state_dir``) says it made."""
     if ledger is None:
-        from rpdeploy.ledger import Ledger
+        from rpdeploy.deploy.ledger import Ledger
 
         ledger = Ledger.load(state_dir or config.state_dir)
     known: set[str] = set()

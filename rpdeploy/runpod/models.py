@@ -58,7 +58,7 @@ class TemplateSpec:
     registry_auth_id: str = ""
     docker_args: str = ""
     readme: str = ""
-    #: The release this content makes (``rpdeploy.release``); also in env as RPDEPLOY_RELEASE.
+    #: The release this content makes (``rpdeploy.runpod.release``); also in env as RPDEPLOY_RELEASE.
     release: str = ""
 
     def env_map(self) -> dict[str, str]:

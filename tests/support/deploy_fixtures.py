@@ -38,8 +38,8 @@ import pytest
 import yaml
 
 from rpdeploy.backend import host as remote
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from tests.conftest import CliRunnerFn
 from tests.support.services import REPO_ROOT, Registry, SystemdHost
 from tests.test_build import write_project

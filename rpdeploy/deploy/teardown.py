@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.errors import ApiError
-from rpdeploy.ledger import Ledger
 from rpdeploy.output import NullReporter, Reporter
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ def forget_endpoint(ledger: Ledger) -> None:
     test (and a resumed deploy) to an endpoint that is gone."""
     for name in DELETED_STAGES:
         ledger.stages.pop(name, None)
-    ledger.extra.pop("release", None)  # the release the deleted endpoint ran (rpdeploy.release)
+    ledger.extra.pop("release", None)  # the release the deleted endpoint ran (rpdeploy.runpod.release)
 
 
 def delete_deployment(

@@ -6,7 +6,7 @@ without a token, gated models included, and its ``gated`` field is ``false``, ``
 "gated (`Literal["auto", "manual", False]`, *optional*): Is the repo gated. If so, whether
 there is manual or automatic approval."). When the Hub cannot be reached (no network,
 ``HF_HUB_OFFLINE=1``, ``offline``), rpdeploy's built-in table answers
-(``rpdeploy.models_table.GATED``); a model in neither is "not known to be gated".
+(``rpdeploy.preflight.models_table.GATED``); a model in neither is "not known to be gated".
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def model_gating(
     transport: httpx.BaseTransport | None = None,
 ) -> Gating:
     """The Hub's word on ``name`` when it answers, else the built-in table's."""
-    from rpdeploy.models_table import gated_in_table
+    from rpdeploy.preflight.models_table import gated_in_table
 
     environ = os.environ if environ is None else environ
     if name.startswith("/"):  # a folder inside the image: no Hub involved

@@ -18,7 +18,7 @@ job; older SDKs, and the SDK's local test server, leave it in a COMPLETED job's 
 Every method is also checked on RunPod's OpenAI route (``/openai/v1``), the one the backend uses.
 
 Which release answered (:class:`ReleaseCheck`): right after an update, RunPod's workers of the
-previous release keep answering until new ones are ready (rpdeploy/release.py). Given the
+previous release keep answering until new ones are ready (rpdeploy/runpod/release.py). Given the
 release a deploy just made, the check accepts only answers of that release: an answer that
 names another release is refused and asked again, with progress, while the old workers drain;
 an answer that names none counts only once the control plane shows no worker of an older
@@ -41,10 +41,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rpdeploy import release as releases
 from rpdeploy.errors import ApiError, RpdeployError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
+from rpdeploy.runpod import release as releases
 from rpdeploy.runpod.invoke import (
     HOLD_MARGIN,
     TERMINAL,
@@ -170,7 +170,7 @@ class CheckResult:
     output_tokens: int | None = None
     tokens_per_second: float | None = None
     answer: str | None = None
-    #: The release the answer named (rpdeploy.release), if it named one.
+    #: The release the answer named (rpdeploy.runpod.release), if it named one.
     release: str | None = None
     #: The worker that ran the job (its logs say why it failed: ``rpdeploy logs --worker``).
     worker_id: str | None = None
@@ -963,7 +963,7 @@ def write_junit(result: SmokeResult, path: Path) -> None:
     failures = sum(1 for c in result.checks if not c.passed)
     suite = ET.Element(
         "testsuite",
-        name="rpdeploy.smoke",
+        name="rpdeploy.deploy.smoke",
         tests=str(len(result.checks)),
         failures=str(failures),
         errors="0",
@@ -1069,7 +1069,7 @@ def resolve_target(config: Any, *, endpoint_id: str | None, url: str | None, loc
     if config is None:
         raise ApiError("no endpoint to test", hint="pass --endpoint-id ID or --url URL, or run it next to deploy.yaml")
     if not endpoint_id:
-        from rpdeploy.ledger import Ledger
+        from rpdeploy.deploy.ledger import Ledger
 
         endpoint_id = Ledger.load(config.state_dir).output("endpoint", "endpoint_id")
     if not endpoint_id:

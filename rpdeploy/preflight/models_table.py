@@ -208,7 +208,7 @@ def builtin_names() -> list[str]:
 
 # --- gated models ---------------------------------------------------------------------------
 # Models whose Hub page asks you to accept terms before it serves the files (a token with access
-# is then needed): the answer when the Hub itself cannot be asked (rpdeploy.hub). Each is marked
+# is then needed): the answer when the Hub itself cannot be asked (rpdeploy.preflight.hub). Each is marked
 # gated in its model card's front matter (the extra_gated_* keys the Hub reads).
 
 #: Exact repository ids.

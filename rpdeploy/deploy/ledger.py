@@ -74,7 +74,7 @@ class _Outputs(_Strict):
     backup: str | None = None
     changed: bool | None = None
     files: dict[str, str] | None = None
-    #: The release a template made and the endpoint check proved (rpdeploy.release).
+    #: The release a template made and the endpoint check proved (rpdeploy.runpod.release).
     release: str | None = None
     release_proven_by: str | None = None
     release_report: list[str] | None = None

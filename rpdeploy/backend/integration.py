@@ -1,7 +1,7 @@
 """Step 11 through the backend: one request to the backend's own API that must reach the model.
 
 The seed's last step, "연동 테스트", is a call to the API after the backend was pointed at the
-endpoint and restarted. The endpoint check (rpdeploy/smoke.py) proves the endpoint answers;
+endpoint and restarted. The endpoint check (rpdeploy/deploy/smoke.py) proves the endpoint answers;
 this proves the *integration*: the backend, with the env rpdeploy just gave it, reaches the
 model. deploy.yaml's ``backend.integration_test`` describes the request (method, URL, headers
 from env references, body) and what the answer must be (a status, and a non-empty value at a
@@ -10,7 +10,7 @@ JSON path and/or a substring).
 Where it is sent from (``send_from``): ``host`` runs it on the backend host, over the same SSH
 path as the health check, so ``http://localhost:8080/...`` means the service itself; ``local``
 sends it from where rpdeploy runs. On the host, the request travels like every other secret in
-rpdeploy.remote: headers and body on stdin, into files of mode 0600 in a private temp folder
+rpdeploy.backend.host: headers and body on stdin, into files of mode 0600 in a private temp folder
 that is removed afterwards; argv holds only the URL, the method, a timeout and byte counts. The
 host needs curl (``-H @file``, curl >= 7.55) or python3.
 
@@ -215,7 +215,7 @@ def run_integration_test(
             where = "from this machine"
             status, answer, error = _send_local(test, headers, body)
         else:
-            from rpdeploy import remote
+            from rpdeploy.backend import host as remote
 
             host = remote.host_for(backend)
             where = f"on {host.label}"

@@ -14,15 +14,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpdeploy.deploy.ledger import Ledger
+from rpdeploy.deploy.lock import DeployLock
 from rpdeploy.errors import ApiError, BackendError, ConfigError
-from rpdeploy.ledger import Ledger
-from rpdeploy.lock import DeployLock
 from rpdeploy.output import NullReporter, Reporter
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
-    from rpdeploy.fleet import FleetView
     from rpdeploy.runpod.deployment import Operation
+    from rpdeploy.runpod.fleet import FleetView
 
 NEW_IMAGE = "<image from the next build>"
 
@@ -70,7 +70,7 @@ class StepPlan:
 
 def steps_for(config: Config) -> tuple[StepPlan, ...]:
     """The stages deploy runs for ``config``, in their order (step 11's endpoint check runs before 9)."""
-    from rpdeploy.stages import PROVES, STEPS, method_stages
+    from rpdeploy.deploy.stages import PROVES, STEPS, method_stages
 
     names = method_stages(config.method, backend=config.backend is not None)
     return tuple(StepPlan(STEPS[name], name, PROVES[name]) for name in names)
@@ -134,7 +134,7 @@ def method_switch(
 def _image_plan(config: Config, ledger: Ledger, environ: Mapping[str, str]) -> ImagePlan:
     """Would deploy build and push? The same test its build stage makes: the inputs' fingerprint."""
     from rpdeploy import versions
-    from rpdeploy.stages import STAGES, Context, DeployOptions, fingerprint
+    from rpdeploy.deploy.stages import STAGES, Context, DeployOptions, fingerprint
 
     if not config.method.builds_image:
         return ImagePlan(versions.WORKER_VLLM_IMAGE, False, "RunPod's pinned worker-vllm image")
@@ -162,7 +162,7 @@ def make_plan(
     state_dir: Path | None = None,
 ) -> PlanResult:
     """What ``rpdeploy deploy`` would change, read from every side, without changing anything."""
-    from rpdeploy.fit import check_deployment, format_check
+    from rpdeploy.preflight.check import check_deployment, format_check
     from rpdeploy.runpod.deployment import connect, ensure_endpoint
 
     reporter = reporter or NullReporter()
@@ -282,7 +282,7 @@ def gather_status(
 ) -> StatusResult:
     """The ledger's stages, the endpoint's live /health, its workers and latest release, and the
     backend's check."""
-    from rpdeploy.stages import STEPS, method_stages
+    from rpdeploy.deploy.stages import STEPS, method_stages
 
     reporter = reporter or NullReporter()
     ledger = Ledger.load(state_dir or config.state_dir)
@@ -330,8 +330,8 @@ def _fleet(
     config: Config, endpoint_id: str, reporter: Reporter, notes: list[str], environ: Mapping[str, str] | None = None
 ) -> FleetView | None:
     """Workers and releases over REST v2 (also under runpod.api: graphql: the same key)."""
-    from rpdeploy.fleet import read_fleet
     from rpdeploy.runpod.deployment import connect
+    from rpdeploy.runpod.fleet import read_fleet
 
     try:
         with connect(config, environ, reporter=reporter) as cp:
@@ -402,7 +402,7 @@ def format_status(result: StatusResult) -> str:
     if result.endpoint_id:
         lines.append(f"Endpoint {result.endpoint_id}:")
         if result.health:
-            from rpdeploy.smoke import describe_health
+            from rpdeploy.deploy.smoke import describe_health
 
             jobs = result.health.get("jobs") or {}
             lines.append(f"  now: {describe_health(result.health)}")
@@ -421,7 +421,7 @@ def format_status(result: StatusResult) -> str:
 
 
 def _format_fleet(view: FleetView) -> list[str]:
-    from rpdeploy.fleet import age
+    from rpdeploy.runpod.fleet import age
 
     version = "?" if view.endpoint_version is None else view.endpoint_version
     lines = [f"  workers: {len(view.workers)} active (endpoint version {version})"]
@@ -469,12 +469,12 @@ def destroy_deployment(
 ) -> DestroyResult:
     """Scale to zero, delete the endpoint and its template; optionally restore the backend.
 
-    The delete records each step in the ledger as it goes (``rpdeploy.teardown``), so a
+    The delete records each step in the ledger as it goes (``rpdeploy.deploy.teardown``), so a
     destroy that was killed, or that gave up waiting for RunPod to release the template,
     finishes when run again.
     """
+    from rpdeploy.deploy.teardown import DEFAULT_WAIT, delete_deployment
     from rpdeploy.runpod.deployment import connect
-    from rpdeploy.teardown import DEFAULT_WAIT, delete_deployment
 
     reporter = reporter or NullReporter()
     folder = state_dir or config.state_dir

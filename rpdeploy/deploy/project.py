@@ -89,8 +89,8 @@ def deployed_endpoint(
 
     Raises ConfigError when there is none (deploy first, or pass an id).
     """
+    from rpdeploy.deploy.ledger import Ledger
     from rpdeploy.errors import ConfigError
-    from rpdeploy.ledger import Ledger
 
     recorded = Ledger.load(state_dir or config.state_dir).output("endpoint", "endpoint_id")
     if recorded:

@@ -23,22 +23,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rpdeploy.deploy.ledger import Ledger, StageRecord
+from rpdeploy.deploy.lock import DeployLock
 from rpdeploy.errors import ConfigError, RpdeployError, StageError
-from rpdeploy.ledger import Ledger, StageRecord
-from rpdeploy.lock import DeployLock
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.secrets import Secret
 
 if TYPE_CHECKING:
+    from rpdeploy.backend.integration import IntegrationResult
     from rpdeploy.config import Config
-    from rpdeploy.fit import CheckResult as FitCheck
-    from rpdeploy.gpus import GpuSelection
-    from rpdeploy.integration import IntegrationResult
+    from rpdeploy.deploy.smoke import ReleaseCheck
+    from rpdeploy.preflight.check import CheckResult as FitCheck
+    from rpdeploy.preflight.gpus import GpuSelection
     from rpdeploy.runpod.controlplane import ControlPlane
     from rpdeploy.runpod.deployment import Ownership
     from rpdeploy.runpod.models import Endpoint, Template, TemplateSpec
-    from rpdeploy.smoke import ReleaseCheck
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ class Context:
     def fit_check(self) -> FitCheck:
         """The fit and cost check, done once per run (the preflight and stage 7 share it)."""
         if self._fit is None:
-            from rpdeploy.fit import check_deployment
+            from rpdeploy.preflight.check import check_deployment
 
             self._fit = check_deployment(self.config, reporter=self.reporter, environ=self.environ)
         return self._fit
@@ -204,7 +204,7 @@ _BUILD_FILES = frozenset({"Dockerfile", "requirements.txt", ".dockerignore"})
 
 def _scaffold_inputs(ctx: Context, names: frozenset[str]) -> dict[str, Any]:
     from rpdeploy.fsutil import sha256_text
-    from rpdeploy.scaffold import worker_files
+    from rpdeploy.worker.scaffold import worker_files
 
     files = worker_files(ctx.config, only=names)
     return {
@@ -215,7 +215,7 @@ def _scaffold_inputs(ctx: Context, names: frozenset[str]) -> dict[str, Any]:
 
 
 def _scaffold(ctx: Context, names: frozenset[str]) -> dict[str, Any]:
-    from rpdeploy.scaffold import worker_files, write_generated
+    from rpdeploy.worker.scaffold import worker_files, write_generated
 
     result = write_generated(
         ctx.config.base_dir, worker_files(ctx.config, only=names), keep_edited=True, reporter=ctx.reporter
@@ -270,7 +270,7 @@ def _worker_stat(root: Path) -> tuple[str, int]:
 
 
 def _build_inputs(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import build_context, context_hash
+    from rpdeploy.build.context import build_context, context_hash
 
     config = ctx.config
     assert config.image is not None and config.worker_dir is not None
@@ -300,22 +300,16 @@ def _build_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _registry_auth(ctx: Context) -> Any:
-    from rpdeploy.registry_auth import require_registry_auth
+    from rpdeploy.build.registry_auth import require_registry_auth
 
     assert ctx.config.image is not None
     return require_registry_auth(ctx.config.image, base_dir=ctx.config.base_dir, environ=ctx.environ)
 
 
 def _build_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import (
-        RetryPolicy,
-        build_image,
-        check_disk,
-        connect,
-        plan_build,
-        reuse_image,
-        verify_login,
-    )
+    from rpdeploy.build.engine import connect
+    from rpdeploy.build.image import build_image, check_disk, plan_build, reuse_image
+    from rpdeploy.build.push import RetryPolicy, verify_login
     from rpdeploy.output import format_bytes
 
     auth = _registry_auth(ctx)
@@ -358,7 +352,8 @@ def _push_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _push_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.docker_ops import connect, push_image
+    from rpdeploy.build.engine import connect
+    from rpdeploy.build.push import push_image
     from rpdeploy.output import format_bytes
 
     build = ctx.outputs["build"]
@@ -521,8 +516,8 @@ def _gpu_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _gpu_run(ctx: Context) -> dict[str, Any]:
-    from rpdeploy.cost import format_money
-    from rpdeploy.fit import format_check
+    from rpdeploy.preflight.check import format_check
+    from rpdeploy.preflight.cost import format_money
 
     result = ctx.fit_check()
     # The whole report with --verbose (or `rpdeploy check`); the verdict and the bill always.
@@ -746,7 +741,7 @@ def _smoke_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _release_check(ctx: Context, endpoint_id: str) -> ReleaseCheck | None:
-    from rpdeploy.smoke import release_check
+    from rpdeploy.deploy.smoke import release_check
 
     expected = ctx.outputs.get("template", {}).get("release")
     if not expected:
@@ -756,9 +751,9 @@ def _release_check(ctx: Context, endpoint_id: str) -> ReleaseCheck | None:
 
 
 def _smoke_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.deploy.smoke import SmokeSettings, run_smoke
     from rpdeploy.errors import SmokeTestError
     from rpdeploy.runpod.invoke import InvokeClient
-    from rpdeploy.smoke import SmokeSettings, run_smoke
 
     endpoint_id = ctx.outputs["endpoint"]["endpoint_id"]
     settings = ctx.config.smoke_test
@@ -775,7 +770,7 @@ def _smoke_run(ctx: Context) -> dict[str, Any]:
             release=check,
         )
     if not result.passed:
-        from rpdeploy.fleet import explain_failure
+        from rpdeploy.runpod.fleet import explain_failure
 
         failed = next(c for c in result.checks if not c.passed)
         which = f"release {check.expected}" if check is not None else f"endpoint {endpoint_id}"
@@ -814,8 +809,8 @@ def _integration_inputs(ctx: Context) -> dict[str, Any]:
 
 
 def _integration_run(ctx: Context) -> dict[str, Any]:
+    from rpdeploy.backend.integration import run_integration_test
     from rpdeploy.errors import IntegrationTestError
-    from rpdeploy.integration import run_integration_test
 
     backend = ctx.config.backend
     assert backend is not None
@@ -862,9 +857,9 @@ def _integration_outputs(result: IntegrationResult) -> dict[str, Any]:
 def _roll_back_backend(ctx: Context, backup: str) -> tuple[str, IntegrationResult | None]:
     """Restore this run's backup of the env and restart (as a failed restart does), then test again."""
     from rpdeploy.backend import rollback
+    from rpdeploy.backend.integration import run_integration_test
+    from rpdeploy.deploy.planning import _stamp_of
     from rpdeploy.errors import BackendError
-    from rpdeploy.integration import run_integration_test
-    from rpdeploy.planning import _stamp_of
 
     # The env file on the host is the previous one again: the records of 9 and 10 no longer say
     # what is there, and a re-run must write and restart again.
@@ -912,7 +907,7 @@ STAGES: tuple[Stage, ...] = (
     ),
 )
 STAGE_NAMES = tuple(stage.name for stage in STAGES)
-#: ``Ledger.extra`` key: the release the endpoint's template names now (rpdeploy.release).
+#: ``Ledger.extra`` key: the release the endpoint's template names now (rpdeploy.runpod.release).
 RELEASE_KEY = "release"
 #: The seed's step number of each stage (the order they run in is STAGES').
 STEPS = {
@@ -997,7 +992,7 @@ def run_deploy(
         ctx = Context(config, reporter, ledger, options, environ)
         ctx.owner()  # what the ledger says this deployment made, before stages overwrite their records
         if config.image is not None:
-            from rpdeploy.docker_ops import refuse_placeholder
+            from rpdeploy.build.pipeline import refuse_placeholder
 
             refuse_placeholder(config.image)
         if not options.skip_fit_check:
@@ -1127,7 +1122,7 @@ def _fit_preflight(ctx: Context) -> None:
 
     Skipped when stage 7 already checked this very model and endpoint configuration.
     """
-    from rpdeploy.fit import DoesNotFitError
+    from rpdeploy.preflight.check import DoesNotFitError
 
     record = ctx.ledger.stages.get("gpu")
     if record is not None and record.status == "done" and record.fingerprint == fingerprint(_gpu_inputs(ctx)):
@@ -1143,7 +1138,7 @@ def _token_preflight(ctx: Context) -> None:
     """A gated model without model.hf_token stops the deploy before anything is built or created:
     its workers would fail to download it (401) long after the endpoint was made."""
     from rpdeploy.errors import PreflightError
-    from rpdeploy.hub import token_problem
+    from rpdeploy.preflight.hub import token_problem
 
     problem = token_problem(ctx.config, environ=ctx.environ)
     if problem is not None:

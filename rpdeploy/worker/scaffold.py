@@ -212,7 +212,7 @@ def init_project(
 ) -> InitResult:
     """Write deploy.yaml (and the worker folder for methods 2/3); validate what was written."""
     from rpdeploy.config import parse_config
-    from rpdeploy.render import WorkerContext, render_worker
+    from rpdeploy.worker.render import WorkerContext, render_worker
 
     repository = options.repository or default_repository(options.name)
     text = _init_text(options, deployment_id=_existing_deployment_id(base_dir) or secrets.token_hex(8))
@@ -241,7 +241,7 @@ def init_project(
 
 
 def _init_text(options: InitOptions, *, deployment_id: str) -> str:
-    from rpdeploy.render import InitContext, render_deploy_yaml
+    from rpdeploy.worker.render import InitContext, render_deploy_yaml
 
     return render_deploy_yaml(
         InitContext(
@@ -294,7 +294,7 @@ def _existing_deployment_id(base_dir: Path) -> str | None:
 
 def worker_files(config: Config, *, only: frozenset[str] | None = None) -> dict[str, str]:
     """The worker folder's rendered files, keyed by path relative to deploy.yaml's folder."""
-    from rpdeploy.render import WorkerContext, render_worker
+    from rpdeploy.worker.render import WorkerContext, render_worker
 
     if not config.method.builds_image or config.image is None:
         return {}
@@ -356,7 +356,7 @@ def retarget_config(text: str, method: Method, *, registry: str | None, reposito
     section out under KEPT_IMAGE_MARK (worker-vllm has no image of ours); coming back restores
     it, or writes a new one from ``registry``/``repository``.
     """
-    from rpdeploy.render import yaml_scalar
+    from rpdeploy.worker.render import yaml_scalar
 
     keys = _top_level_keys(text)
     _, start, end = keys["method"]
@@ -453,7 +453,7 @@ def switch_method(
 
 #: The backend section init writes (the same lines as templates/deploy.yaml.j2's).
 def _backend_section(host: str, mode: str) -> list[str]:
-    from rpdeploy.render import yaml_scalar
+    from rpdeploy.worker.render import yaml_scalar
 
     return [
         "backend:\n",
@@ -488,7 +488,7 @@ def set_backend_host(text: str, host: str, mode: str = "dotenv") -> str:
     An existing backend: section gets the host (replaced or added); otherwise init's commented
     example section is replaced by a real one, or one is added before smoke_test: (or at the end).
     """
-    from rpdeploy.render import yaml_scalar
+    from rpdeploy.worker.render import yaml_scalar
 
     keys = _top_level_keys(text)
     lines = text.splitlines(keepends=True)
@@ -522,7 +522,7 @@ def set_backend_host(text: str, host: str, mode: str = "dotenv") -> str:
 
 def set_hf_token(text: str, variable: str) -> str:
     """deploy.yaml with ``model.hf_token`` naming ``variable``, everything else as it was."""
-    from rpdeploy.render import yaml_scalar
+    from rpdeploy.worker.render import yaml_scalar
 
     children = _child_keys(text, "model")
     if "hf_token" in children:

@@ -73,7 +73,7 @@ def run_doctor(
 def _model_access_check(config: Config, environ: Mapping[str, str] | None) -> DoctorCheck:
     """Can workers download the model: a gated one needs model.hf_token, and its variable set."""
     from rpdeploy.errors import PreflightError
-    from rpdeploy.hub import token_problem
+    from rpdeploy.preflight.hub import token_problem
 
     def access() -> str:
         token = config.model.hf_token
@@ -91,7 +91,7 @@ def _model_access_check(config: Config, environ: Mapping[str, str] | None) -> Do
 
 
 def _repository_check(config: Config) -> DoctorCheck:
-    from rpdeploy.docker_ops import refuse_placeholder
+    from rpdeploy.build.pipeline import refuse_placeholder
 
     def repository() -> str:
         assert config.image is not None
