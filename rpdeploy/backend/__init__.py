@@ -4,7 +4,8 @@ Owns: the backend's env file (parsing, merging, masking: ``envfile``), the value
 hands the service (``values``), the host session and its POSIX sh scripts (``host``: this
 machine or OpenSSH; ``session``; ``scripts/*.sh``, shipped in the wheel and checked by
 shellcheck), configure/observe/rollback (``writes``), restart and check (``service``), the safe
-sequence stages 9-10 run (``sequence``) and their results (``results``).
+sequence stages 9-10 run (``sequence``) and their results (``results``), and step 11's request
+through the backend's own API (``integration``).
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``limits``, ``output``,
 ``secrets``), nothing else of rpdeploy. Never ``rpdeploy.commands``, docker or rich.

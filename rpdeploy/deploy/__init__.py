@@ -1,8 +1,9 @@
 """The deploy engine: the 11 stages, plan/status/rollback, the ledger and the lock.
 
-Owns: one deploy of a project at a time (``lock``). The re-layout's second step brings the rest
-here: the stages (``stages``), plan/status/rollback (``planning``), the ledger (``ledger``),
-teardown, the smoke test, releases and ``rpdeploy doctor``.
+Owns: the stages in run order with the seed's step numbers (``stages``), plan/status/rollback
+(``planning``), the ledger (``ledger``), one deploy of a project at a time (``lock``), destroy
+(``teardown``), the endpoint check and smoke test (``smoke``), where a project and its endpoint
+are (``project``) and ``rpdeploy doctor`` (``doctor``).
 
 May import: every concern package (``rpdeploy.preflight``, ``build``, ``backend``, ``runpod``,
 ``worker``) and the ground floor. Never ``rpdeploy.commands`` or the emulator. The ledger is the

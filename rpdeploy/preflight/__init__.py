@@ -5,8 +5,8 @@ comes from (``sources``: deploy.yaml's file, the HF cache, the Hub, the built-in
 memory per GPU and the verdict (``memory``: weights, activations, KV cache), the fixes it
 suggests (``fixes``), the estimate as a whole (``estimate``), and the check ``rpdeploy check``
 and stage 7 run (``check``: fit and cost together); the cost preview (``cost``); RunPod's GPU
-types and pools (``gpus``). The built-in model table (``rpdeploy.preflight.models_table``) joins them in
-the re-layout's second step.
+types and pools (``gpus``); the built-in model table (``models_table``) and what the Hugging Face
+Hub says of a model and a token (``hub``: gated models, pasted keys).
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``limits``, ``methods``,
 ``output``, ``secrets``, ``versions``) and ``rpdeploy.preflight.models_table``. Never
