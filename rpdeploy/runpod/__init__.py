@@ -1,7 +1,8 @@
 """Talking to RunPod: the control plane (templates, endpoints) and the serverless invoke API.
 
 Owns: the control plane over GraphQL and REST v2 (``controlplane``, ``rest``, ``graphql_ops``,
-``schema``, ``models``), what a deploy asks of it (``deployment``), the invoke API (``invoke``)
+``schema``, ``models``), what a deploy asks of it (``deployment``: ``desired``,
+``ownership``, ``plan``, ``account``, ``delete``), the invoke API (``invoke``)
 and what RunPod reports of an endpoint's workers, releases and logs (``fleet``).
 
 May import: the ground floor (``rpdeploy.config``, ``errors``, ``methods``, ``output``,
