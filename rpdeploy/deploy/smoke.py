@@ -1,29 +1,14 @@
 """The smoke test: prove the endpoint answers for its method, through cold starts, and measure it.
 
-Waiting for a job is a long poll, then a short poll. ``/runsync`` holds the connection until
-the job ends or RunPod's own hold (about 90 s) runs out, so an endpoint that answers within
-it costs one request and is noticed the moment it answers; we only ask RunPod for a shorter
-hold (``?wait=``) to stop by our own deadline. A longer cold start hands the job back still
-queued: ``/status`` is then polled every 0.5 s while the requests sent since submitting
-average under 0.8 a second (the long poll banks most of that), else every second, so the end
-is noticed within about half a second on average at about one request per second at most,
-however long the wait. ``/health`` says what is happening (queued, workers
-initialising, running): every 10 s during the long poll, every 30 s while ``/status`` already
-tells the job's state. Transient errors while polling (429, 5xx, a dropped connection) are
-retried until the deadline. On timeout the job is cancelled and the likely cause is named
-from ``/health`` and the job's state. FAILED, TIMED_OUT, CANCELLED and a COMPLETED job whose
-output holds an ``error`` are all failures (with runpod >= 1.7.7 a worker's error item fails the
-job; older SDKs, and the SDK's local test server, leave it in a COMPLETED job's output).
+Every method is checked with a job of its own shape (:func:`run_smoke`), then on RunPod's OpenAI
+route (``/openai/v1``), the one the backend uses. Owns the settings and result of a smoke run,
+judging each method's output, and which endpoint to test (:func:`resolve_target`, and whether
+the RunPod API key may go to it).
 
-Every method is also checked on RunPod's OpenAI route (``/openai/v1``), the one the backend uses.
-
-Which release answered (:class:`ReleaseCheck`): right after an update, RunPod's workers of the
-previous release keep answering until new ones are ready (rpdeploy/runpod/release.py). Given the
-release a deploy just made, the check accepts only answers of that release: an answer that
-names another release is refused and asked again, with progress, while the old workers drain;
-an answer that names none counts only once the control plane shows no worker of an older
-version (rpdeploy/runpod/rollout.py). The report says which of the two proved the release, or
-that neither could, and how long the old workers took to go.
+Split by concern: ``smoke_job`` runs one job to its end (the long poll, ``/status`` polls,
+``/health``, cancelling), ``smoke_release`` checks which release answered, ``smoke_report``
+writes the reports and names why a job stalled. The names others import from here are
+re-exported.
 
 ``benchmarks/smoke_wait.py`` measures how soon the end of a job is noticed and how many
 requests the wait costs.
@@ -31,33 +16,54 @@ requests the wait costs.
 
 from __future__ import annotations
 
-import json
 import os
-import threading
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from rpdeploy.errors import ApiError, RpdeployError
+from rpdeploy.deploy.smoke_job import (
+    PREVIEW_CHARS,
+    CheckResult,
+    Runner,
+    SmokeFailure,
+    job_error,
+    output_error,
+)
+from rpdeploy.deploy.smoke_release import ReleaseCheck, ReleaseReport, ReleaseTracker, release_check
+from rpdeploy.deploy.smoke_report import describe_health, diagnose, format_report, write_junit
+from rpdeploy.errors import ApiError
 from rpdeploy.methods import Method
 from rpdeploy.output import NullReporter, Reporter
 from rpdeploy.runpod import release as releases
-from rpdeploy.runpod.invoke import (
-    HOLD_MARGIN,
-    TERMINAL,
-    InvokeClient,
-    NoAnswerError,
-    RateLimitedError,
-    parse_sse_json,
-)
+from rpdeploy.runpod.invoke import InvokeClient, parse_sse_json
 
-if TYPE_CHECKING:
-    from rpdeploy.runpod.rollout import Rollout
-
-PREVIEW_CHARS = 80
+__all__ = [
+    "PREVIEW_CHARS",
+    "RUNPOD_DOMAINS",
+    "CheckResult",
+    "ReleaseCheck",
+    "ReleaseReport",
+    "ReleaseTracker",
+    "Runner",
+    "SmokeFailure",
+    "SmokeResult",
+    "SmokeSettings",
+    "Target",
+    "describe_health",
+    "diagnose",
+    "evaluate_custom_handler",
+    "evaluate_fastapi",
+    "evaluate_worker_vllm",
+    "format_report",
+    "job_error",
+    "key_allowed",
+    "output_error",
+    "release_check",
+    "resolve_target",
+    "run_smoke",
+    "write_junit",
+]
 
 
 @dataclass(frozen=True)
@@ -85,95 +91,6 @@ class SmokeSettings:
     release_retry: float = 1.0
     release_retry_max: float = 8.0
     rollout_poll: float = 2.0
-
-
-@dataclass(frozen=True)
-class ReleaseCheck:
-    """The release the check must hear from (see the module docstring)."""
-
-    expected: str
-    #: The control plane's view of the rollout, read when an answer names no release.
-    rollout: Callable[[], Rollout] | None = None
-    #: Wait for the rollout before the first job (method 1: the issue's order).
-    wait_rollout: bool = False
-    #: Why the new workers may answer without naming their release (shown when they do).
-    unnamed: str = ""
-    #: rollout.pinned_note(): why this endpoint may never get the release.
-    pinned: str = ""
-
-
-def release_check(config: Any, expected: str, rollout: Callable[[], Rollout] | None) -> ReleaseCheck:
-    """The check of ``expected`` for deploy.yaml's method and endpoint."""
-    from rpdeploy.methods import Method
-    from rpdeploy.runpod.rollout import pinned_note
-
-    endpoint = config.endpoint
-    return ReleaseCheck(
-        expected=expected,
-        rollout=rollout,
-        # Method 1 runs RunPod's worker: wait for its rollout as RunPod reports it, then ask it.
-        wait_rollout=config.method is Method.WORKER_VLLM and rollout is not None,
-        unnamed=releases.unnamed_reason(config),
-        pinned=pinned_note(endpoint.workers_min, endpoint.workers_max),
-    )
-
-
-@dataclass(frozen=True)
-class ReleaseReport:
-    """What the check proved about the release."""
-
-    expected: str
-    #: "answers" (an answer named it), "rollout" (no old worker left, per the control plane),
-    #: "nothing" (neither could tell: the endpoint answered, the release is not proven), or
-    #: "unanswered" (the check failed before any answer passed).
-    proven_by: str
-    old_answers: int = 0
-    old_releases: tuple[str, ...] = ()
-    #: Seconds from the start of the check until the new release answered, when old workers
-    #: were seen on the way (None: none was).
-    drain_seconds: float | None = None
-    rollout: str = ""
-    notes: tuple[str, ...] = ()
-
-    def lines(self) -> list[str]:
-        proof = {
-            "answers": "its own answers name it",
-            "rollout": "no worker of an older version is left (the control plane's view; the answers name no release)",
-            "nothing": "NOT proven: the answers name no release and the control plane cannot show the rollout",
-            "unanswered": "not proven: no answer passed the check",
-        }[self.proven_by]
-        out = [f"release {self.expected}: {proof}"]
-        if self.old_answers:
-            olds = ", ".join(self.old_releases) or "a worker that names no release"
-            drain = f" for {self.drain_seconds:.1f}s" if self.drain_seconds is not None else ""
-            out.append(f"  old workers answered {self.old_answers} time(s){drain} ({olds}); those answers were refused")
-        elif self.drain_seconds is not None:
-            out.append(f"  old workers drained in {self.drain_seconds:.1f}s")
-        if self.rollout:
-            out.append(f"  rollout: {self.rollout}")
-        out += [f"  note: {note}" for note in self.notes]
-        return out
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """One check of the smoke test."""
-
-    name: str
-    passed: bool
-    seconds: float
-    message: str
-    job_id: str | None = None
-    status: str | None = None
-    delay_ms: int | None = None
-    execution_ms: int | None = None
-    output_tokens: int | None = None
-    tokens_per_second: float | None = None
-    answer: str | None = None
-    #: The release the answer named (rpdeploy.runpod.release), if it named one.
-    release: str | None = None
-    #: The worker that ran the job (its logs say why it failed: ``rpdeploy logs --worker``).
-    worker_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -208,483 +125,6 @@ class SmokeResult:
             "old_answers": self.release.old_answers if self.release else 0,
             "drain_seconds": self.release.drain_seconds if self.release else None,
         }
-
-
-@dataclass
-class _Watch:
-    """What /health last said, kept by a background thread while a job waits."""
-
-    interval: float
-    text: str = ""
-    health: dict[str, Any] = field(default_factory=dict)
-    stop: threading.Event = field(default_factory=threading.Event)
-
-
-class SmokeFailure(RpdeployError):
-    """Internal: a check failed (caught per check; the command turns failures into exit 10)."""
-
-
-def describe_health(health: dict[str, Any]) -> str:
-    jobs = health.get("jobs") or {}
-    workers = health.get("workers") or {}
-    parts = []
-    if jobs.get("inQueue"):
-        parts.append(f"{jobs['inQueue']} job(s) queued")
-    if jobs.get("inProgress"):
-        parts.append(f"{jobs['inProgress']} running")
-    for key in ("initializing", "running", "idle", "ready", "throttled", "unhealthy"):
-        if workers.get(key):
-            parts.append(f"workers {key} {workers[key]}")
-    return ", ".join(parts) or "no workers yet"
-
-
-def diagnose(health: dict[str, Any] | None, state: str | None = None) -> str:
-    """The likeliest reason a job did not finish, from its last state and the endpoint's /health."""
-    if state == "IN_PROGRESS":
-        return (
-            "a worker took the job but did not finish it: the handler may hang or generate very slowly; check "
-            "the worker logs (raise smoke_test.timeout if the model is just slow)"
-        )
-    if not health:
-        return "the worker did not finish in time"
-    workers = health.get("workers") or {}
-    jobs = health.get("jobs") or {}
-    if workers.get("unhealthy") or (jobs.get("failed") and not jobs.get("completed")):
-        return "workers are failing (crash loop?): check the worker logs (`rpdeploy logs`)"
-    if workers.get("initializing"):
-        return (
-            f"{workers['initializing']} worker(s) still initializing: a cold start (image pull + model load) took "
-            "longer than the timeout; raise smoke_test.timeout, or use FlashBoot / a cached or baked model"
-        )
-    if workers.get("throttled"):
-        return "workers are throttled: RunPod has no free GPU of this type right now"
-    if sum(int(v or 0) for v in workers.values()) == 0:
-        return (
-            "no worker was started: workers_max may be 0, or RunPod has no GPU capacity for this endpoint's GPU "
-            "type right now (jobs wait in the queue)"
-        )
-    return "the job was still queued when the timeout ended it"
-
-
-def job_error(error: Any) -> str:
-    """A FAILED job's error, short: the runpod SDK sends a JSON blob with a whole traceback."""
-    if not error:
-        return "no error message"
-    text = str(error)
-    if text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except ValueError:
-            data = None
-        if isinstance(data, dict) and data.get("error_message"):
-            kind = str(data.get("error_type", "")).removeprefix("<class '").removesuffix("'>").rsplit(".", 1)[-1]
-            text = f"{kind}: {data['error_message']}" if kind else str(data["error_message"])
-    return text if len(text) <= 500 else text[:500] + "..."
-
-
-def output_error(output: Any) -> str | None:
-    """The error inside a COMPLETED job's output, in any of the shapes workers use."""
-    items = output if isinstance(output, list) else [output]
-    for item in items:
-        if isinstance(item, dict) and item.get("error"):
-            error = item["error"]
-            if isinstance(error, dict):
-                return str(error.get("message") or error)
-            return str(error)
-    return None
-
-
-class Runner:
-    """Runs the checks for one target; holds the client and the clock."""
-
-    def __init__(
-        self,
-        client: InvokeClient,
-        settings: SmokeSettings,
-        reporter: Reporter,
-        *,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-        release: ReleaseCheck | None = None,
-    ) -> None:
-        self.client = client
-        self.settings = settings
-        self.reporter = reporter
-        self.clock = clock
-        self.sleep = sleep
-        self.started = clock()
-        self.deadline = self.started + settings.timeout
-        self.release = release
-        # What the answers said about their release (see attributed()).
-        self.old_answers = 0
-        self.old_releases: list[str] = []
-        self.proofs: set[str] = set()
-        self.old_seen = False
-        self.new_at: float | None = None
-        self.rollout_text = ""
-        self.notes: list[str] = []
-
-    def remaining(self) -> float:
-        return self.deadline - self.clock()
-
-    # --- jobs -------------------------------------------------------------------------
-
-    def job(
-        self, name: str, job_input: dict[str, Any], evaluate: Callable[[Any], tuple[str, int | None]]
-    ) -> CheckResult:
-        """Run one job to a terminal state and judge its output with ``evaluate``."""
-        started = self.clock()
-        watch = _Watch(self.settings.health_waiting)
-        with self.reporter.status(f"{name}: waiting for the endpoint (a cold start can take minutes)") as status:
-            watcher = threading.Thread(target=self._watch_health, args=(name, watch, status.update), daemon=True)
-            if not self.client.local:
-                watcher.start()
-            try:
-                body = self._until_terminal(name, job_input, watch, status.update)
-            finally:
-                watch.stop.set()
-                if watcher.is_alive():
-                    watcher.join(timeout=2)
-        seconds = self.clock() - started
-        state = str(body.get("status"))
-        job_id = body.get("id")
-        delay, execution = body.get("delayTime"), body.get("executionTime")
-
-        named = releases.from_job_output(body.get("output")) if state == "COMPLETED" else None
-
-        def result(passed: bool, message: str, answer: str | None = None, tokens: int | None = None) -> CheckResult:
-            # The local test server reports no timings: its whole request is the execution.
-            busy = execution / 1000 if execution else (seconds if self.client.local else None)
-            rate = round(tokens / busy, 1) if tokens and busy else None
-            return CheckResult(
-                name,
-                passed,
-                seconds,
-                message,
-                job_id=str(job_id) if job_id else None,
-                status="TIMED_OUT" if state == "TIMED_OUT_LOCAL" else state,
-                delay_ms=delay,
-                execution_ms=execution,
-                output_tokens=tokens,
-                tokens_per_second=rate,
-                answer=answer[:PREVIEW_CHARS] if answer else None,
-                release=named,
-                worker_id=str(body["workerId"]) if body.get("workerId") else None,
-            )
-
-        if state == "TIMED_OUT_LOCAL":
-            return result(False, str(body["reason"]))
-        if state != "COMPLETED":
-            return result(False, f"job {state}: {job_error(body.get('error'))}")
-        error = output_error(body.get("output"))
-        if error is not None:
-            return result(False, f"job COMPLETED but the worker returned an error: {error}")
-        try:
-            answer, tokens = evaluate(body.get("output"))
-        except SmokeFailure as exc:
-            return result(False, exc.message)
-        return result(True, "ok", answer, tokens)
-
-    def _until_terminal(
-        self, name: str, job_input: dict[str, Any], watch: _Watch, update: Callable[[str], None]
-    ) -> dict[str, Any]:
-        """Submit the job and wait for its end: the long poll, then /status polls, or the deadline."""
-        submitted, sent_before = self.clock(), self.client.requests
-        body = self._submit_interruptible(job_input)
-        try:
-            return self._poll(name, body, watch, update, submitted, sent_before)
-        except KeyboardInterrupt:
-            self._cancel_on_interrupt(body)
-            raise
-
-    def _poll(
-        self,
-        name: str,
-        body: dict[str, Any],
-        watch: _Watch,
-        update: Callable[[str], None],
-        submitted: float,
-        sent_before: int,
-    ) -> dict[str, Any]:
-        """/status until the job ends, or the deadline."""
-        settings = self.settings
-        watch.interval = settings.health_polling
-        state = str(body.get("status"))
-        last_error: ApiError | None = None
-        while state not in TERMINAL:
-            job_id = str(body.get("id"))
-            if self.remaining() <= 0:
-                return self._give_up(job_id, state, watch, last_error)
-            seen = f"; {watch.text}" if watch.text else ""
-            problem = f" (last poll: {last_error.message})" if last_error else ""
-            update(f"{name}: job {job_id} {state}{seen}{problem}")
-            # Spend what the long poll saved: fast polls notice the end sooner, and a cold start
-            # that just overran the hold is the likeliest to end soon. Then about once a second.
-            sent = self.client.requests - sent_before + 1
-            fast = sent <= settings.request_budget * (self.clock() + settings.poll_fast - submitted)
-            pause = settings.poll_fast if fast else settings.poll_slow
-            if isinstance(last_error, RateLimitedError) and last_error.retry_after:
-                pause = max(pause, last_error.retry_after)
-            self.sleep(min(pause, max(self.remaining(), 0.0)))
-            try:
-                polled = self.client.status(job_id)
-            except ApiError as exc:
-                if not exc.retryable:
-                    raise
-                last_error = exc  # /status is a read: ask again until the deadline
-                continue
-            last_error = None
-            body, state = polled, str(polled.get("status"))
-        return body
-
-    def _submit_interruptible(self, job_input: dict[str, Any]) -> dict[str, Any]:
-        """``_submit``, with Ctrl-C while ``/runsync`` holds the connection cancelling the job it made.
-
-        RunPod names the job only when ``/runsync`` answers, so the request runs in a thread: on
-        Ctrl-C we wait for that answer (at most the hold) and cancel the job it names, instead
-        of leaving it queued on the endpoint. A second Ctrl-C stops waiting. The local test
-        server runs the job inside the request and has nothing to cancel.
-        """
-        if self.client.local:
-            return self._submit(job_input)
-        box: dict[str, Any] = {}
-        # An Event, not Thread.join: a join that Ctrl-C interrupts can leave is_alive() False while
-        # the thread still runs (CPython issue 90882), and then the job would never be cancelled.
-        finished = threading.Event()
-
-        def submit() -> None:
-            try:
-                box["body"] = self._submit(job_input)
-            except BaseException as exc:  # handed to the caller's thread as it is
-                box["error"] = exc
-            finally:
-                finished.set()
-
-        threading.Thread(target=submit, name="rpdeploy-smoke-submit", daemon=True).start()
-        try:
-            while not finished.wait(0.2):
-                pass
-        except KeyboardInterrupt:
-            self.reporter.warn(
-                "interrupted: waiting for RunPod to name the smoke-test job so that it can be cancelled "
-                f"(at most {self.settings.runsync_wait:g}s; Ctrl-C again to leave it queued)"
-            )
-            try:
-                while not finished.wait(0.2):
-                    pass
-            except KeyboardInterrupt:
-                self.reporter.warn("the smoke-test job was left on the endpoint: it runs when a worker is free")
-                raise
-            if "body" in box:
-                self._cancel_on_interrupt(box["body"])
-            raise
-        if "error" in box:
-            raise box["error"]
-        body: dict[str, Any] = box["body"]
-        return body
-
-    def _cancel_on_interrupt(self, body: dict[str, Any]) -> None:
-        """Cancel the job ``body`` names when it has not ended (Ctrl-C): best effort, said either way."""
-        job_id, state = body.get("id"), str(body.get("status"))
-        if not job_id or state in TERMINAL or self.client.local:
-            return
-        try:
-            cancelled = self.client.cancel(str(job_id))
-        except ApiError as exc:
-            self.reporter.warn(f"could not cancel smoke-test job {job_id}: {exc.message} (it may still run)")
-            return
-        final = cancelled.get("status") if cancelled else "CANCELLED"
-        self.reporter.warn(f"smoke-test job {job_id} cancelled ({final})")
-
-    def _submit(self, job_input: dict[str, Any]) -> dict[str, Any]:
-        """POST /runsync, holding as long as RunPod does unless our deadline comes sooner."""
-        while True:
-            remaining = self.remaining()
-            try:
-                if self.client.local:
-                    return self.client.runsync(job_input, timeout=max(remaining, 1.0))
-                if remaining >= self.settings.runsync_wait:
-                    return self.client.runsync(job_input, timeout=self.settings.runsync_wait + HOLD_MARGIN)
-                return self.client.runsync(job_input, wait_ms=int(max(remaining, 1.0) * 1000))
-            except RateLimitedError as exc:
-                # Refused before a job was made, so sending it again cannot duplicate it.
-                delay = exc.retry_after or 1.0
-                if delay >= self.remaining():
-                    raise
-                self.reporter.warn(f"{exc.message}; retrying in {delay:g}s")
-                self.sleep(delay)
-            except NoAnswerError as exc:
-                if not self.client.local:
-                    raise
-                # The local test server runs the handler inside the request: no answer is a hang.
-                return {"status": "TIMED_OUT_LOCAL", "reason": f"{exc.message}: the handler did not return in time"}
-
-    def _give_up(self, job_id: str, state: str, watch: _Watch, last_error: ApiError | None) -> dict[str, Any]:
-        """Past the deadline: say why the job likely stalled (asked before cancelling), then cancel it."""
-        health = self._health_now() or watch.health
-        reason = diagnose(health, state)
-        if last_error is not None:
-            reason += f" (the last /status poll failed: {last_error.message})"
-        outcome = ""
-        try:
-            cancelled = self.client.cancel(job_id)
-        except ApiError as exc:
-            self.reporter.warn(f"could not cancel job {job_id}: {exc.message}")
-            cancelled, outcome = None, " (could not cancel the job: it may still run)"
-        if cancelled is not None:
-            final = str(cancelled.get("status"))
-            if final in TERMINAL and final != "CANCELLED":
-                return cancelled  # it ended just as we gave up: judge it like any other end
-            outcome = " (job cancelled)"
-        return {
-            "id": job_id,
-            "status": "TIMED_OUT_LOCAL",
-            "reason": f"no answer within {self.settings.timeout:g}s{outcome}: {reason}",
-        }
-
-    def _health_now(self) -> dict[str, Any] | None:
-        try:
-            return self.client.health()
-        except ApiError:
-            return None
-
-    def _watch_health(self, name: str, watch: _Watch, update: Callable[[str], None]) -> None:
-        while not watch.stop.wait(watch.interval):
-            health = self._health_now()
-            if health and not watch.stop.is_set():
-                watch.health = health
-                watch.text = describe_health(health)
-                update(f"{name}: {watch.text}")
-
-    # --- which release answered -----------------------------------------------------------
-
-    def _rollout(self) -> Rollout | None:
-        check = self.release
-        if check is None or check.rollout is None:
-            return None
-        try:
-            view = check.rollout()
-        except ApiError as exc:
-            self.rollout_text = f"could not be read ({exc.message})"
-            return None
-        self.rollout_text = view.describe()
-        if view.stale:
-            self.old_seen = True
-        return view
-
-    def wait_rollout(self) -> None:
-        """Wait (up to half the time left) until the control plane shows no worker of an older version."""
-        check = self.release
-        if check is None or check.rollout is None:
-            return
-        budget_end = self.clock() + self.remaining() / 2
-        with self.reporter.status(f"release {check.expected}: reading the rollout") as status:
-            while True:
-                view = self._rollout()
-                if view is None or not view.observable or view.done:
-                    break
-                if self.clock() >= budget_end:
-                    self.notes.append(f"the rollout was still under way after {self.clock() - self.started:.0f}s")
-                    return
-                status.update(
-                    f"release {check.expected}: waiting for old workers to drain ({view.describe()}; "
-                    f"{self.clock() - self.started:.0f}s)"
-                )
-                self.sleep(min(self.settings.rollout_poll, max(self.remaining(), 0.0)))
-        if view is not None and view.done and self.old_seen:
-            self.new_at = self.new_at or self.clock()
-
-    def _accepts(self, named: str | None) -> bool:
-        """Is an answer that names ``named`` one of the expected release? Records how that was known."""
-        check = self.release
-        assert check is not None
-        if named == check.expected:
-            self.proofs.add("answers")
-            return True
-        if named is not None:
-            return False
-        view = self._rollout()
-        if view is not None and view.observable:
-            if not view.done:
-                return False  # unnamed, and old workers remain: it may be one of them
-            self.proofs.add("rollout")
-            return True
-        self.proofs.add("nothing")
-        return True
-
-    def attributed(self, name: str, attempt: Callable[[], CheckResult]) -> CheckResult:
-        """Run a check until an answer of the expected release passes it (or the time is up)."""
-        check = self.release
-        while True:
-            result = attempt()
-            if check is None:
-                return result
-            if result.passed and self._accepts(result.release):
-                if self.old_seen and self.new_at is None:
-                    self.new_at = self.clock()
-                return result
-            if not result.passed and result.release in (None, check.expected):
-                return result  # the new release's own failure, or one no answer can place
-            # An old worker answered (in a shape of its own, even: a switch of method).
-            self.old_answers += 1
-            self.old_seen = True
-            who = result.release or "a worker that names no release"
-            if result.release and result.release not in self.old_releases:
-                self.old_releases.append(result.release)
-            waited = self.clock() - self.started
-            if self.remaining() <= self.settings.release_retry:
-                return replace(result, passed=False, message=self._never_answered(who, waited))
-            if self.old_answers == 1:
-                self.reporter.info(
-                    f"{name}: answered by {who}, not release {check.expected}: old workers are still serving; "
-                    "asking again until the new release answers"
-                )
-            pause = min(self.settings.release_retry * 2 ** (self.old_answers - 1), self.settings.release_retry_max)
-            with self.reporter.status(
-                f"{name}: waiting for release {check.expected} ({self.old_answers} answer(s) from the old "
-                f"release in {waited:.0f}s)"
-            ):
-                self.sleep(min(pause, max(self.remaining(), 0.0)))
-
-    def _never_answered(self, who: str, waited: float) -> str:
-        check = self.release
-        assert check is not None
-        parts = [
-            f"release {check.expected} did not answer in {waited:.0f}s: {self.old_answers} answer(s) came from {who}"
-        ]
-        health = self._health_now()
-        workers = (health or {}).get("workers") or {}
-        if workers.get("unhealthy"):
-            parts.append(
-                f"{workers['unhealthy']} worker(s) of the new release are unhealthy: it fails to start (its "
-                "workers' logs: `rpdeploy logs`)"
-            )
-        elif workers.get("initializing"):
-            parts.append(f"{workers['initializing']} worker(s) still initializing")
-        if self.rollout_text:
-            parts.append(f"rollout: {self.rollout_text}")
-        if check.pinned:
-            parts.append(check.pinned)
-        return "; ".join(parts)
-
-    def report(self) -> ReleaseReport | None:
-        check = self.release
-        if check is None:
-            return None
-        proven = next((p for p in ("answers", "rollout", "nothing") if p in self.proofs), "unanswered")
-        notes = list(self.notes)
-        if proven != "answers" and check.unnamed:
-            notes.append(check.unnamed)
-        drain = round(self.new_at - self.started, 3) if self.new_at is not None and self.old_seen else None
-        return ReleaseReport(
-            expected=check.expected,
-            proven_by=proven,
-            old_answers=self.old_answers,
-            old_releases=tuple(self.old_releases),
-            drain_seconds=drain,
-            rollout=self.rollout_text,
-            notes=tuple(notes),
-        )
 
 
 # --- evaluating outputs -------------------------------------------------------------------
@@ -922,65 +362,6 @@ def _openai_stream(runner: Runner, model: str) -> CheckResult:
         return text, tokens, f"{len(chunks)} chunks"
 
     return _timed(runner, "openai streamed completion", call, named)
-
-
-# --- reports ------------------------------------------------------------------------------
-
-
-def format_report(result: SmokeResult) -> str:
-    lines = [f"Smoke test of {result.target} ({result.method.value}): {'PASSED' if result.passed else 'FAILED'}"]
-    for check in result.checks:
-        mark = "ok  " if check.passed else "FAIL"
-        lines.append(f"  {mark} {check.name} ({check.seconds:.2f}s): {check.message}")
-    job = result.first_job
-    if job is not None and job.passed:
-        if job.delay_ms is not None:
-            lines.append(f"  queue/cold start  {job.delay_ms / 1000:.2f}s")
-        if job.execution_ms is not None:
-            lines.append(f"  execution         {job.execution_ms / 1000:.2f}s")
-        lines.append(f"  end to end        {job.seconds:.2f}s")
-        if job.output_tokens is not None:
-            rate = f" ({job.tokens_per_second} tokens/s)" if job.tokens_per_second else ""
-            lines.append(f"  output tokens     {job.output_tokens}{rate}")
-        if job.answer:
-            lines.append(f"  answer            {job.answer!r}")
-    if result.release is not None:
-        lines += [f"  {line}" for line in result.release.lines()]
-    lines.append(f"  {result.requests} HTTP request(s) in {result.seconds:.2f}s")
-    return "\n".join(lines)
-
-
-def write_junit(result: SmokeResult, path: Path) -> None:
-    """JUnit XML for CI test reports: one test case per check."""
-    from rpdeploy.fsutil import atomic_write
-    from rpdeploy.output import printable
-    from rpdeploy.secrets import redact as _redact
-
-    def redact(text: str) -> str:
-        # Control characters are not allowed in XML 1.0 at all: a worker's answer may hold some.
-        return printable(_redact(text))
-
-    failures = sum(1 for c in result.checks if not c.passed)
-    suite = ET.Element(
-        "testsuite",
-        name="rpdeploy.deploy.smoke",
-        tests=str(len(result.checks)),
-        failures=str(failures),
-        errors="0",
-        time=f"{result.seconds:.3f}",
-    )
-    for check in result.checks:
-        case = ET.SubElement(suite, "testcase", classname=f"smoke.{result.method.value}", name=check.name)
-        case.set("time", f"{check.seconds:.3f}")
-        if not check.passed:
-            failure = ET.SubElement(case, "failure", message=redact(check.message))
-            failure.text = redact(check.message)
-        elif check.answer:
-            ET.SubElement(case, "system-out").text = redact(check.answer)
-    root = ET.Element("testsuites")
-    root.append(suite)
-    ET.indent(root)
-    atomic_write(path, ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n")
 
 
 # --- what to test -------------------------------------------------------------------------
