@@ -208,8 +208,6 @@ SPLIT_IN_STEP_TWO = {
     "rpdeploy/config.py",
     "rpdeploy/deploy/stages.py",
     "rpdeploy/runpod/deployment.py",
-    "rpdeploy/emulator/control.py",
-    "rpdeploy/emulator/rest.py",
     "rpdeploy/deploy/smoke.py",
 }
 MAX_LINES = 800
