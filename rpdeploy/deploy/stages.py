@@ -156,7 +156,7 @@ def run_deploy(
         _token_preflight(ctx)
         outcomes: list[StageOutcome] = []
         try:
-            with reporter.stage_board([s.name for s in STAGES]) as board:
+            with reporter.stage_board([s.name for s in STAGES], steps=STEPS) as board:
                 for stage in STAGES:
                     if stage not in applicable:
                         board.set(stage.name, "skipped", detail="not needed for this method/config")
