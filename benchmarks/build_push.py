@@ -6,7 +6,7 @@ Needs the test services (scripts/services.sh: the docker engine and the registry
 127.0.0.1:5000, credentials in /var/lib/rpdeploy-test/registry.env) and the test base image
 (scripts/images.sh). It renders a method-2 project with ``model.bake: true``, builds it with
 ``--no-cache`` and pushes it (the first build), appends a comment to handler.py, then builds
-and pushes again, both through ``rpdeploy.docker_ops.build_and_push``: the same code as
+and pushes again, both through ``rpdeploy.build.pipeline.build_and_push``: the same code as
 ``rpdeploy build --push``.
 
 The stand-in ``snapshot_download`` writes ``RPDEPLOY_STANDIN_MODEL_MB`` MiB of model. The
@@ -38,11 +38,12 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rpdeploy.build.engine import connect
+from rpdeploy.build.pipeline import BuildPushResult, build_and_push
 from rpdeploy.config import load_config
-from rpdeploy.docker_ops import BuildPushResult, build_and_push, connect
 from rpdeploy.methods import Method
 from rpdeploy.output import ConsoleReporter, NullReporter, Reporter, format_bytes
-from rpdeploy.scaffold import InitOptions, init_project, render_project
+from rpdeploy.worker.scaffold import InitOptions, init_project, render_project
 
 REGISTRY_ENV = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test")) / "registry.env"
 MANIFEST_TYPES = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json"

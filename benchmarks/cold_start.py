@@ -3,7 +3,7 @@
     python benchmarks/cold_start.py [--scale 0.002]
 
 For each strategy (cached, network-volume, bake, download) it prints the estimate
-``rpdeploy check`` shows (rpdeploy/cost.py: image pull, weights, load and engine start, each
+``rpdeploy check`` shows (rpdeploy/preflight/cost.py: image pull, weights, load and engine start, each
 figure with its source) beside what rpdeploy's RunPod emulator does with the same deployment:
 the endpoint and template are made by rpdeploy itself (``ensure_endpoint``, over HTTP), one job
 is sent through the invoke API, and its ``delayTime`` (queue + cold start) is read back. The
@@ -31,11 +31,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rpdeploy import cost
 from rpdeploy.config import Config, load_config
 from rpdeploy.emulator import Emulator
-from rpdeploy.fit import check_deployment
 from rpdeploy.output import NullReporter
+from rpdeploy.preflight import cost
+from rpdeploy.preflight.check import check_deployment
 from rpdeploy.runpod.deployment import connect, ensure_endpoint
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"

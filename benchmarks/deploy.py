@@ -9,7 +9,7 @@ cold start and job execution time set to 0 (the emulated waits are not rpdeploy'
 
 (a) A method-2 project (rendered by ``rpdeploy init``, built on the stand-in base image) is
     deployed once; then ``deploy`` runs again with nothing changed, ``--runs`` times, in this
-    process (``rpdeploy.stages.run_deploy``: the tool's own time, without interpreter start-up)
+    process (``rpdeploy.deploy.stages.run_deploy``: the tool's own time, without interpreter start-up)
     and as ``python -m rpdeploy deploy --json`` subprocesses (what a CI job waits for). For
     every re-run it counts the mutations the emulator received, the image events (tag from a
     build, push) the Docker engine reported for the project's repository, and the stages the
@@ -41,13 +41,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rpdeploy.build.engine import connect
 from rpdeploy.config import load_config
-from rpdeploy.docker_ops import connect
+from rpdeploy.deploy.stages import DeployOptions, DeployResult, run_deploy
 from rpdeploy.emulator import Emulator
 from rpdeploy.methods import Method
 from rpdeploy.output import ConsoleReporter, NullReporter, Reporter
-from rpdeploy.scaffold import InitOptions, init_project, render_project
-from rpdeploy.stages import DeployOptions, DeployResult, run_deploy
+from rpdeploy.worker.scaffold import InitOptions, init_project, render_project
 
 ROOT = Path(__file__).resolve().parent.parent
 REGISTRY_ENV = Path(os.environ.get("RPDEPLOY_TEST_STATE", "/var/lib/rpdeploy-test")) / "registry.env"

@@ -23,9 +23,11 @@ from pathlib import Path
 # Measure the checkout this script is in, not whichever rpdeploy happens to be installed.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rpdeploy import gpus, models_table
-from rpdeploy.cost import decode_tokens_per_second, estimate_cold_start
-from rpdeploy.fit import FitSettings, ModelArch, arch_from_config, estimate_settings
+from rpdeploy.preflight import gpus, models_table
+from rpdeploy.preflight.arch import ModelArch, arch_from_config
+from rpdeploy.preflight.cost import decode_tokens_per_second, estimate_cold_start
+from rpdeploy.preflight.estimate import estimate_settings
+from rpdeploy.preflight.memory import FitSettings
 
 
 def arch(name: str) -> ModelArch:

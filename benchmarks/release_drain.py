@@ -29,15 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from rpdeploy.deploy.smoke import ReleaseCheck, SmokeSettings, run_smoke
 from rpdeploy.emulator import Emulator
-from rpdeploy.gpus import GpuSelection
 from rpdeploy.methods import Method
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.runpod.controlplane import ControlPlane, GraphQLControlPlane
 from rpdeploy.runpod.invoke import InvokeClient
 from rpdeploy.runpod.models import EndpointSpec, EnvVar, TemplateSpec
 from rpdeploy.runpod.rest import RestControlPlane
 from rpdeploy.secrets import Secret
-from rpdeploy.smoke import ReleaseCheck, SmokeSettings, run_smoke
 
 KEY = "rpa_BENCHMARK_release_drain_0123456789"
 OLD, NEW = "rel-00000000000a-aaaaaaaaaaaa", "rel-00000000000b-bbbbbbbbbbbb"

@@ -31,13 +31,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx
 
+from rpdeploy.deploy.smoke import SmokeSettings, run_smoke
 from rpdeploy.emulator import Emulator
 from rpdeploy.methods import Method
 from rpdeploy.runpod.controlplane import GraphQLControlPlane
 from rpdeploy.runpod.invoke import TERMINAL, InvokeClient
 from rpdeploy.runpod.models import EndpointSpec, TemplateSpec
 from rpdeploy.secrets import Secret
-from rpdeploy.smoke import SmokeSettings, run_smoke
 
 KEY = "rpa_BENCHMARK_smoke_wait_0123456789"
 EXECUTION = 0.05

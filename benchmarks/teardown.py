@@ -6,7 +6,7 @@ template go does the delete finish, and how many times is RunPod asked?
 RunPod keeps a template "in use" for up to 2 minutes after its endpoint is deleted; rpdeploy
 retries after 1, 2, 4, then every 5 s. For each delay the local emulator is
 set to, a method-1 endpoint is created and deleted through rpdeploy's own core
-(``rpdeploy.teardown.delete_deployment``) over real HTTP. Printed per delay: the wall time of
+(``rpdeploy.deploy.teardown.delete_deployment``) over real HTTP. Printed per delay: the wall time of
 the delete, the time spent past the delay (the cost of polling instead of knowing), and the
 deleteTemplate requests sent. Needs no other service.
 """
@@ -25,9 +25,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rpdeploy.config import load_config
+from rpdeploy.deploy.teardown import delete_deployment
 from rpdeploy.emulator import Emulator
 from rpdeploy.runpod.deployment import connect, ensure_endpoint
-from rpdeploy.teardown import delete_deployment
 
 KEY = "rpa_BENCH_emulator_key_0123456789"
 

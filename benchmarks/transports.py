@@ -4,7 +4,7 @@
 
 RunPod is a local emulator in this process, over HTTP, with cold starts and jobs at 0 s (the
 emulated waits are not rpdeploy's time). For each API (``runpod.api``) and each step it prints
-the median wall time of ``rpdeploy.stages.run_deploy`` (or the delete) and the control-plane
+the median wall time of ``rpdeploy.deploy.stages.run_deploy`` (or the delete) and the control-plane
 requests it sent, split into reads and mutations, GraphQL and REST. No targets: numbers only.
 """
 
@@ -22,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rpdeploy.config import load_config
+from rpdeploy.deploy.stages import DeployOptions, run_deploy
+from rpdeploy.deploy.teardown import delete_deployment
 from rpdeploy.emulator import Emulator
 from rpdeploy.output import NullReporter
-from rpdeploy.stages import DeployOptions, run_deploy
-from rpdeploy.teardown import delete_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
 WRITES = {"POST", "PATCH", "DELETE"}

@@ -280,7 +280,7 @@ def _register_config_secrets() -> None:
 
     try:
         from rpdeploy.config import load_config
-        from rpdeploy.project import find_config
+        from rpdeploy.deploy.project import find_config
 
         given = os.environ.get("RPDEPLOY_CONFIG")
         path = Path(given) if given else find_config(Path.cwd())

@@ -20,7 +20,7 @@ docker, httpx or subprocess reaches ``commands/``.
     │   └── BackendRolledBackError    9  ...and the previous env was restored (rpdeploy.backend)
     ├── SmokeTestError               10  the new release did not answer correctly (before the backend)
     ├── PreflightError               11  a check before a slow step failed
-    │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.fit)
+    │   └── DoesNotFitError          11  the model does not fit the GPU (rpdeploy.preflight)
     ├── LockError                    12  another deploy of this config is running
     ├── IntegrationTestError         13  the backend did not reach the model (stage integration-test);
     │                                    its previous env was restored

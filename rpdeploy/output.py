@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import unicodedata
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
@@ -136,8 +136,9 @@ class Reporter(Protocol):
         """Context manager yielding a :class:`Transfer`."""
         ...
 
-    def stage_board(self, names: Sequence[str]) -> Any:
-        """Context manager yielding a :class:`StageBoard`."""
+    def stage_board(self, names: Sequence[str], steps: Mapping[str, str] | None = None) -> Any:
+        """Context manager yielding a :class:`StageBoard`. ``steps`` labels each stage (the
+        manual procedure's step numbers, ``11a`` ...); without it they are numbered in order."""
         ...
 
 
@@ -191,7 +192,7 @@ class NullReporter:
         yield _NullTransfer()
 
     @contextmanager
-    def stage_board(self, names: Sequence[str]) -> Iterator[StageBoard]:
+    def stage_board(self, names: Sequence[str], steps: Mapping[str, str] | None = None) -> Iterator[StageBoard]:
         yield _NullBoard()
 
 
@@ -235,7 +236,7 @@ class RecordingReporter(NullReporter):
         yield _Status()
 
     @contextmanager
-    def stage_board(self, names: Sequence[str]) -> Iterator[StageBoard]:
+    def stage_board(self, names: Sequence[str], steps: Mapping[str, str] | None = None) -> Iterator[StageBoard]:
         recorder = self
 
         class _Board:
@@ -427,7 +428,7 @@ class ConsoleReporter:
         yield _PlainTransfer()
 
     @contextmanager
-    def stage_board(self, names: Sequence[str]) -> Iterator[StageBoard]:
+    def stage_board(self, names: Sequence[str], steps: Mapping[str, str] | None = None) -> Iterator[StageBoard]:
         if self.live:
             from rich.live import Live
             from rich.table import Table
@@ -447,8 +448,9 @@ class ConsoleReporter:
                 table = Table(show_header=False, box=None, pad_edge=False)
                 for index, (stage, (state, detail, seconds)) in enumerate(rows.items(), start=1):
                     took = _format_seconds(seconds) if seconds is not None else ""
+                    label = (steps or {}).get(stage, str(index))
                     table.add_row(
-                        Text(f"{index:>2}"),
+                        Text(f"{label:>3}"),
                         Text(stage),
                         Text(state, style=styles.get(state, "")),
                         Text(took, style="dim"),

@@ -29,5 +29,5 @@ VLLM_BASE_CUDA_VERSIONS: tuple[str, ...] = ("13.0",)
 #: network-volume endpoints; 1.12.0 is the release the reference notes were checked against.
 RUNPOD_SDK_VERSION = "1.12.0"
 
-#: Pool/price table date (see rpdeploy/gpus.py); shown next to cost estimates.
+#: Pool/price table date (see rpdeploy/preflight/gpus.py); shown next to cost estimates.
 PRICE_TABLE_DATE = "2025-08-25"

@@ -125,7 +125,11 @@ EOF
 registry_status() {
   curl -s -o /dev/null -m 5 -w '%{http_code}' "$@" "http://$RPDEPLOY_TEST_REGISTRY_ADDR/v2/" || true
 }
-registry_authed() { [[ "$(registry_status -u "$REGISTRY_USERNAME:$REGISTRY_PASSWORD")" == 200 ]]; }
+# The credentials go to curl as a config on stdin (-K -), never in its argv: any process could read
+# them from /proc/PID/cmdline while the check runs (the secret audit samples argv and caught it).
+registry_authed() {
+  [[ "$(printf 'user = "%s:%s"\n' "$REGISTRY_USERNAME" "$REGISTRY_PASSWORD" | registry_status -K -)" == 200 ]]
+}
 
 stop_registry() {
   if pid_is "$REGISTRY_PID" docker-registry; then

@@ -45,9 +45,10 @@ CONTRACTS=${RPDEPLOY_TEST_CONTRACTS:-$([[ $CI_SET == 1 && $# == 0 ]] && echo 1 |
 # debootstrap, busybox-static, zstd: the test base images (scripts/images.sh); curl: health checks;
 # git: the contracts phase clones runpod-workers/worker-vllm where GitHub is reachable;
 # python3, python3-venv: the tests' Python, and a virtualenv where Debian's refuses pip (PEP 668);
-# tmux: the recorded first-deploy walk-through (scripts/walkthrough.py, tests/test_walkthrough.py).
+# tmux: the recorded first-deploy walk-through (scripts/walkthrough.py, tests/test_walkthrough.py);
+# and the linter of every shell script, those shipped for the backend host too (tests/test_shell_scripts.py).
 PACKAGES=(docker.io docker-registry apache2-utils openssh-server openssh-client debootstrap busybox-static zstd curl git
-  python3 python3-venv tmux)
+  python3 python3-venv tmux shellcheck)
 
 TIMINGS=()
 phase() {

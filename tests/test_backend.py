@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from rpdeploy import backend, remote
-from rpdeploy.backend import BackendRolledBackError, BackendValues
+from rpdeploy import backend
+from rpdeploy.backend import BackendRolledBackError, BackendValues, envfile, session
+from rpdeploy.backend import host as remote
 from rpdeploy.config import Config, parse_config
 from rpdeploy.errors import BackendError, ConfigError
 from rpdeploy.output import RecordingReporter
@@ -259,7 +260,7 @@ def test_diff_masks_secrets_but_shows_that_they_changed() -> None:
     merged = backend.merge_env(
         old, {"RUNPOD_API_KEY": "new-key-5678", "RUNPOD_ENDPOINT_ID": "b"}, secret_keys=frozenset({"RUNPOD_API_KEY"})
     )
-    diff = backend._diff(old, merged.text, "/x/.env", secret_keys=frozenset({"RUNPOD_API_KEY"}))
+    diff = envfile._diff(old, merged.text, "/x/.env", secret_keys=frozenset({"RUNPOD_API_KEY"}))
     lines = diff.splitlines()
     assert {"-RUNPOD_API_KEY=****", "+RUNPOD_API_KEY=****", " DB_PASSWORD=****"} <= set(lines)
     assert {"-RUNPOD_ENDPOINT_ID=a", "+RUNPOD_ENDPOINT_ID=b"} <= set(lines)
@@ -339,7 +340,7 @@ def test_a_file_changed_after_reading_is_not_overwritten(project: Path, app_dir:
         """Someone edits the file between our read and our write."""
 
         def run(self, script: str, args: object = (), **kwargs: object) -> remote.Completed:
-            if script is backend._WRITE:
+            if script is session._WRITE:
                 env_file.write_text("A=2\n")
             return super().run(script, args, **kwargs)  # type: ignore[arg-type]
 

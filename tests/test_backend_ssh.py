@@ -25,8 +25,9 @@ from typing import Any
 
 import pytest
 
-from rpdeploy import backend, remote
+from rpdeploy import backend
 from rpdeploy.backend import BackendRolledBackError, BackendValues
+from rpdeploy.backend import host as remote
 from rpdeploy.config import Config, parse_config
 from rpdeploy.errors import BackendError
 from rpdeploy.output import RecordingReporter

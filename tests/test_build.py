@@ -22,24 +22,18 @@ import pytest
 import yaml
 from typer.testing import Result
 
+from rpdeploy.build.context import BuildContext, build_context, context_hash, read_dockerignore
+from rpdeploy.build.image import estimate_model_bytes
+from rpdeploy.build.progress import BuildLog
+from rpdeploy.build.push import RetryPolicy, classify_failure
+from rpdeploy.build.registry_auth import require_registry_auth, resolve_registry_auth
+from rpdeploy.build.tags import choose_tag
 from rpdeploy.config import Config, load_config
-from rpdeploy.docker_ops import (
-    BuildContext,
-    BuildLog,
-    RetryPolicy,
-    build_context,
-    choose_tag,
-    classify_failure,
-    context_hash,
-    estimate_model_bytes,
-    read_dockerignore,
-)
 from rpdeploy.errors import ConfigError, DockerError, RegistryError
 from rpdeploy.methods import Method
 from rpdeploy.output import RecordingReporter
-from rpdeploy.registry_auth import require_registry_auth, resolve_registry_auth
-from rpdeploy.scaffold import InitOptions, init_project, render_project
 from rpdeploy.secrets import MASK, redact
+from rpdeploy.worker.scaffold import InitOptions, init_project, render_project
 from tests.conftest import CliRunnerFn
 
 BuildCli = Callable[..., Result]

@@ -20,12 +20,13 @@ from typing import Any
 
 import pytest
 
+from rpdeploy.build.engine import connect
+from rpdeploy.build.push import RetryPolicy, push_image
+from rpdeploy.build.registry_auth import RegistryAuth
 from rpdeploy.config import Config
-from rpdeploy.docker_ops import RetryPolicy, connect, push_image
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.errors import RegistryError
-from rpdeploy.ledger import Ledger
 from rpdeploy.output import RecordingReporter
-from rpdeploy.registry_auth import RegistryAuth
 from rpdeploy.secrets import Secret
 from tests.support.services import BaseImages, Registry
 from tests.test_build import BuildCli, build_cli, no_docker_login, write_project  # noqa: F401  # noqa: F811

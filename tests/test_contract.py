@@ -159,7 +159,7 @@ def test_no_prompts_without_a_person(
     if args == ("init",):
         (method1 / "deploy.yaml").unlink()
     if args == ("rollback",):  # something to roll back to, or it would say so without asking anything
-        from rpdeploy.ledger import Ledger
+        from rpdeploy.deploy.ledger import Ledger
 
         ledger = Ledger.load(method1 / ".rpdeploy")
         ledger.history += [{"at": 1.0, "image": "a@sha256:1"}, {"at": 2.0, "image": "b@sha256:2"}]

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from rpdeploy import gpus, versions
+from rpdeploy import versions
 from rpdeploy.config import Config, parse_config
-from rpdeploy.cost import (
+from rpdeploy.preflight import gpus
+from rpdeploy.preflight.cost import (
     DECODE_EFFICIENCY,
     decode_tokens_per_second,
     estimate_cold_start,

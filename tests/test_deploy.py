@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from rpdeploy.deploy.ledger import Ledger
+from rpdeploy.deploy.lock import DeployLock
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
-from rpdeploy.lock import DeployLock
 from tests.conftest import ROOT, CliRunnerFn, mutations
 
 METHOD1_STAGES = ["account", "template", "gpu", "endpoint", "smoke-test"]

@@ -308,7 +308,7 @@ def test_rollback_walks_back_one_deployment_at_a_time(
     assert plan["changes_pending"] is True and plan["image"]["image"] == c[0]
     [operation] = plan["operations"]
     assert operation["kind"] == "update-template"
-    # The image, and with it the release the template names (rpdeploy/release.py).
+    # The image, and with it the release the template names (rpdeploy/runpod/release.py).
     image_change, release_change = operation["changes"]
     assert image_change == {"field": "image", "old": b[0], "new": c[0]}
     assert release_change["field"] == "env.RPDEPLOY_RELEASE" and release_change["old"] != release_change["new"]

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from tests.conftest import CliRunnerFn
 from tests.support.deploy_fixtures import (
     ENV_FILE,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 
 from rpdeploy.config import load_config
-from rpdeploy.ledger import Ledger
+from rpdeploy.deploy.ledger import Ledger
+from rpdeploy.deploy.stages import STAGES, Context, DeployOptions
 from rpdeploy.output import NullReporter
-from rpdeploy.stages import STAGES, Context, DeployOptions
 from tests.support.deploy_fixtures import write_deploy_project
 
 BUILD = next(stage for stage in STAGES if stage.name == "build")

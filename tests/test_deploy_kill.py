@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from rpdeploy.deploy.ledger import StageRecord
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import StageRecord
 from tests.conftest import CliRunnerFn
 from tests.support.deploy_fixtures import (
     ALL_STAGES,

@@ -17,25 +17,17 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from rpdeploy import gpus, models_table
 from rpdeploy.cli import boundary
 from rpdeploy.commands.check import check
 from rpdeploy.config import Config, load_config
 from rpdeploy.errors import ConfigError
-from rpdeploy.fit import (
-    GIB,
-    FitSettings,
-    ModelArch,
-    Verdict,
-    arch_from_config,
-    check_deployment,
-    estimate,
-    estimate_settings,
-    format_check,
-    load_arch,
-    parameter_breakdown,
-)
 from rpdeploy.output import RecordingReporter
+from rpdeploy.preflight import gpus, models_table
+from rpdeploy.preflight.arch import GIB, ModelArch, arch_from_config, parameter_breakdown
+from rpdeploy.preflight.check import check_deployment, format_check
+from rpdeploy.preflight.estimate import estimate, estimate_settings
+from rpdeploy.preflight.memory import FitSettings, Verdict
+from rpdeploy.preflight.sources import load_arch
 
 TOKEN = "hf_not_a_real_token_4f9c2e"
 

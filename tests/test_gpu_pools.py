@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from rpdeploy import gpus
 from rpdeploy.emulator import Emulator
-from rpdeploy.gpus import GpuSelection
+from rpdeploy.preflight import gpus
+from rpdeploy.preflight.gpus import GpuSelection
 from tests.conftest import CliRunnerFn, mutations
 from tests.test_endpoint import errors_in, write_config
 

@@ -452,7 +452,7 @@ def test_smoke_test_url_gets_the_key_only_when_it_is_runpod_or_configured(
     ],
 )
 def test_which_urls_may_have_the_key(url: str, allowed: bool) -> None:
-    from rpdeploy.smoke import key_allowed
+    from rpdeploy.deploy.smoke import key_allowed
 
     assert key_allowed(url, "http://127.0.0.1:8765/v2")[0] is allowed
 
@@ -482,7 +482,7 @@ def test_deleting_the_state_folder_does_not_split_the_lock(
     (project / "deploy.yaml").write_text(REFERENCE)
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom pathlib import Path\nfrom rpdeploy.lock import DeployLock\n"
+         "import sys, time\nfrom pathlib import Path\nfrom rpdeploy.deploy.lock import DeployLock\n"
          "with DeployLock(Path('.rpdeploy'), command='deploy'):\n    print('held', flush=True)\n    time.sleep(60)\n"],
         cwd=project, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )  # fmt: skip

@@ -1,7 +1,7 @@
 """backend.integration_test: the request, how it is sent (on a host, or from here) and how its answer is judged.
 
-The sending is exercised for real: the host script (rpdeploy.integration._SEND) runs under
-``sh`` on this machine through rpdeploy.remote.LocalHost, once with curl and once with only
+The sending is exercised for real: the host script (rpdeploy.backend.integration._SEND) runs under
+``sh`` on this machine through rpdeploy.backend.host.LocalHost, once with curl and once with only
 python3 on PATH, against a small HTTP server that records what it received. The SSH path, the
 systemd host and the rollback are in tests/test_deploy_e2e_cutover.py.
 """
@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from rpdeploy import remote
+from rpdeploy.backend import host as remote
+from rpdeploy.backend.integration import _send_on_host, find, judge, run_integration_test
 from rpdeploy.config import parse_config
 from rpdeploy.errors import ConfigError
-from rpdeploy.integration import _send_on_host, find, judge, run_integration_test
 from tests.conftest import ROOT
 
 TOKEN = "Bearer integration-token-5e1a9c"

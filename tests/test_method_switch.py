@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from rpdeploy.emulator import Emulator
-from rpdeploy.scaffold import KEPT_IMAGE_MARK
+from rpdeploy.worker.scaffold import KEPT_IMAGE_MARK
 from tests.conftest import CliRunnerFn
 
 MY_NOTES = "# my notes: the 7B model is what the product team tested\n"
@@ -112,7 +112,7 @@ def test_plan_shows_the_switch(cli: CliRunnerFn, project: Path, runpod_emulator:
     changes = {c["field"]: (c["old"], c["new"]) for c in operation["changes"]}
     assert set(changes) == {"image", "env.RPDEPLOY_RELEASE", "env.VLLM_EXTRA_ARGS"}
     assert changes["image"][0] == "runpod/worker-v1-vllm:v2.25.2"
-    # A new image is a new release; vLLM's fingerprint flags are worker-vllm's only (rpdeploy/release.py).
+    # A new image is a new release; vLLM's fingerprint flags are worker-vllm's only (rpdeploy/runpod/release.py).
     old_release, new_release = changes["env.RPDEPLOY_RELEASE"]
     assert old_release != new_release and new_release.startswith("rel-")
     assert changes["env.VLLM_EXTRA_ARGS"] == (f"--fingerprint-mode custom --fingerprint-value {old_release}", None)

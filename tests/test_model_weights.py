@@ -19,7 +19,7 @@ import yaml
 from rpdeploy.config import WeightsSource, parse_config
 from rpdeploy.emulator import Emulator
 from rpdeploy.errors import ConfigError
-from rpdeploy.render import WorkerContext, render_worker
+from rpdeploy.worker.render import WorkerContext, render_worker
 from tests.conftest import CliRunnerFn, mutations
 
 MODEL = "Qwen/Qwen2.5-7B-Instruct"

@@ -1,4 +1,4 @@
-"""A normal (non-editable) install finds templates/ inside the wheel; start-up stays light."""
+"""A normal (non-editable) install finds templates/ and the host scripts in the wheel; start-up stays light."""
 
 from __future__ import annotations
 
@@ -21,13 +21,23 @@ def test_wheel_ships_templates_and_init_works_from_a_fresh_venv(tmp_path: Path) 
     names = zipfile.ZipFile(wheel).namelist()
     assert "rpdeploy/templates/worker/custom-handler/handler.py.j2" in names
     assert "rpdeploy/templates/deploy.yaml.j2" in names
+    # The backend's host scripts are files of the package, read at import time.
+    host_scripts = sorted((ROOT / "rpdeploy" / "backend" / "scripts").glob("*.sh"))
+    shipped = {"inspect.sh", "write.sh", "restore.sh", "restart.sh", "integration.sh"}
+    assert {path.name for path in host_scripts} >= shipped
+    assert all(f"rpdeploy/backend/scripts/{path.name}" in names for path in host_scripts), names
 
     venv = tmp_path / "venv"
     # System site-packages provide the dependencies (offline); the wheel itself is installed
     # into the venv, which comes first on sys.path.
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--no-deps", "--no-index", str(wheel)], check=True)
-    probe = "import rpdeploy.render as r; print(r.__file__); print(r.templates_dir())"
+    probe = (
+        "import rpdeploy.worker.render as r\n"
+        "import rpdeploy.backend.session as s\n"
+        "print(r.__file__); print(r.templates_dir()); print(s.__file__)\n"
+        "assert s._WRITE.startswith('#!/bin/sh')"
+    )
     where = subprocess.run(
         [str(venv / "bin" / "python"), "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path
     ).stdout.split()

@@ -138,7 +138,7 @@ def test_the_quickstart_works_as_written_from_a_fresh_install(tmp_path: Path) ->
     # `rpdeploy status` right after shows what the deploy made, not "every stage pending".
     status = out.split("stages run:", 1)[1]
     assert "Emulator sandbox" in status and "no endpoint recorded yet" not in status
-    assert re.search(r"^  smoke-test +done", status, re.MULTILINE)
+    assert re.search(r"^ +11a +smoke-test +done", status, re.MULTILINE)
     assert "Smoke test of" in out and "PASSED" in out
 
 

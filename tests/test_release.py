@@ -1,4 +1,4 @@
-"""Release ids (rpdeploy/release.py): what makes one, how the template carries it, how answers name it.
+"""Release ids (rpdeploy/runpod/release.py): what makes one, how the template carries it, how answers name it.
 
 The method-1 path is checked against the upstream code it relies on, run for real where it is
 pure Python: worker-vllm's own ``build_vllm_args`` (at the pinned tag, from its git directory)
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from rpdeploy import release
 from rpdeploy.config import parse_config
+from rpdeploy.runpod import release
 from rpdeploy.runpod.deployment import desired_template
 from rpdeploy.secrets import Secret
 

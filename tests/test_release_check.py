@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from tests.conftest import ROOT, CliRunnerFn
 
 
@@ -188,7 +188,7 @@ def test_an_old_workers_answer_is_refused_until_the_new_release_answers(
 
 
 def release_of(output: Any) -> str | None:
-    from rpdeploy.release import from_job_output
+    from rpdeploy.runpod.release import from_job_output
 
     return from_job_output(output)
 

@@ -13,7 +13,7 @@ import yaml
 
 from rpdeploy.config import parse_config
 from rpdeploy.errors import TemplateError
-from rpdeploy.render import (
+from rpdeploy.worker.render import (
     InitContext,
     WorkerContext,
     dockerfile_shell_word,

@@ -20,9 +20,9 @@ from typing import Any
 import httpx
 import pytest
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.gpus import GpuSelection
-from rpdeploy.ledger import Ledger
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.runpod.models import EndpointSpec, EnvVar, TemplateSpec
 from rpdeploy.runpod.rest import RestControlPlane, endpoint_create_body, endpoint_patch_body
 from rpdeploy.secrets import Secret

@@ -354,7 +354,7 @@ def test_no_secret_leaks_anywhere(
     assert argv_watch.samples > 50  # the watcher really ran through the commands
 
     # The pushed image: history, config and every file of every layer.
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
 
     pushed = Ledger.load(audit.project / ".rpdeploy").output("push", "image")
     assert pushed, "deploy pushed an image"

@@ -17,9 +17,9 @@ import pytest
 import yaml
 from typer.testing import Result
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
 from rpdeploy.emulator.model import full_answer
-from rpdeploy.ledger import Ledger
 from tests.conftest import ROOT, CliRunnerFn
 
 IMAGE = "registry.example/acme/qwen-worker@sha256:" + "cd" * 32
@@ -295,10 +295,10 @@ def test_a_rate_limited_submit_is_sent_again_after_retry_after(
 def test_a_failing_status_poll_is_asked_again(method1: str, runpod_emulator: Emulator) -> None:
     import time
 
+    from rpdeploy.deploy.smoke import SmokeSettings, run_smoke
     from rpdeploy.methods import Method
     from rpdeploy.runpod.invoke import InvokeClient
     from rpdeploy.secrets import Secret
-    from rpdeploy.smoke import SmokeSettings, run_smoke
 
     runpod_emulator.faults.cold_start(3.5)
     pauses: list[float] = []
@@ -481,18 +481,18 @@ def test_url_of_a_runpod_endpoint_outside_a_project_uses_runpod_api_key(
 def test_deploy_runs_the_same_smoke_test_as_its_last_stage(
     cli: CliRunnerFn, project: Path, runpod_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import rpdeploy.smoke
+    import rpdeploy.deploy.smoke
 
     write_config(project, 1)
     calls: list[tuple[Any, Any]] = []
-    real = rpdeploy.smoke.run_smoke
+    real = rpdeploy.deploy.smoke.run_smoke
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         result = real(*args, **kwargs)
         calls.append((args, result))
         return result
 
-    monkeypatch.setattr(rpdeploy.smoke, "run_smoke", spy)
+    monkeypatch.setattr(rpdeploy.deploy.smoke, "run_smoke", spy)
     events = [json.loads(line) for line in cli("deploy", "--json").stdout.splitlines()]
     [(args, result)] = calls
     client, method, settings = args[:3]
@@ -526,7 +526,7 @@ def test_deploy_runs_the_same_smoke_test_as_its_last_stage(
     ],
 )
 def test_diagnose(health: dict[str, Any] | None, state: str, expected: str) -> None:
-    from rpdeploy.smoke import diagnose
+    from rpdeploy.deploy.smoke import diagnose
 
     assert diagnose(health, state).startswith(expected)
 
@@ -542,9 +542,9 @@ def test_diagnose(health: dict[str, Any] | None, state: str, expected: str) -> N
 def test_a_broken_stream_fails_its_check(events: list[str], message: str) -> None:
     import httpx
 
+    from rpdeploy.deploy.smoke import Runner, SmokeSettings, _openai_stream
     from rpdeploy.output import NullReporter
     from rpdeploy.runpod.invoke import InvokeClient
-    from rpdeploy.smoke import Runner, SmokeSettings, _openai_stream
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, text="\n\n".join(events) + "\n\n", headers={"Content-Type": "text/event-stream"})

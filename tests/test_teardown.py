@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from tests.conftest import CliRunnerFn, mutations
 from tests.support.deploy_fixtures import this_checkout
 from tests.test_endpoint import document, errors_in, no_secrets, write_config

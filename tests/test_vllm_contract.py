@@ -22,7 +22,7 @@ import pytest
 
 from rpdeploy import versions
 from rpdeploy.config import parse_config
-from rpdeploy.render import WorkerContext, render_worker
+from rpdeploy.worker.render import WorkerContext, render_worker
 from tests.conftest import ROOT, STANDINS
 from tests.support.vllm_contract import (
     CONTRACTS,

@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from rpdeploy.config import parse_config
-from rpdeploy.render import WorkerContext, render_worker
+from rpdeploy.worker.render import WorkerContext, render_worker
 from tests.conftest import STANDINS
 
 CONFIG = """\

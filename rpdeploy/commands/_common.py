@@ -99,11 +99,11 @@ def config_path(path: Path) -> Path:
 
     ``--config PATH`` (or ``RPDEPLOY_CONFIG``) is taken as given. Left at its default, the
     nearest deploy.yaml in this folder or a parent folder is used, the way git finds its
-    repository (``rpdeploy.project.find_config``); when there is none, the default path stays.
+    repository (``rpdeploy.deploy.project.find_config``); when there is none, the default path stays.
     """
     if not _searches(path):
         return path
-    from rpdeploy.project import display_path, find_config
+    from rpdeploy.deploy.project import display_path, find_config
 
     found = find_config(Path.cwd(), path.name)
     return Path(display_path(found)) if found is not None else path

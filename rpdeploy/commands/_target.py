@@ -61,9 +61,9 @@ def target(
         yield config, dict(os.environ), config.state_dir
         return
     from rpdeploy.config import ApiKeyRef
+    from rpdeploy.deploy.project import display_path
     from rpdeploy.emulator import Emulator, ids
     from rpdeploy.emulator.sandbox import ACCOUNT_FILE, emulator_settings, load_account, save_account
-    from rpdeploy.project import display_path
 
     folder = sandbox_dir(config)
     port, saved = emulator_settings(folder / ACCOUNT_FILE)

@@ -60,7 +60,7 @@ def _project_endpoint(cfg: Config, given: str | None, out: Reporter, *, backend:
             f"{cfg.path} has no backend: section",
             hint="add one (host, mode, service, health_url...); `rpdeploy init --backend-host user@host` writes it",
         )
-    from rpdeploy.project import deployed_endpoint
+    from rpdeploy.deploy.project import deployed_endpoint
 
     found = deployed_endpoint(cfg)
     out.info(f"Using {found.describe()}")

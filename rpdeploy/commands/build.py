@@ -18,7 +18,7 @@ from rpdeploy.commands._common import (
 from rpdeploy.output import format_bytes
 
 if TYPE_CHECKING:
-    from rpdeploy.docker_ops import BuildPushResult
+    from rpdeploy.build.pipeline import BuildPushResult
 
 PushOption = Annotated[bool, typer.Option("--push", help="Push the image to image.registry and record its digest.")]
 TagOption = Annotated[
@@ -34,14 +34,14 @@ PlatformOption = Annotated[
 
 
 def _check_tag(tag: str | None) -> None:
-    from rpdeploy.docker_ops import tag_problem
+    from rpdeploy.build.tags import tag_problem
 
     if tag is not None and (problem := tag_problem(tag)):
         raise typer.BadParameter(problem, param_hint="--tag")
 
 
 def _check_platform(platform: str | None) -> None:
-    from rpdeploy.docker_ops import platform_problem
+    from rpdeploy.build.tags import platform_problem
 
     if platform is not None and (problem := platform_problem(platform)):
         raise typer.BadParameter(problem, param_hint="--platform")
@@ -105,7 +105,7 @@ def build(
         )
         emit(json_output, {"built": False, "reason": "prebuilt image", "image": versions.WORKER_VLLM_IMAGE}, text)
         return
-    from rpdeploy.docker_ops import build_and_push
+    from rpdeploy.build.pipeline import build_and_push
 
     result = build_and_push(
         cfg,

@@ -50,7 +50,8 @@ def check(
       rpdeploy check --requests-per-day 5000
       rpdeploy check -n 5000 --latency 4 --offline --json
     """
-    from rpdeploy.fit import DoesNotFitError, Verdict, check_deployment, format_check
+    from rpdeploy.preflight.check import DoesNotFitError, check_deployment, format_check
+    from rpdeploy.preflight.memory import Verdict
 
     cfg = load(config)
     out = reporter()

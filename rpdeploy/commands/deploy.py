@@ -26,11 +26,11 @@ from rpdeploy.output import can_prompt, print_json, printable
 
 if TYPE_CHECKING:
     from rpdeploy.config import Config
-    from rpdeploy.stages import DeployResult
+    from rpdeploy.deploy.stages import DeployResult
 
 
 def _stage_names(incomplete: str) -> list[str]:
-    from rpdeploy.stages import STAGE_NAMES
+    from rpdeploy.deploy.stages import STAGE_NAMES
 
     return [name for name in STAGE_NAMES if name.startswith(incomplete)]
 
@@ -38,7 +38,7 @@ def _stage_names(incomplete: str) -> list[str]:
 def _confirm_cost(config: Config, yes: bool) -> None:
     if config.endpoint.workers_min == 0 or yes:
         return
-    from rpdeploy.cost import estimate_cost, format_money
+    from rpdeploy.preflight.cost import estimate_cost, format_money
 
     # The price is in the question: a person answers knowing the bill (built-in table, no network).
     cost = estimate_cost(config)
@@ -102,7 +102,7 @@ def deploy(
       rpdeploy deploy --json > events.ndjson  # in CI
       rpdeploy deploy --from endpoint --force
     """
-    from rpdeploy.stages import DeployOptions, run_deploy
+    from rpdeploy.deploy.stages import DeployOptions, run_deploy
 
     cfg = load(config)
     _confirm_cost(cfg, yes)
@@ -192,7 +192,7 @@ def plan(
       rpdeploy plan
       rpdeploy plan --json --detailed-exitcode   # exit 20 when changes are pending
     """
-    from rpdeploy.planning import format_plan, make_plan
+    from rpdeploy.deploy.planning import format_plan, make_plan
 
     cfg = load(config)
     with target(cfg, emulator, real_backend=real_backend) as (effective, environ, state_dir):
@@ -222,8 +222,8 @@ def status(
       rpdeploy status --json
     """
     from rpdeploy.commands._target import sandbox_dir
-    from rpdeploy.ledger import Ledger
-    from rpdeploy.planning import format_status, gather_status
+    from rpdeploy.deploy.ledger import Ledger
+    from rpdeploy.deploy.planning import format_status, gather_status
 
     cfg = load(config)
     note = None
@@ -264,7 +264,7 @@ def destroy(
       rpdeploy destroy
       rpdeploy destroy --yes --restore-backend
     """
-    from rpdeploy.planning import destroy_deployment
+    from rpdeploy.deploy.planning import destroy_deployment
 
     cfg = load(config)
     if not yes:
@@ -302,7 +302,7 @@ def rollback(
       rpdeploy rollback
       rpdeploy rollback --yes --json
     """
-    from rpdeploy.planning import RollbackResult, nothing_to_roll_back, rollback_deployment
+    from rpdeploy.deploy.planning import RollbackResult, nothing_to_roll_back, rollback_deployment
 
     cfg = load(config)
     reason = nothing_to_roll_back(cfg)  # known before anything is asked

@@ -32,7 +32,7 @@ def doctor(
       rpdeploy doctor
       rpdeploy doctor --json
     """
-    from rpdeploy.doctor import format_doctor, run_doctor
+    from rpdeploy.deploy.doctor import format_doctor, run_doctor
 
     cfg = load(config)
     result = run_doctor(cfg, reporter=reporter(verbose=verbose))

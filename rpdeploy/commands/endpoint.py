@@ -43,8 +43,8 @@ NOT_PUSHED = "<the image `rpdeploy build --push` will push>"
 def _image(config: Config, image: str | None, state_dir: Path, *, dry_run: bool) -> str | None:
     if image or not config.method.builds_image:
         return image
+    from rpdeploy.deploy.ledger import Ledger
     from rpdeploy.errors import MissingValueError
-    from rpdeploy.ledger import Ledger
 
     pushed = Ledger.load(state_dir).output("push", "image")
     if pushed:
@@ -67,7 +67,7 @@ def _ensure(
     command: str,
     emulator: bool = False,
 ) -> tuple[Config, EnsureResult]:
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
     from rpdeploy.runpod.deployment import connect, ensure_endpoint, ownership
 
     loaded = load(config_path)
@@ -225,8 +225,8 @@ def get(
       rpdeploy endpoint get --emulator   # after `rpdeploy deploy --emulator`
       rpdeploy endpoint get --json
     """
+    from rpdeploy.deploy.ledger import Ledger
     from rpdeploy.errors import ApiError
-    from rpdeploy.ledger import Ledger
     from rpdeploy.runpod.deployment import connect, describe_gpus, endpoint_urls, find_endpoint
 
     loaded = load(config)
@@ -330,10 +330,10 @@ def delete(
       rpdeploy endpoint delete --dry-run
       rpdeploy endpoint delete --yes
     """
-    from rpdeploy.ledger import Ledger
-    from rpdeploy.lock import DeployLock
+    from rpdeploy.deploy.ledger import Ledger
+    from rpdeploy.deploy.lock import DeployLock
+    from rpdeploy.deploy.teardown import delete_deployment, pending_delete
     from rpdeploy.runpod.deployment import connect, ownership, plan_delete
-    from rpdeploy.teardown import delete_deployment, pending_delete
 
     loaded = load(config)
     with (

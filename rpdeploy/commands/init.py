@@ -16,7 +16,7 @@ from rpdeploy.output import can_prompt
 if TYPE_CHECKING:
     from rpdeploy.config import Config
     from rpdeploy.output import Reporter
-    from rpdeploy.scaffold import InitOptions, InitResult
+    from rpdeploy.worker.scaffold import InitOptions, InitResult
 
 DEFAULT_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 DEFAULT_HF_TOKEN = "HF_TOKEN"
@@ -95,7 +95,7 @@ def _existing(path: Path) -> Config | None:
 
 
 def _gated(model: str, out: Reporter) -> bool:
-    from rpdeploy.hub import model_gating
+    from rpdeploy.preflight.hub import model_gating
 
     gating = model_gating(model)
     if gating.gated:
@@ -166,7 +166,7 @@ def init(
       rpdeploy init -m 2 --repository acme/qwen-worker   # in a method-1 project: switch it
       rpdeploy init --backend-host ec2-user@10.0.0.5     # in a project: add the backend
     """
-    from rpdeploy.scaffold import InitOptions, conflicting, endpoint_name_for
+    from rpdeploy.worker.scaffold import InitOptions, conflicting, endpoint_name_for
 
     out = reporter()
     interactive = can_prompt() and not json_output and not yes
@@ -208,7 +208,7 @@ def init(
         raise FileConflictError(f"not overwriting {blocked}: changed since rpdeploy wrote it (or not written by it)")
 
     # A new project, or one whose deploy.yaml is rewritten from the flags (earlier values as defaults).
-    from rpdeploy.scaffold import answer_problem
+    from rpdeploy.worker.scaffold import answer_problem
 
     before = existing
     options = InitOptions(
@@ -294,7 +294,7 @@ def init(
         optional=True,
     )
     options = _with(_with(options, "backend_host", host), "backend_mode", backend_mode)
-    from rpdeploy.scaffold import init_project
+    from rpdeploy.worker.scaffold import init_project
 
     result = init_project(directory, options, force=force, reporter=out)
     _show(result, json_output)
@@ -323,7 +323,7 @@ def _edit(
 ) -> InitResult:
     """A project with a deploy.yaml: change what was asked in place (method, backend host, HF
     token variable), keep everything else, and bring the worker files up to date."""
-    from rpdeploy.scaffold import (
+    from rpdeploy.worker.scaffold import (
         FileResult,
         InitResult,
         WriteResult,

@@ -53,11 +53,11 @@ def logs(
       rpdeploy logs --worker 8g3n5t6r --since 10m --json
       rpdeploy logs --endpoint-id abc123def456gh
     """
+    from rpdeploy.deploy.project import deployed_endpoint
     from rpdeploy.errors import ApiError
-    from rpdeploy.fleet import format_line, logs, parse_since, pick_worker
     from rpdeploy.output import print_json, printable
-    from rpdeploy.project import deployed_endpoint
     from rpdeploy.runpod.deployment import connect
+    from rpdeploy.runpod.fleet import format_line, logs, parse_since, pick_worker
 
     loaded = load(config)
     out = reporter()

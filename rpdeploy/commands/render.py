@@ -16,7 +16,7 @@ def render(config: ConfigOption = DEFAULT_CONFIG, force: ForceOption = False, js
     \b
       rpdeploy render
     """
-    from rpdeploy.scaffold import render_project
+    from rpdeploy.worker.scaffold import render_project
 
     cfg = load(config)
     result = render_project(cfg, force=force, reporter=reporter())

@@ -28,8 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from rpdeploy.config import Config
+    from rpdeploy.deploy.smoke import ReleaseCheck, SmokeResult
     from rpdeploy.output import Reporter
-    from rpdeploy.smoke import ReleaseCheck, SmokeResult
 
 
 def _release_check(
@@ -43,9 +43,9 @@ def _release_check(
     """For this project's deployed endpoint: the release its last deploy made (from the ledger)."""
     if cfg is None or url:
         return None
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
+    from rpdeploy.deploy.smoke import release_check
     from rpdeploy.runpod.deployment import connect
-    from rpdeploy.smoke import release_check
 
     ledger = Ledger.load(state_dir or cfg.state_dir)
     expected = ledger.extra.get("release")
@@ -176,10 +176,10 @@ def smoke_test(
       python worker/handler.py --rp_serve_api --rp_api_port 8000 &
       rpdeploy smoke-test --url http://localhost:8000
     """
+    from rpdeploy.deploy.smoke import SmokeSettings, format_report, resolve_target, run_smoke, write_junit
     from rpdeploy.methods import Method
     from rpdeploy.runpod.invoke import InvokeClient
     from rpdeploy.secrets import Secret
-    from rpdeploy.smoke import SmokeSettings, format_report, resolve_target, run_smoke, write_junit
 
     cfg = None
     path = config_path(config)  # deploy.yaml here or in a parent folder (a worker started from worker/)
@@ -192,7 +192,7 @@ def smoke_test(
     if emulator:
         if cfg is None or url:
             raise typer.BadParameter("tests the sandbox endpoint of deploy.yaml, so no --url", param_hint="--emulator")
-        from rpdeploy.project import deployed_endpoint
+        from rpdeploy.deploy.project import deployed_endpoint
 
         cfg, environ, ledger_dir = keep_open(sandbox(cfg, True, quiet=True))
         endpoint_id = endpoint_id or deployed_endpoint(cfg, state_dir=ledger_dir, environ=environ).endpoint_id
@@ -231,8 +231,8 @@ def smoke_test(
     if not result.passed:
         failed = next(c for c in result.checks if not c.passed)
         if cfg is not None and not target.local and not url:
-            from rpdeploy.fleet import explain_failure
             from rpdeploy.runpod.deployment import connect
+            from rpdeploy.runpod.fleet import explain_failure
 
             expected = check.expected if check is not None else None
             with connect(cfg, environ, reporter=out) as cp:

@@ -42,8 +42,8 @@ def _warnings(cfg: Config, shown: str) -> list[str]:
     """What deploy.yaml allows but a deploy would trip on, each at its line (no network: the
     gated-model check uses the built-in table here; `check` and `doctor` ask the Hub)."""
     from rpdeploy.config import field_location
-    from rpdeploy.hub import token_problem
-    from rpdeploy.scaffold import PLACEHOLDER_NAMESPACE
+    from rpdeploy.preflight.hub import token_problem
+    from rpdeploy.worker.scaffold import PLACEHOLDER_NAMESPACE
 
     out = []
     if cfg.image is not None and cfg.image.repository.startswith(f"{PLACEHOLDER_NAMESPACE}/"):

@@ -6,6 +6,11 @@ an SDL written from RunPod's public clients, enforces the validation rules RunPo
 and simulates workers (cold start, concurrency, idle timeout) running a deterministic
 stand-in model in the shape of each deployment method's worker. See ``emulator.py`` for
 the entry point, ``faults.py`` for the failure switches and ``server.py`` for the admin API.
+
+Owns: everything the look-alike does. May import: the ground floor, ``rpdeploy.runpod.schema``
+(RunPod's GraphQL schema, shared with the client) and ``rpdeploy.preflight`` with
+``rpdeploy.preflight.models_table`` (the cold-start estimate). Only the commands that start it
+(``rpdeploy emulator``, ``deploy --emulator``) and the tests import it.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ A new worker waits ``FleetConfig.cold_start`` seconds (the image pull and engine
 start has) plus the time its weights take, times ``FleetConfig.weights_scale`` (0 turns the
 weights part off; 1 is RunPod's speed as rpdeploy estimates it; the emulator command uses a
 small scale so a "download" is visibly slower without real minutes). The figures are
-:mod:`rpdeploy.cost`'s, each with its source there; what decides the strategy follows RunPod:
+:mod:`rpdeploy.preflight.cost`'s, each with its source there; what decides the strategy follows RunPod:
 
 * the endpoint names the model in ``modelReferences`` (RunPod's model cache): the weights are
   on the host before the worker starts (docs serverless/endpoints/model-caching.mdx: "Runpod
@@ -17,7 +17,7 @@ small scale so a "download" is visibly slower without real minutes). The figures
 * otherwise every worker downloads the weights from the Hub.
 
 The model's size comes from rpdeploy's built-in table of ``config.json`` values
-(:mod:`rpdeploy.models_table`); a model it does not know counts as ``UNKNOWN_MODEL_BYTES``.
+(:mod:`rpdeploy.preflight.models_table`); a model it does not know counts as ``UNKNOWN_MODEL_BYTES``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 
-from rpdeploy import cost
 from rpdeploy.emulator.state import EmulatorState, Endpoint
+from rpdeploy.preflight import cost
 
 #: The size assumed for a model the built-in table does not know.
 UNKNOWN_MODEL_BYTES = 1_000_000_000
@@ -51,8 +51,8 @@ class WorkerStart:
 @cache
 def model_bytes(name: str) -> int:
     """The weights' size of a model rpdeploy's table knows (parameters x bytes per parameter)."""
-    from rpdeploy import models_table
-    from rpdeploy.fit import arch_from_config
+    from rpdeploy.preflight import models_table
+    from rpdeploy.preflight.arch import arch_from_config
 
     found = models_table.find_builtin(name)
     if found is None:

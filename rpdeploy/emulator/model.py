@@ -28,7 +28,7 @@ The OpenAI objects carry the fields vLLM 0.27.1's server writes (model_dump() of
 vllm/entrypoints/openai/{chat_completion,completion,engine}/protocol.py; stream chunks with
 exclude_unset, as chat_completion/serving.py and completion/serving.py set them).
 
-Every answer says which release it came from (rpdeploy/release.py), from the env the worker
+Every answer says which release it came from (rpdeploy/runpod/release.py), from the env the worker
 started with: ``system_fingerprint`` on whole answers and on a stream's last chunk (vLLM
 0.27.1 stamps it there: chat_completion/serving.py, completion/serving.py). Method 1 writes it
 when ``VLLM_EXTRA_ARGS`` holds ``--fingerprint-mode custom --fingerprint-value X`` (worker-vllm

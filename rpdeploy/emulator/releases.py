@@ -3,8 +3,9 @@
 A release is a versioned configuration snapshot with a ``diff`` of what changed (RunPod's
 OpenAPI document for v2, ``listEndpointReleases`` and ``Release``). The emulator records one
 when an endpoint is created and each time its version goes up, whichever API made the change:
-GraphQL (``control.py``: a template update, new GPUs, another template, the volumes or the
-cached model) or REST (``rest.py``: the container settings, GPUs, CUDA, volumes or flashboot).
+GraphQL (``graphql_templates.py``, ``graphql_endpoints.py``: a template update, new GPUs,
+another template, the volumes or the cached model) or REST (``rest.py``: the container
+settings, GPUs, CUDA, volumes or flashboot).
 What v2 puts in ``diff[].field`` is not settled (its description names GraphQL fields like
 ``template.imageName``, its example ``workers.max``); the emulator uses v2's own names.
 """

@@ -2,14 +2,10 @@
 ``/v2/catalog/gpus``), over the same account state as the GraphQL one (``control.py``).
 
 The contract is RunPod's own OpenAPI document for v2 (``rpdeploy/runpod/openapi-v2.json``:
-``runpod/docs`` ``api-reference-v2/openapi.json``, 2026-08-18). Request bodies are validated
-against its schemas with a JSON Schema 2020-12 validator, as RunPod's front door does: a body
-that does not match (an unknown field under ``unevaluatedProperties: false``, a missing
-required field, a wrong type) is a 422 whose ``errors[]`` read like RunPod's ("$: additional
-properties 'bogus' not allowed", "$: missing property 'name'": the migration notes RunPod
-verified against the live API, runpod-plugins-official ``runpod-migrate/reference/
-breaking-changes.md``). Errors are RFC 9457 problem documents. Business rules the document
-states in prose are enforced after that, each with its source; "emulator rule" marks ours.
+``runpod/docs`` ``api-reference-v2/openapi.json``, 2026-08-18): requests are validated against
+it and answered in its shapes by ``rest_shapes.py``. Business rules the document states in
+prose are enforced here, each with its source; "emulator rule" marks ours. The workers of an
+endpoint, its releases and the workers' log streams are ``rest_logs.py``'s.
 
 One account, two APIs: an endpoint made here is a GraphQL endpoint too, and the other way
 round. Every endpoint has a bound template holding its container (what RunPod's
@@ -21,50 +17,35 @@ endpoint; REST shows its settings on the endpoint and no ``templateId``. A PATCH
 the container, the GPUs or CUDA, the volumes or flashboot makes a new release (version + 1:
 ``updateEndpoint``, "container-affecting changes ... create a new endpoint release"); workers,
 scaling and timeout apply in place.
-
-Worker logs (``/workers/{workerId}/logs``) are an SSE stream made from what the fleet did:
-the worker's start (host, image pull, where its weights came from: the cold start), its
-readiness, and each job it ran, with the job's error. Each event's id is its line's time, as
-the document's schema has it (``Last-Event-ID`` is a date-time; its example id, with a
-``/<sequence>`` suffix, is not one), a microsecond apart at least so no two lines share one.
-The stream replays ``tail`` lines (``since``/``Last-Event-ID``, exclusive, resume), then
-stays open for new lines while the worker lives;
-it closes after ``STREAM_IDLE`` seconds without one (an emulator rule: RunPod's never
-closes, and a client reconnects with ``Last-Event-ID``).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
-from functools import cache
-from http import HTTPStatus
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from rpdeploy import gpus
 from rpdeploy.emulator import ids, releases
 from rpdeploy.emulator.invoke import Response
-from rpdeploy.emulator.state import EmulatorState, Endpoint, EnvVar, RegistryAuth, Template, Worker
+from rpdeploy.emulator.rest_logs import STREAM_IDLE, WorkerRoutes
+from rpdeploy.emulator.rest_shapes import (
+    RATE_LIMIT_HEADERS,
+    Refused,
+    endpoint_rest,
+    problem,
+    split,
+    template_rest,
+    validate,
+)
+from rpdeploy.emulator.state import EmulatorState, Endpoint, EnvVar, RegistryAuth, Template
+from rpdeploy.preflight import gpus
 
-PROBLEM = "application/problem+json"
-#: Seconds a log stream stays open without a new line (emulator rule, see the module docstring).
-STREAM_IDLE = 15.0
-#: Seconds between SSE comments on a quiet stream (emulator rule: how a reader that left is noticed).
-KEEP_ALIVE = 2.0
+__all__ = ["RestApi", "is_rest", "problem"]
+
 #: The v2 control-plane paths, told apart from the invoke API's /v2/{endpoint_id}/...
 ROOTS = ("serverless", "templates", "registries", "catalog")
-#: Rate-limit headers v2 sends on authenticated answers (RateLimitHeader, RateLimitPolicyHeader);
-#: the quotas are the document's examples, not RunPod's (unknown).
-RATE_LIMIT_HEADERS = (
-    ("RateLimit", '"minute";r=59;t=60, "hour";r=2999;t=3600, "day";r=49999;t=86400'),
-    ("RateLimit-Policy", '"minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400'),
-)
 _TYPES = {"QUEUE": "QB", "LOAD_BALANCER": "LB"}
-_FLASHBOOT = ("OFF", "FLASHBOOT", "PRIORITY_FLASHBOOT")
 
 
 def is_rest(path: str) -> bool:
@@ -73,257 +54,10 @@ def is_rest(path: str) -> bool:
     return len(parts) >= 2 and parts[0] == "v2" and parts[1] in ROOTS
 
 
-def problem(status: int, detail: str, errors: list[str] | None = None) -> Response:
-    """An RFC 9457 problem document (``ErrorResponse``)."""
-    body: dict[str, Any] = {"title": HTTPStatus(status).phrase, "status": status, "detail": detail}
-    if errors:
-        body["errors"] = errors
-    headers: tuple[tuple[str, str], ...] = (("Content-Type", PROBLEM),)
-    if status != 401:
-        headers += RATE_LIMIT_HEADERS
-    return Response(status, body, headers)
-
-
-class Refused(Exception):
-    def __init__(self, status: int, detail: str, errors: list[str] | None = None) -> None:
-        super().__init__(detail)
-        self.response = problem(status, detail, errors)
-
-
-# --- the document's schemas ----------------------------------------------------------------------
-
-
-@cache
-def document() -> dict[str, Any]:
-    from importlib import resources
-
-    text = resources.files("rpdeploy.runpod").joinpath("openapi-v2.json").read_text(encoding="utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-@cache
-def _validator(schema: str) -> Any:
-    from jsonschema import Draft202012Validator
-    from referencing import Registry, Resource
-    from referencing.jsonschema import DRAFT202012
-
-    uri = "urn:runpod:openapi-v2"
-    registry = Registry().with_resource(uri, Resource.from_contents(document(), default_specification=DRAFT202012))
-    return Draft202012Validator({"$ref": f"{uri}#/components/schemas/{schema}"}, registry=registry)
-
-
-def _where(path: Any) -> str:
-    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-
-
-def _words(error: Any) -> list[str]:
-    """A jsonschema error in the words RunPod's validator uses (see the module docstring)."""
-    where = _where(error.absolute_path)
-    if error.validator in ("unevaluatedProperties", "additionalProperties"):
-        # jsonschema names them in its message: "... ('a', 'b' were unexpected)".
-        found = re.search(r"\((.*) (?:was|were) unexpected\)", error.message)
-        names = found.group(1) if found else "?"
-        return [f"{where}: additional properties {names} not allowed"]
-    if error.validator == "required":
-        missing = [name for name in error.validator_value if name not in (error.instance or {})]
-        return [f"{where}: missing property '{name}'" for name in missing]
-    if error.context:  # oneOf/anyOf: the closest branch's failures say more
-        best = min(error.context, key=lambda e: len(list(e.absolute_path)) * -1)
-        return _words(best)
-    return [f"{where}: {error.message}"]
-
-
-def validate(schema: str, body: Any) -> None:
-    """Raise a 422 (RunPod's "Request validation failed.") unless ``body`` matches ``schema``."""
-    problems = sorted(_validator(schema).iter_errors(body), key=lambda e: list(map(str, e.absolute_path)))
-    if problems:
-        errors = [text for error in problems for text in _words(error)]
-        raise Refused(422, "Request validation failed.", list(dict.fromkeys(errors))[:20])
-
-
-# --- shapes --------------------------------------------------------------------------------------
-
-
-def _split(text: str | None) -> list[str]:
-    return [part.strip() for part in (text or "").split(",") if part.strip()]
-
-
-def template_rest(template: Template) -> dict[str, Any]:
-    """A template as ``Template`` (v2) shows it."""
-    return {
-        "id": template.id,
-        "name": template.name,
-        "image": template.image_name,
-        "args": template.docker_args,
-        "disk": template.container_disk_in_gb,
-        "mounts": {},
-        "ports": _split(template.ports),
-        "env": template.env_dict(),
-        "registry": template.container_registry_auth_id or None,
-        "serverless": template.is_serverless,
-        "public": template.is_public,
-        "category": template.category if template.category in ("CPU", "NVIDIA", "AMD") else "NVIDIA",
-        "startSsh": template.start_ssh,
-        "startJupyter": template.start_jupyter,
-        "allowedCudaVersions": [],
-    }
-
-
-def endpoint_rest(state: EmulatorState, endpoint: Endpoint, invoke_base: str) -> dict[str, Any]:
-    """An endpoint as ``Endpoint`` (v2) shows it: its bound template's container, no templateId."""
-    template = state.templates.get(endpoint.template_id)
-    selection = gpus.GpuSelection.parse(endpoint.gpu_ids)
-    workers: dict[str, Any] = {"min": endpoint.workers_min, "max": endpoint.workers_max}
-    if endpoint.scaler_type == "REQUEST_COUNT":
-        scaling: dict[str, Any] = {"type": "REQUEST_COUNT", "requestCount": endpoint.scaler_value}
-    else:
-        scaling = {"type": "QUEUE_DELAY", "queueDelay": endpoint.scaler_value}
-        workers["idleTimeout"] = endpoint.idle_timeout
-    base = f"{invoke_base}/{endpoint.id}"
-    data: dict[str, Any] = {
-        "id": endpoint.id,
-        "name": endpoint.name,
-        "type": "LOAD_BALANCER" if endpoint.type == "LB" else "QUEUE",
-        "image": template.image_name if template else "",
-        "args": template.docker_args if template else "",
-        "disk": max(1, template.container_disk_in_gb) if template else 1,
-        "env": template.env_dict() if template else {},
-        "ports": _split(template.ports) if template else [],
-        "registry": (template.container_registry_auth_id or None) if template else None,
-        "gpu": None
-        if endpoint.instance_ids
-        else {
-            "pools": sorted(selection.pools),
-            "excludedTypes": sorted(selection.exclusions),
-            "count": endpoint.gpu_count,
-            "allowedCudaVersions": _split(endpoint.allowed_cuda_versions),
-            "minCudaVersion": endpoint.min_cuda_version or None,
-        },
-        "workers": workers,
-        "scaling": scaling,
-        "dataCenterIds": _split(endpoint.locations),
-        "networkVolumes": list(endpoint.network_volume_ids),
-        "timeout": endpoint.execution_timeout_ms,
-        "flashboot": endpoint.flash_boot_type if endpoint.flash_boot_type in _FLASHBOOT else "OFF",
-        "createdAt": endpoint.created_at,
-        "requestUrls": {
-            "run": f"{base}/run",
-            "runSync": f"{base}/runsync",
-            "status": f"{base}/status/{{job_id}}",
-            "stream": f"{base}/stream/{{job_id}}",
-            "cancel": f"{base}/cancel/{{job_id}}",
-            "retry": f"{base}/retry/{{job_id}}",
-            "purgeQueue": f"{base}/purge-queue",
-            "health": f"{base}/health",
-        },
-    }
-    if data["gpu"] is None:
-        data.pop("gpu")
-    return data
-
-
-# --- logs ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LogEntry:
-    at: float  # emulator clock
-    source: str  # container | system
-    line: str
-
-
-def _rfc3339(epoch: float) -> str:
-    from datetime import datetime, timezone
-
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_time(text: str) -> float | None:
-    from datetime import datetime
-
-    try:
-        return datetime.fromisoformat(text.strip().replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-_WEIGHTS = {
-    "cached": "model weights found in RunPod's model cache on this host ({cache}): loading them from local disk",
-    "download": "downloading the model weights from the Hugging Face Hub",
-    "bake": "loading the model baked into the image",
-    "network-volume": "loading the model weights from the network volume",
-    "network-volume (first download)": "downloading the model weights onto the network volume (first worker)",
-}
-
-
-def worker_log(state: EmulatorState, endpoint: Endpoint, worker: Worker, placement: tuple[str, str]) -> list[LogEntry]:
-    """What the worker has logged by now, oldest first (state lock held)."""
-    gpu, data_center = placement
-    model = worker.env.get("MODEL_NAME") or worker.env.get("MODEL_PATH") or "(no MODEL_NAME)"
-    start = worker.started_at
-    release = worker.env.get("RPDEPLOY_RELEASE")
-    entries = [
-        LogEntry(start, "system", f"worker {worker.id} assigned to a {gpu} host in {data_center}"),
-        LogEntry(start, "system", f"pulling image {worker.image or '(none)'}"),
-        LogEntry(start, "container", f"cold start: {model}"),
-    ]
-    if worker.weights:
-        text = _WEIGHTS.get(worker.weights, worker.weights)
-        entries.append(LogEntry(start, "container", text.format(cache="/runpod-volume/huggingface-cache/hub")))
-    if worker.start_error is not None:
-        entries.append(LogEntry(start, "container", f"error: {worker.start_error}"))
-    if release:
-        entries.append(LogEntry(start, "container", f"release {release}"))
-    if worker.failed_at is not None:
-        # A release that cannot start (fault release_start_fail, emulator/rolling.py): the engine
-        # dies during its start and the worker is unhealthy until RunPod replaces it.
-        entries.append(
-            LogEntry(worker.failed_at, "container", "error: the worker failed to start: engine exited with code 1")
-        )
-    elif worker.ready or worker.ready_at <= state.clock():
-        entries.append(
-            LogEntry(worker.ready_at, "container", f"Worker ready (cold start {worker.ready_at - start:.1f}s).")
-        )
-    for job in state.jobs.values():
-        if job.worker_id != worker.id or job.started_at is None:
-            continue
-        entries.append(LogEntry(job.started_at, "container", f"job {job.id} started"))
-        if job.finished_at is not None and job.status.terminal:
-            if job.error:
-                entries.append(LogEntry(job.finished_at, "container", f"job {job.id} failed: {job.error}"))
-            else:
-                took = round((job.finished_at - job.started_at) * 1000)
-                entries.append(
-                    LogEntry(job.finished_at, "container", f"job {job.id} {job.status.value.lower()} in {took} ms")
-                )
-    entries.sort(key=lambda e: e.at)
-    return entries
-
-
-def _stamped(entries: list[LogEntry], epoch: float) -> list[tuple[float, LogEntry]]:
-    """Each line with its wall time, strictly increasing (a microsecond apart at least): the event
-    id is the time (getWorkerLogs: "Log-event id values are the event ts timestamp"; the
-    Last-Event-ID header is a date-time), so two lines must never share one."""
-    stamped: list[tuple[float, LogEntry]] = []
-    last = 0.0
-    for entry in entries:
-        moment = max(round(epoch + entry.at, 6), round(last + 0.000001, 6))
-        stamped.append((moment, entry))
-        last = moment
-    return stamped
-
-
-def _sse(moment: float, entry: LogEntry) -> bytes:
-    ts = _rfc3339(moment)
-    payload = json.dumps({"ts": ts, "source": entry.source, "line": entry.line})
-    return f"id: {ts}\ndata: {payload}\n\n".encode()
-
-
 # --- the API -------------------------------------------------------------------------------------
 
 
-class RestApi:
+class RestApi(WorkerRoutes):
     """``/v2/serverless...``, ``/v2/templates...``, ``/v2/registries...``, ``/v2/catalog/gpus``."""
 
     def __init__(self, state: EmulatorState, control: Any, fleet: Any, invoke_base: Callable[[], str]) -> None:
@@ -428,7 +162,7 @@ class RestApi:
             # "upstream rejects a selection that leaves none" (excludedTypes)
             raise Refused(400, "the GPU selection leaves no GPU type: every type of the pools is excluded")
         versions = gpu.get("allowedCudaVersions") or []
-        from rpdeploy.emulator.control import CUDA_VERSIONS
+        from rpdeploy.emulator.graphql_values import CUDA_VERSIONS
 
         for version in versions:
             if version not in CUDA_VERSIONS:
@@ -530,7 +264,7 @@ class RestApi:
             container_disk_in_gb=int(body.get("disk", source.container_disk_in_gb if source else 5)),
             volume_in_gb=0,
             volume_mount_path="/workspace",
-            ports=",".join(body.get("ports") or ([] if source is None else _split(source.ports))),
+            ports=",".join(body.get("ports") or ([] if source is None else split(source.ports))),
             env=[EnvVar(k, v) for k, v in env.items()],
             is_serverless=True,
             is_public=False,
@@ -578,7 +312,7 @@ class RestApi:
                 rolls = True
             if "allowedCudaVersions" in gpu:
                 wanted = ",".join(gpu["allowedCudaVersions"]) or None
-                if _split(wanted) != _split(endpoint.allowed_cuda_versions):
+                if split(wanted) != split(endpoint.allowed_cuda_versions):
                     endpoint.allowed_cuda_versions = wanted
                     rolls = True
             if "minCudaVersion" in gpu:
@@ -648,110 +382,6 @@ class RestApi:
         releases.forget(self.state, endpoint.id)
         self.state.templates.pop(endpoint.template_id, None)
         return Response(204, None, RATE_LIMIT_HEADERS)
-
-    # --- workers, releases, logs --------------------------------------------------------
-
-    def placement(self, endpoint: Endpoint, worker: Worker) -> tuple[str, str]:
-        """Which GPU type and data center a worker got: one its endpoint allows, kept once chosen."""
-        if worker.id not in self._placements:
-            allowed = gpus.GpuSelection.parse(endpoint.gpu_ids).allowed(dict(self.control.pools)) or ("unknown",)
-            centers = _split(endpoint.locations) or ["EU-RO-1"]
-            seed = sum(map(ord, worker.id))
-            self._placements[worker.id] = (allowed[seed % len(allowed)], centers[seed % len(centers)])
-        return self._placements[worker.id]
-
-    def _listEndpointWorkers(self, parts: list[str], query: Any, body: Any, headers: Any) -> Response:
-        endpoint = self._endpoint(parts[1])
-        now = self.state.clock()
-        rows = []
-        counts = dict.fromkeys(("running", "idle", "initializing", "throttled", "unhealthy"), 0)
-        for worker in endpoint.workers:
-            status = "UNHEALTHY" if worker.start_error else worker.status.upper()
-            counts[status.lower()] += 1
-            gpu, center = self.placement(endpoint, worker)
-            rows.append(
-                {
-                    "id": worker.id,
-                    "status": status,
-                    "isStale": worker.version != endpoint.version,
-                    "version": worker.version,
-                    "gpuCount": endpoint.gpu_count,
-                    "image": worker.image or None,
-                    "uptimeSeconds": max(0, math.floor(now - worker.started_at)),
-                    "gpuTypeId": gpu,
-                    "dataCenterId": center,
-                    "startedAt": _rfc3339(self._epoch + worker.started_at),
-                }
-            )
-        summary = {**counts, "total": len(rows)}
-        return self._ok({"workers": rows, "summary": summary, "endpointVersion": endpoint.version})
-
-    def _listEndpointReleases(self, parts: list[str], query: Any, body: Any, headers: Any) -> Response:
-        return self._ok(releases.listing(self.state, self._endpoint(parts[1])))
-
-    def _getWorkerLogs(self, parts: list[str], query: Mapping[str, str], body: Any, headers: Any) -> Response:
-        endpoint = self._endpoint(parts[1])
-        worker = next((w for w in endpoint.workers if w.id == parts[3]), None)
-        if worker is None:
-            # Only active workers are listed, and their logs go with them (docs serverless/development/logs.mdx).
-            raise Refused(404, f"worker {parts[3]} not found on endpoint {endpoint.id}")
-        try:
-            tail = int(query.get("tail", "100"))
-        except ValueError:
-            raise Refused(422, "Request validation failed.", ["$.tail: not an integer"]) from None
-        if not 0 <= tail <= 5000:
-            raise Refused(422, "Request validation failed.", ["$.tail: must be between 0 and 5000"])
-        source = query.get("source")
-        if source not in (None, "container", "system"):
-            raise Refused(422, "Request validation failed.", ["$.source: must be container or system"])
-        entries = worker_log(self.state, endpoint, worker, self.placement(endpoint, worker))
-        stamped = [(t, e) for t, e in _stamped(entries, self._epoch) if source is None or e.source == source]
-        last = _parse_time(headers.get("last-event-id", "")) if headers.get("last-event-id") else None
-        since = _parse_time(query["since"]) if query.get("since") else None
-        if headers.get("last-event-id") and last is None:
-            raise Refused(422, "Request validation failed.", ["$.Last-Event-ID: not a date-time"])
-        if query.get("since") and since is None:
-            raise Refused(422, "Request validation failed.", ["$.since: not a date-time"])
-        if last is not None:
-            backlog = [(t, e) for t, e in stamped if t > last]  # exclusive (runpodctl, verified against prod)
-        elif since is not None:
-            backlog = [(t, e) for t, e in stamped if t >= since]  # since overrides tail
-        else:
-            backlog = stamped[-tail:] if tail else []
-        sent = max([t for t, _ in stamped], default=0.0)
-        first = [_sse(t, e) for t, e in backlog]
-        stream_headers = (
-            ("Content-Type", "text/event-stream"),
-            ("Cache-Control", "no-cache"),
-            ("X-Accel-Buffering", "no"),
-            *RATE_LIMIT_HEADERS,
-        )
-        return Response(200, None, stream_headers, self._follow(endpoint.id, worker.id, first, sent, source))
-
-    def _follow(
-        self, endpoint_id: str, worker_id: str, first: list[bytes], sent: float, source: str | None
-    ) -> Iterator[bytes]:
-        yield from first
-        idle_since = beat = time.monotonic()
-        while time.monotonic() - idle_since < self.stream_idle:
-            if time.monotonic() - beat >= KEEP_ALIVE:
-                # An SSE comment: readers skip it, and a reader that left is noticed at the write.
-                beat = time.monotonic()
-                yield b": keep-alive\n\n"
-            with self.state.lock:
-                self.state.changed.wait(0.25)
-                self.state.advance()
-                endpoint = self.state.endpoints.get(endpoint_id)
-                worker = next((w for w in endpoint.workers if w.id == worker_id), None) if endpoint else None
-                if endpoint is None or worker is None or self.fleet._stopping.is_set():
-                    return
-                entries = worker_log(self.state, endpoint, worker, self.placement(endpoint, worker))
-                stamped = _stamped(entries, self._epoch)
-                fresh = [_sse(t, e) for t, e in stamped if t > sent and (source is None or e.source == source)]
-                sent = max([sent, *(t for t, _ in stamped)])
-            if fresh:
-                idle_since = time.monotonic()
-                yield from fresh
 
     # --- templates --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from rpdeploy.errors import ApiError, ApiRetiredError, AuthError
-from rpdeploy.gpus import GpuSelection
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.runpod import graphql_ops as ops
 from rpdeploy.runpod.models import (
     Account,

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from rpdeploy.gpus import GpuSelection
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.secrets import MASK, SECRET_NAME, Secret
 
 #: A template env value that names a RunPod secret instead of holding one (docs pods/templates/secrets.mdx).
@@ -58,7 +58,7 @@ class TemplateSpec:
     registry_auth_id: str = ""
     docker_args: str = ""
     readme: str = ""
-    #: The release this content makes (``rpdeploy.release``); also in env as RPDEPLOY_RELEASE.
+    #: The release this content makes (``rpdeploy.runpod.release``); also in env as RPDEPLOY_RELEASE.
     release: str = ""
 
     def env_map(self) -> dict[str, str]:

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from rpdeploy.errors import ApiError, ApiRetiredError, AuthError
-from rpdeploy.gpus import GpuSelection
+from rpdeploy.preflight.gpus import GpuSelection
 from rpdeploy.runpod.controlplane import HttpTransport, auth_error
 from rpdeploy.runpod.models import (
     Account,

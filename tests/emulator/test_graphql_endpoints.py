@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from emulator_support import ENDPOINT_FIELDS, OWN_IMAGE, Api
 
-from rpdeploy import gpus
 from rpdeploy.emulator import Emulator
+from rpdeploy.preflight import gpus
 
 
 def test_create_returns_endpoint_with_defaults(api: Api, emulator: Emulator) -> None:

@@ -323,7 +323,7 @@ def test_openai_completions_stream(api: Api, vllm: str) -> None:
     assert events[-1]["choices"][0]["finish_reason"] == "length"
 
 
-# --- which release answered (rpdeploy/release.py) ------------------------------------------------------
+# --- which release answered (rpdeploy/runpod/release.py) ------------------------------------------------------
 
 RELEASE = "rel-0123456789ab-cdef01234567"
 

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from emulator_support import API_KEY, MODEL, OWN_IMAGE, Api
 
-from rpdeploy import cost
 from rpdeploy.emulator import Emulator
 from rpdeploy.emulator.coldstart import model_bytes
+from rpdeploy.preflight import cost
 
 REFERENCE = f"https://huggingface.co/{MODEL}:main"
 SECRET_CREATE = "mutation($input: SecretCreateInput!) { secretCreate(input: $input) { id name description } }"

@@ -76,7 +76,7 @@ def _secret(case: Case, folder: Path) -> Act:
 
 
 def _ledger(case: Case, folder: Path) -> Act:
-    from rpdeploy.ledger import Ledger
+    from rpdeploy.deploy.ledger import Ledger
 
     state = folder / ".rpdeploy"
     state.mkdir()
@@ -164,7 +164,7 @@ def main(case_id: str) -> None:
     case = BY_ID[case_id]
     # Imports, making the input and starting the emulator are not part of the case.
     import rpdeploy.config
-    import rpdeploy.ledger  # noqa: F401
+    import rpdeploy.deploy.ledger  # noqa: F401
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

@@ -37,9 +37,9 @@ from typing import IO, Any
 import pytest
 import yaml
 
-from rpdeploy import remote
+from rpdeploy.backend import host as remote
+from rpdeploy.deploy.ledger import Ledger
 from rpdeploy.emulator import Emulator
-from rpdeploy.ledger import Ledger
 from tests.conftest import CliRunnerFn
 from tests.support.services import REPO_ROOT, Registry, SystemdHost
 from tests.test_build import write_project
