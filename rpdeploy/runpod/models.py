@@ -132,20 +132,7 @@ class EndpointSpec:
 
     def settings(self) -> dict[str, Any]:
         """The managed settings, in rpdeploy's names and plain JSON values: what a diff compares."""
-        return {
-            "name": self.name,
-            "gpus": self.gpus.to_dict(),
-            "gpu_count": self.gpu_count,
-            "workers_min": self.workers_min,
-            "workers_max": self.workers_max,
-            "idle_timeout": self.idle_timeout,
-            "scaler_type": self.scaler_type,
-            "scaler_value": self.scaler_value,
-            "flashboot": self.flashboot,
-            "execution_timeout_ms": self.execution_timeout_ms,
-            "allowed_cuda_versions": _sorted(self.allowed_cuda_versions),
-            "locations": _sorted(self.locations),
-        }
+        return _endpoint_settings(self)
 
 
 def _reference_parts(reference: str) -> tuple[str, str]:
@@ -202,20 +189,7 @@ class Endpoint:
 
     def settings(self) -> dict[str, Any]:
         """The live values of what :meth:`EndpointSpec.settings` manages, in the same form."""
-        return {
-            "name": self.name,
-            "gpus": self.gpus.to_dict(),
-            "gpu_count": self.gpu_count,
-            "workers_min": self.workers_min,
-            "workers_max": self.workers_max,
-            "idle_timeout": self.idle_timeout,
-            "scaler_type": self.scaler_type,
-            "scaler_value": self.scaler_value,
-            "flashboot": self.flashboot,
-            "execution_timeout_ms": self.execution_timeout_ms,
-            "allowed_cuda_versions": _sorted(self.allowed_cuda_versions),
-            "locations": _sorted(self.locations),
-        }
+        return _endpoint_settings(self)
 
     def model_references_change(self, spec: EndpointSpec) -> bool:
         """Does deploy.yaml want another cached model than RunPod has? (Never when either side does not say.)"""
@@ -225,6 +199,24 @@ class Endpoint:
 
     def network_volumes_change(self, spec: EndpointSpec) -> bool:
         return spec.network_volume_ids is not None and set(self.network_volume_ids) != set(spec.network_volume_ids)
+
+
+def _endpoint_settings(source: EndpointSpec | Endpoint) -> dict[str, Any]:
+    """The settings a diff compares, read the same way from what is asked and what RunPod holds."""
+    return {
+        "name": source.name,
+        "gpus": source.gpus.to_dict(),
+        "gpu_count": source.gpu_count,
+        "workers_min": source.workers_min,
+        "workers_max": source.workers_max,
+        "idle_timeout": source.idle_timeout,
+        "scaler_type": source.scaler_type,
+        "scaler_value": source.scaler_value,
+        "flashboot": source.flashboot,
+        "execution_timeout_ms": source.execution_timeout_ms,
+        "allowed_cuda_versions": _sorted(source.allowed_cuda_versions),
+        "locations": _sorted(source.locations),
+    }
 
 
 @dataclass(frozen=True)
