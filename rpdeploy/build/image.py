@@ -321,20 +321,7 @@ def build_image(api: Any, plan: BuildPlan, *, reporter: Reporter | None = None) 
         raise log.failure("the engine ended the build without an image id")
     with _engine_errors("inspecting the built image"):
         built = api.inspect_image(log.image_id)
-    seconds = time.monotonic() - started
-    return BuildResult(
-        image=plan.ref,
-        image_id=str(built["Id"]),
-        tags=tuple(sorted(t for t in built.get("RepoTags") or () if t.startswith(f"{plan.name}:"))),
-        size=int(built.get("Size") or 0),
-        context_hash=plan.context_hash,
-        tag_source=plan.tag.source,
-        platform=plan.platform,
-        skipped=False,
-        seconds=round(seconds, 3),
-        steps=log.steps,
-        cached_steps=log.cached,
-    )
+    return _result(plan, built, started, skipped=False, steps=log.steps, cached_steps=log.cached)
 
 
 def reuse_image(
@@ -357,16 +344,31 @@ def reuse_image(
         # The tag may differ from last time (a commit made since): it names the same content.
         api.tag(image_id, repository, tag)
         found = api.inspect_image(image_id)
+    return _result(plan, found, started, skipped=True)
+
+
+def _result(
+    plan: BuildPlan,
+    inspected: Mapping[str, Any],
+    started: float,
+    *,
+    skipped: bool,
+    steps: int = 0,
+    cached_steps: int = 0,
+) -> BuildResult:
+    """What a build (or the reuse of an earlier one) leaves: the image as the engine describes it."""
     return BuildResult(
         image=plan.ref,
-        image_id=str(found["Id"]),
-        tags=tuple(sorted(t for t in found.get("RepoTags") or () if t.startswith(f"{plan.name}:"))),
-        size=int(found.get("Size") or 0),
+        image_id=str(inspected["Id"]),
+        tags=tuple(sorted(t for t in inspected.get("RepoTags") or () if t.startswith(f"{plan.name}:"))),
+        size=int(inspected.get("Size") or 0),
         context_hash=plan.context_hash,
         tag_source=plan.tag.source,
         platform=plan.platform,
-        skipped=True,
+        skipped=skipped,
         seconds=round(time.monotonic() - started, 3),
+        steps=steps,
+        cached_steps=cached_steps,
     )
 
 
